@@ -1,0 +1,281 @@
+"""``python -m bench``: the command-line interface.
+
+Every command has ``--help`` with examples; failures print one line ``error: ...`` and exit
+non-zero (2 for bad input or configuration, 1 for a run that failed); ``--debug`` shows the
+full traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+EXIT_FAILED, EXIT_USAGE = 1, 2
+
+EPILOGS = {
+    "main": """examples:
+  python -m bench list
+  python -m bench run --method attention --dataset digits-halves --seed 0
+  python -m bench sweep --suite quick
+  python -m bench leaderboard --format csv --out leaderboard.csv""",
+    "list": """examples:
+  python -m bench list              methods, datasets and suites
+  python -m bench list datasets     datasets only""",
+    "run": """examples:
+  python -m bench run --method attention --dataset digits-halves
+  python -m bench run --method single:left --dataset digits-halves --seed 1
+  python -m bench run --method late --dataset wdbc --set weights=learned --set lr=0.001 --json
+  python -m bench run --method early --dataset synthetic-pid:synergy --preset tiny --set epochs=5
+
+--set takes a training field (epochs, batch_size, lr, weight_decay, optimizer, schedule,
+patience, grad_clip, select, max_steps) or a method hparam (see `bench list methods`).""",
+    "sweep": """examples:
+  python -m bench sweep --suite quick
+  python -m bench sweep --methods early attention single --datasets wdbc digits-halves --seeds 0 1 2
+  python -m bench sweep --suite quick --runs-dir /tmp/runs --retry-failed
+
+A sweep skips jobs already in the store; rerun the same command to resume an interrupted sweep.""",
+    "leaderboard": """examples:
+  python -m bench leaderboard
+  python -m bench leaderboard --dataset wdbc --format csv --out wdbc.csv
+  python -m bench leaderboard --store postgresql://user@host/bench --format json""",
+}
+
+
+def _add_store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs-dir", default=os.environ.get("BENCH_RUNS_DIR", "runs"),
+                   help="run directory for the SQLite store and checkpoints (default ./runs or $BENCH_RUNS_DIR)")
+    p.add_argument("--store", default=None, help="SQLAlchemy URL of the run store (default sqlite:///<runs-dir>/runs.db)")
+
+
+def _add_job_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="small", choices=("tiny", "small", "paper"), help="model size preset (default small)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a training field or method hparam (repeatable)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split (default 0)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    p.add_argument("--data-root", default=None, help="root of external datasets (default $BENCH_DATA_ROOT or ./data)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="python -m bench", description="Benchmark multimodal fusion and MoE methods "
+                                     "under one protocol.", epilog=EPILOGS["main"], formatter_class=fmt)
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="list methods, datasets and suites", epilog=EPILOGS["list"], formatter_class=fmt)
+    p.add_argument("what", nargs="?", choices=("methods", "datasets", "suites"), help="what to list (default all)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--markdown", action="store_true", help="print the README's registry tables")
+
+    p = sub.add_parser("run", help="run one job (method x dataset x seed)", epilog=EPILOGS["run"], formatter_class=fmt)
+    p.add_argument("--method", required=True, help="method name, e.g. attention or single:<modality>")
+    p.add_argument("--dataset", required=True, help="dataset name, e.g. wdbc or synthetic-pid:synergy")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    _add_job_args(p)
+    _add_store_args(p)
+    p.add_argument("--json", action="store_true", help="print the run record as one JSON line on stdout")
+    p.add_argument("--force", action="store_true", help="rerun even if the job is already in the store")
+    p.add_argument("--no-deterministic", action="store_true", help="allow non-deterministic kernels (GPU speed)")
+
+    p = sub.add_parser("sweep", help="run a suite or a methods x datasets x seeds grid, skipping finished jobs",
+                       epilog=EPILOGS["sweep"], formatter_class=fmt)
+    p.add_argument("--suite", help="named suite (see `bench list suites`)")
+    p.add_argument("--methods", nargs="+", help="methods ('single' expands to every modality)")
+    p.add_argument("--datasets", nargs="+", help="datasets")
+    p.add_argument("--seeds", nargs="+", type=int, help="seeds (default 0 1 2)")
+    p.add_argument("--executor", default="local", choices=("local",), help="where jobs run (default local)")
+    p.add_argument("--retry-failed", action="store_true", help="rerun jobs recorded as failed")
+    p.add_argument("--no-leaderboard", action="store_true", help="do not print the leaderboard at the end")
+    _add_job_args(p)
+    p.set_defaults(preset=None)
+    _add_store_args(p)
+
+    p = sub.add_parser("leaderboard", help="mean ± std over seeds from the run store", epilog=EPILOGS["leaderboard"],
+                       formatter_class=fmt)
+    p.add_argument("--format", default="md", choices=("md", "csv", "json"), help="output format (default md)")
+    p.add_argument("--out", help="write to this file instead of stdout")
+    p.add_argument("--split", default="test", choices=("test", "val"), help="which split's metrics (default test)")
+    p.add_argument("--dataset", action="append", help="only these datasets (repeatable)")
+    p.add_argument("--method", action="append", help="only these methods (repeatable)")
+    _add_store_args(p)
+    return parser
+
+
+def _store(args):
+    from .store import RunStore, default_url
+
+    return RunStore(args.store or default_url(args.runs_dir))
+
+
+def cmd_list(args) -> int:
+    from datasets import dataset_entries
+    from methods import method_classes
+
+    from .suites import SUITES
+
+    if args.markdown:
+        from .docs import registry_tables
+
+        print(registry_tables())
+        return 0
+    out = {}
+    if args.what in (None, "methods"):
+        out["methods"] = [{"name": c.name, "description": c.description, "defaults": c.defaults()} for c in method_classes()]
+    if args.what in (None, "datasets"):
+        out["datasets"] = [{"name": e.name, "description": e.description, "variants": list(e.variants),
+                            "embedded": e.embedded} for e in dataset_entries()]
+    if args.what in (None, "suites"):
+        out["suites"] = [{"name": s.name, "description": s.description} for s in SUITES.values()]
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    for section, items in out.items():
+        print(f"{section}:")
+        for it in items:
+            extra = f" [variants: {', '.join(it['variants'])}]" if it.get("variants") else ""
+            extra += "" if it.get("embedded", True) else " [needs --data-root]"
+            print(f"  {it['name']:<16} {it['description']}{extra}")
+            if "defaults" in it:
+                print(f"  {'':<16} hparams: {', '.join(f'{k}={v}' for k, v in it['defaults'].items())}")
+    return 0
+
+
+def _preflight(method: str, dataset: str, data_root: str | None) -> None:
+    """Check the method name and the dataset's availability together, so one line names every missing part."""
+    from datasets import DatasetError, parse_name
+    from methods import UnknownMethod, parse_method
+
+    from .config import ConfigError
+
+    problems = []
+    try:
+        parse_method(method)
+    except UnknownMethod as exc:
+        problems.append(str(exc))
+    try:
+        entry, _ = parse_name(dataset)
+        if entry.check is not None:
+            entry.check(data_root)
+    except DatasetError as exc:
+        problems.append(str(exc))
+    if problems:
+        raise ConfigError("; and ".join(problems))
+
+
+def cmd_run(args) -> int:
+    from .config import parse_sets
+    from .runner import build_config, run_job
+
+    _preflight(args.method, args.dataset, args.data_root)
+    cfg = build_config(args.method, args.dataset, seed=args.seed, split_seed=args.split_seed, preset=args.preset,
+                       sets=parse_sets(args.sets), device=args.device, deterministic=not args.no_deterministic,
+                       data_root=args.data_root)
+    record = run_job(cfg, _store(args), args.runs_dir, progress=not args.no_progress and not args.json, force=args.force)
+    if args.json:
+        print(record.to_json())
+    else:
+        _print_record(record)
+    if record.status == "failed":
+        print(f"error: run failed: {record.error}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def _print_record(record) -> None:
+    print(f"{record.method} on {record.dataset}, seed {record.seed}: {record.status}"
+          + (f" ({record.reason})" if record.reason else "") + f"  [key {record.key}]")
+    for task, metrics in record.metrics.get("test", {}).items():
+        shown = {k: v for k, v in metrics.items() if "_" not in k or k in ("balanced_accuracy", "macro_f1", "pearson_r")}
+        print(f"  test {task}: " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items()))
+    if record.cost:
+        c = record.cost
+        print(f"  cost: {c['params_total']:,} params, {c['flops_per_sample']:,.0f} FLOPs/sample, "
+              f"{c['step_time_s'] * 1e3:.2f} ms/step, {c['inference_s_per_sample'] * 1e6:.1f} µs/sample inference, "
+              f"train {c['train_time_s']:.1f} s, peak mem {c['peak_memory_bytes'] / 2**20:.0f} MiB")
+
+
+def cmd_sweep(args) -> int:
+    from results import runs_frame, summarize, to_markdown
+
+    from .config import ConfigError, parse_sets
+    from .suites import get_suite
+    from .sweep import expand, run_sweep
+
+    if args.suite:
+        if args.methods or args.datasets:
+            raise ConfigError("give either --suite or --methods/--datasets, not both")
+        try:
+            suite = get_suite(args.suite)
+        except KeyError as exc:
+            raise ConfigError(exc.args[0]) from None
+        methods, datasets, seeds = list(suite.methods), list(suite.datasets), list(args.seeds or suite.seeds)
+        preset, train = args.preset or suite.preset, suite.train
+    elif args.methods and args.datasets:
+        methods, datasets, seeds, preset, train = args.methods, args.datasets, args.seeds or [0, 1, 2], args.preset or "small", {}
+    else:
+        raise ConfigError("sweep needs --suite NAME, or both --methods and --datasets (see --help)")
+    for d in datasets:
+        _preflight("early", d, args.data_root)
+    jobs = expand(methods, datasets, seeds, preset=preset, sets=parse_sets(args.sets), train=train,
+                  split_seed=args.split_seed, device=args.device, data_root=args.data_root)
+    store = _store(args)
+    report = run_sweep(jobs, store, args.runs_dir, retry_failed=args.retry_failed, progress=not args.no_progress)
+    print(f"sweep: {report.planned} jobs planned, {report.already_done} already done, {report.ran} run, "
+          f"{len(report.failed)} failed, {len(report.skipped)} skipped, {len(report.unavailable)} unavailable",
+          file=sys.stderr)
+    for line in report.failed + report.skipped + report.unavailable:
+        print(f"  {line}", file=sys.stderr)
+    if not args.no_leaderboard:
+        keys = {j.key() for j in jobs}
+        frame = runs_frame(store)
+        print(to_markdown(summarize(frame[frame["key"].isin(keys)])))
+    return EXIT_FAILED if report.failed else 0
+
+
+def cmd_leaderboard(args) -> int:
+    from results import render, runs_frame, summarize
+
+    frame = runs_frame(_store(args))
+    if args.dataset:
+        frame = frame[frame["dataset"].isin(args.dataset)]
+    if args.method:
+        frame = frame[frame["method"].isin(args.method)]
+    text = render(summarize(frame, split=args.split), args.format)
+    if args.out:
+        Path(args.out).write_text(text + ("\n" if not text.endswith("\n") else ""))
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        print(text)
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from ._imports import check_datasets_package
+
+        check_datasets_package()
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted: finished jobs are stored; rerun the same command to resume", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI turns every error into one line
+        if args.debug:
+            raise
+        from datasets import DatasetError
+
+        from .config import ConfigError
+        from .store import StoreError
+
+        known = (ConfigError, DatasetError, StoreError, ImportError)
+        msg = str(exc) if isinstance(exc, known) else f"{exc.__class__.__name__}: {exc} (rerun with --debug for the traceback)"
+        print(f"error: {msg}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, known) else EXIT_FAILED

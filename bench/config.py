@@ -1,0 +1,135 @@
+"""Run configuration: what one job is, resolved from defaults, preset and ``--set`` overrides.
+
+The job key is a hash of everything that can change a result (method, dataset, seeds, preset,
+resolved hparams, training budget, device, determinism, code version), which makes re-running a
+sweep idempotent: a key already complete in the store is skipped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import __version__
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the field and the valid choices."""
+
+
+@dataclass
+class TrainConfig:
+    """Uniform training protocol; the same defaults for every method (protocol.md).
+
+    Selection and early stopping use ``select`` on the **validation** split only: ``loss``
+    (mean validation task loss, lower is better; the default because it is defined for every
+    task kind and less noisy than accuracy on small validation sets) or ``primary`` (the mean of
+    each task's primary metric, e.g. accuracy / MAE, direction-aware).
+    """
+
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"
+    schedule: str = "cosine"
+    patience: int = 10
+    grad_clip: float = 1.0
+    select: str = "loss"
+    max_steps: int = 0  # 0 = no step cap
+
+    def validate(self) -> "TrainConfig":
+        choices = {"optimizer": ("adamw", "adam", "sgd"), "schedule": ("cosine", "constant"), "select": ("loss", "primary")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name}={getattr(self, name)!r} is not one of: {', '.join(allowed)}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "weight_decay", "grad_clip", "patience", "max_steps"):
+            if getattr(self, name) < 0 or (name == "lr" and self.lr == 0):
+                raise ConfigError(f"{name} must be {'> 0' if name == 'lr' else '>= 0'}, got {getattr(self, name)}")
+        return self
+
+
+TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+
+
+@dataclass
+class RunConfig:
+    """One job. ``hparams`` holds the method's fully resolved hyper-parameters."""
+
+    method: str
+    dataset: str
+    seed: int = 0
+    split_seed: int = 0
+    preset: str = "small"
+    hparams: dict[str, Any] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    device: str = "cpu"
+    deterministic: bool = True
+    data_root: str | None = None
+
+    def key_fields(self) -> dict[str, Any]:
+        return {"method": self.method, "dataset": self.dataset, "seed": self.seed, "split_seed": self.split_seed,
+                "preset": self.preset, "hparams": self.hparams, "train": dataclasses.asdict(self.train),
+                "device": self.device.split(":")[0], "deterministic": self.deterministic, "code_version": __version__}
+
+    def key(self) -> str:
+        blob = json.dumps(self.key_fields(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["key"] = self.key()
+        return d
+
+
+def coerce(key: str, raw: str, default: Any) -> Any:
+    """Parse a ``--set key=value`` string to the type of the key's default value."""
+    try:
+        if isinstance(default, bool):
+            low = raw.strip().lower()
+            if low in ("true", "1", "yes", "on"):
+                return True
+            if low in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            value = float(raw)
+            if value != value:
+                raise ValueError
+            return value
+        return raw
+    except ValueError:
+        kind = type(default).__name__
+        raise ConfigError(f"--set {key}={raw}: expected a {kind} value") from None
+
+
+def parse_sets(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def split_overrides(raw: dict[str, str], method_defaults: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split raw ``--set`` values into (training overrides, method hparam overrides), typed."""
+    train, hp = {}, {}
+    base = dataclasses.asdict(TrainConfig())
+    for key, value in raw.items():
+        if key in base:
+            train[key] = coerce(key, value, base[key])
+        elif key in method_defaults:
+            hp[key] = coerce(key, value, method_defaults[key])
+        else:
+            valid = sorted(set(base) | set(method_defaults))
+            raise ConfigError(f"unknown --set key {key!r}; valid keys: {', '.join(valid)}")
+    return train, hp

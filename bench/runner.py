@@ -1,0 +1,293 @@
+"""The one function that runs one job: ``(method, dataset, seed, hparams, budget) -> RunRecord``.
+
+It owns everything that must be uniform across methods (protocol.md): seeding and determinism,
+the split, optimiser and schedule, the epoch/step budget, early stopping and checkpoint
+selection on the **validation split only**, a single test evaluation with the selected weights
+at the end, NaN/Inf detection, checkpoint + resume, progress display and cost measurement.
+No code path here computes a test metric during training.
+"""
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import math
+import platform
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from datasets import MultimodalData, canonical_name, load_dataset, parse_name
+from methods import parse_method, resolve_hparams, task_loss
+
+from . import __version__
+from .checkpoint import Checkpointer
+from .config import ConfigError, RunConfig, TrainConfig, split_overrides
+from .cost import flops_per_sample, parameter_counts, peak_memory_bytes, timed_inference
+from .metrics import evaluate_task, primary_metric
+from .record import RunRecord
+from .seeding import configure_determinism, make_generator, rng_state, seed_everything, set_rng_state
+from .store import RunStore
+
+
+class NonFiniteLoss(RuntimeError):
+    def __init__(self, step: int, parts: dict[str, float]):
+        self.step, self.parts = step, parts
+        super().__init__(f"non-finite loss at step {step}: {parts}")
+
+
+def build_config(method: str, dataset: str, seed: int = 0, split_seed: int = 0, preset: str = "small",
+                 sets: dict[str, str] | None = None, train: dict[str, Any] | None = None, device: str = "cpu",
+                 deterministic: bool = True, data_root: str | None = None) -> RunConfig:
+    """Resolve names, preset and ``--set`` overrides into a :class:`RunConfig` (raises ConfigError)."""
+    cls, from_name = parse_method(method)
+    defaults = cls.defaults()
+    train_over, hp_over = split_overrides(sets or {}, defaults)
+    try:
+        hparams = resolve_hparams(defaults, preset, {**from_name, **hp_over})
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    arg = getattr(cls, "name_arg", None)
+    name = f"{cls.name}:{hparams[arg]}" if arg and hparams.get(arg) else cls.name
+    tc = TrainConfig(**{**(train or {}), **train_over}).validate()
+    return RunConfig(method=name, dataset=canonical_name(dataset), seed=seed, split_seed=split_seed, preset=preset,
+                     hparams=hparams, train=tc, device=device, deterministic=deterministic, data_root=data_root)
+
+
+@dataclass
+class SplitEval:
+    loss: float
+    metrics: dict[str, dict[str, float]]
+    cases: pd.DataFrame | None
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    if device.type == "cpu":
+        return batch
+    return {k: ({kk: vv.to(device, non_blocking=True) for kk, vv in v.items()} if isinstance(v, dict)
+                else v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def evaluate_split(model, data: MultimodalData, split: str, batch_size: int, device: torch.device,
+                   per_case: bool = False) -> SplitEval:
+    """Predict a whole split in eval mode; metrics per task; per-case frame when asked."""
+    model.eval()
+    preds: dict[str, list[torch.Tensor]] = {t: [] for t in data.spec.task_names}
+    aux: dict[str, list[torch.Tensor]] = {}
+    for batch in data.batches(split, batch_size):
+        out = model(_to_device(batch, device))
+        for t in preds:
+            preds[t].append(out.preds[t].float().cpu())
+        for name, value in out.aux.items():
+            if torch.is_tensor(value) and value.dim() >= 1 and value.shape[0] == len(batch["index"]):
+                aux.setdefault(name, []).append(value.float().cpu())
+    idx = data.splits[split]
+    ids = [data.ids[i] for i in idx]
+    loss, metrics, frames = 0.0, {}, []
+    for task in data.spec.tasks:
+        p = torch.cat(preds[task.name])
+        y, m = data.targets[task.name][idx], data.target_mask[task.name][idx]
+        loss += float(task_loss(task, p, y, m))
+        ev = evaluate_task(task, p, y, m, ids)
+        metrics[task.name] = ev.metrics
+        if per_case:
+            frames.append(ev.per_case.assign(task=task.name))
+    cases = None
+    if per_case:
+        cases = pd.concat(frames, ignore_index=True)
+        extra = pd.DataFrame({"case_id": ids})
+        for name, parts in aux.items():
+            v = torch.cat(parts)
+            extra[f"aux_{name}"] = v.reshape(len(v), -1).tolist() if v.dim() > 1 else v.numpy()
+        for name, values in data.extras.items():
+            extra[f"truth_{name}"] = np.asarray(values)[idx]
+        cases = cases.merge(extra, on="case_id", how="left")
+    return SplitEval(loss, metrics, cases)
+
+
+def _selection_score(ev: SplitEval, data: MultimodalData, select: str) -> float:
+    """Lower is better."""
+    if select == "loss":
+        return ev.loss
+    values = []
+    for task in data.spec.tasks:
+        name, higher = primary_metric(task)
+        v = ev.metrics[task.name][name]
+        values.append(-v if higher else v)
+    return float(np.mean(values))
+
+
+def _make_optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if tc.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    if tc.optimizer == "adam":
+        return torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    return torch.optim.SGD(params, lr=tc.lr, weight_decay=tc.weight_decay, momentum=0.9)
+
+
+def _make_schedule(opt, tc: TrainConfig, total_steps: int):
+    if tc.schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
+
+
+_GIT: str | None = None
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    global _GIT
+    if _GIT is None:
+        try:
+            _GIT = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                  cwd=Path(__file__).parent, timeout=5).stdout.strip() or "unknown"
+        except (OSError, subprocess.SubprocessError):
+            _GIT = "unknown"
+    env = {"torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
+           "device": device.type, "bench": __version__, "git": _GIT, "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        env["device_name"] = torch.cuda.get_device_name(device)
+    return env
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _record(cfg: RunConfig, status: str, **kw) -> RunRecord:
+    return RunRecord(key=cfg.key(), method=cfg.method, dataset=cfg.dataset, seed=cfg.seed, split_seed=cfg.split_seed,
+                     preset=cfg.preset, code_version=__version__, config=cfg.to_dict(), status=status,
+                     created_at=_now(), **kw)
+
+
+def run_job(cfg: RunConfig, store: RunStore | None, runs_dir: str | Path = "runs", progress: bool = True,
+            force: bool = False) -> RunRecord:
+    """Run (or resume) one job and store its record. Returns the stored record if already done."""
+    key = cfg.key()
+    if store is not None and not force:
+        existing = store.get(key)
+        if existing is not None and existing.status in ("ok", "skipped"):
+            return existing
+    device = torch.device(cfg.device)
+    configure_determinism(cfg.deterministic)
+    seed_everything(cfg.seed)
+    entry, _ = parse_name(cfg.dataset)
+    data = load_dataset(cfg.dataset, cfg.split_seed, **({} if entry.embedded else {"data_root": cfg.data_root}))
+    cls, _ = parse_method(cfg.method)
+    supported = cls.supports(data.spec)
+    if supported is not True:
+        record = _record(cfg, "skipped", reason=str(supported), env=environment(device))
+        if store is not None:
+            store.put(record)
+        return record
+    seed_everything(cfg.seed)
+    try:
+        model = cls(data.spec, cfg.hparams).to(device)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    tc = cfg.train
+    ckpt = Checkpointer(Path(runs_dir) / "checkpoints" / key)
+    steps_per_epoch = math.ceil(len(data.splits["train"]) / tc.batch_size)
+    total_steps = tc.epochs * steps_per_epoch if not tc.max_steps else min(tc.max_steps, tc.epochs * steps_per_epoch)
+    opt = _make_optimizer(model, tc)
+    sched = _make_schedule(opt, tc, total_steps)
+    gen = make_generator(cfg.seed)
+    st = {"epoch": 0, "step": 0, "best_score": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [],
+          "train_time": 0.0, "step_times": []}
+    resumed = ckpt.load(ckpt.last_path) if not force else None
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        opt.load_state_dict(resumed["optimizer"])
+        sched.load_state_dict(resumed["schedule"])
+        gen.set_state(resumed["generator"])
+        set_rng_state(resumed["rng"])
+        st = resumed["state"]
+    best_weights = (ckpt.load(ckpt.best_path) or {}).get("model") if resumed is not None else None
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    bar = tqdm(total=tc.epochs, initial=st["epoch"], desc=f"{cfg.method} | {cfg.dataset} | seed {cfg.seed}",
+               disable=True if not progress else None, leave=False, unit="ep", dynamic_ncols=True)
+    try:
+        while st["epoch"] < tc.epochs and not (tc.max_steps and st["step"] >= tc.max_steps):
+            model.train()
+            epoch_start, losses = time.perf_counter(), []
+            for batch in data.batches("train", tc.batch_size, gen):
+                t0 = time.perf_counter()
+                batch = _to_device(batch, device)
+                out = model(batch)
+                total, parts = model.loss(out, batch)
+                if not bool(torch.isfinite(total)):
+                    raise NonFiniteLoss(st["step"], {k: v.item() for k, v in parts.items()})
+                opt.zero_grad(set_to_none=True)
+                total.backward()
+                if tc.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+                opt.step()
+                sched.step()
+                st["step"] += 1
+                losses.append(total.detach().item())
+                st["step_times"].append(time.perf_counter() - t0)
+                if tc.max_steps and st["step"] >= tc.max_steps:
+                    break
+            st["train_time"] += time.perf_counter() - epoch_start
+            val = evaluate_split(model, data, "val", tc.batch_size, device)
+            score = _selection_score(val, data, tc.select)
+            if not math.isfinite(score):
+                raise NonFiniteLoss(st["step"], {"val_selection_score": score})
+            improved = score < st["best_score"]
+            if improved:
+                st.update(best_score=score, best_epoch=st["epoch"], bad_epochs=0)
+                best_weights = copy.deepcopy(model.state_dict())
+                ckpt.save(ckpt.best_path, {"model": best_weights, "epoch": st["epoch"]})
+            else:
+                st["bad_epochs"] += 1
+            st["history"].append({"epoch": st["epoch"], "train_loss": float(np.mean(losses)) if losses else float("nan"),
+                                  "val_loss": val.loss, "val_score": score})
+            st["epoch"] += 1
+            ckpt.save(ckpt.last_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                       "schedule": sched.state_dict(), "generator": gen.get_state(),
+                                       "rng": rng_state(), "state": st})
+            bar.update(1)
+            bar.set_postfix(train=f"{st['history'][-1]['train_loss']:.3f}", val=f"{score:.3f}", best=st["best_epoch"])
+            if tc.patience and st["bad_epochs"] >= tc.patience:
+                break
+    except NonFiniteLoss as exc:
+        bar.close()
+        record = _record(cfg, "failed", error=str(exc), env=environment(device),
+                         summary={"failed_step": exc.step, "loss_parts": exc.parts, "history": st["history"]})
+        if store is not None:
+            store.put(record)
+        ckpt.discard_last()
+        return record
+    bar.close()
+
+    model.load_state_dict(best_weights)
+    val = evaluate_split(model, data, "val", tc.batch_size, device)
+    test = evaluate_split(model, data, "test", tc.batch_size, device, per_case=True)  # the one test evaluation
+    first = data.batch(data.splits["test"][: tc.batch_size])
+    warm = st["step_times"][min(5, len(st["step_times"]) // 5):] or st["step_times"]
+    cost = {**parameter_counts(model),
+            "flops_per_sample": flops_per_sample(model, _to_device(first, device)),
+            "peak_memory_bytes": peak_memory_bytes(device),
+            "train_time_s": st["train_time"],
+            "step_time_s": statistics.median(warm) if warm else float("nan"),
+            **timed_inference(lambda b: model(_to_device(b, device)), data.batches("test", tc.batch_size), device)}
+    record = _record(cfg, "ok", metrics={"val": val.metrics, "test": test.metrics}, cost=cost, env=environment(device),
+                     summary={"epochs_run": st["epoch"], "steps": st["step"], "best_epoch": st["best_epoch"],
+                              "selection": tc.select, "best_val_score": st["best_score"], "history": st["history"],
+                              "missing_modality": getattr(cls, "missing_modality", "unspecified"),
+                              "dataset_source": data.spec.source},
+                     checkpoint=str(ckpt.best_path))
+    if store is not None:
+        store.put(record, test.cases)
+    ckpt.discard_last()
+    return record

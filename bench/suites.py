@@ -1,0 +1,42 @@
+"""Named sweeps. A suite is datasets x methods x seeds at a preset and training budget.
+
+``single`` in a suite's method list expands to ``single:<modality>`` for every modality of each
+dataset, so the best single-modality model is always in the table.
+
+``quick``: every method on every embedded dataset, 3 seeds, ``small`` preset and a short
+budget (30 epochs, patience 8): a few minutes on a 2-core CPU, and a leaderboard that still
+separates methods.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+EMBEDDED_DATASETS = ("wdbc", "digits-halves", "diabetes-views", "synthetic-pid:unique-m1", "synthetic-pid:redundant",
+                     "synthetic-pid:synergy", "synthetic-pid:mixed", "synthetic-mvmt")
+BASELINES = ("single", "early", "late", "intermediate", "attention")
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    datasets: tuple[str, ...]
+    methods: tuple[str, ...]
+    seeds: tuple[int, ...] = (0, 1, 2)
+    preset: str = "small"
+    train: dict[str, Any] = field(default_factory=dict)
+
+
+SUITES: dict[str, Suite] = {
+    "quick": Suite("quick", "every method on every embedded dataset, 3 seeds, small preset (minutes on a CPU)",
+                   EMBEDDED_DATASETS, BASELINES, (0, 1, 2), "small", {"epochs": 30, "patience": 8}),
+    "full-offline": Suite("full-offline", "every method on every embedded dataset, 5 seeds, small preset, full budget",
+                          EMBEDDED_DATASETS, BASELINES, (0, 1, 2, 3, 4), "small", {"epochs": 100, "patience": 15}),
+}
+
+
+def get_suite(name: str) -> Suite:
+    if name not in SUITES:
+        raise KeyError(f"unknown suite {name!r}; choose one of: {', '.join(SUITES)}")
+    return SUITES[name]

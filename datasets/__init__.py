@@ -1,0 +1,18 @@
+"""bench's dataset adapters: the :class:`DatasetSpec` contract, a registry and the datasets.
+
+This package is named ``datasets`` by the product layout, which shadows Hugging Face's
+``datasets`` package if both are installed in one environment; ``BENCH_DATASETS_PACKAGE`` lets
+``bench`` detect that case and fail with a clear message (see ``bench/_imports.py``).
+"""
+from .data import MultimodalData, SPLITS
+from .registry import canonical_name, dataset_entries, load_dataset, parse_name, register_dataset, UnknownDataset
+from .spec import (DatasetError, DatasetFormatError, DatasetNotFound, DatasetSpec, ModalitySpec, TaskSpec,
+                   MODALITY_KINDS, TASK_KINDS)
+
+BENCH_DATASETS_PACKAGE = True
+
+__all__ = [
+    "MultimodalData", "SPLITS", "canonical_name", "dataset_entries", "load_dataset", "parse_name",
+    "register_dataset", "UnknownDataset", "DatasetError", "DatasetFormatError", "DatasetNotFound", "DatasetSpec",
+    "ModalitySpec", "TaskSpec", "MODALITY_KINDS", "TASK_KINDS",
+]

@@ -1,0 +1,62 @@
+"""Turn raw arrays into a split, standardised :class:`MultimodalData` without test leakage.
+
+Vector modalities are z-scored and regression targets' scale recorded using statistics of the
+**training split only**, so no information from val/test reaches the model. Image modalities
+are left as the adapter scaled them (adapters put them in a fixed, data-independent range).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from .data import MultimodalData
+from .spec import DatasetSpec
+from .splits import split_indices
+
+
+def build_data(spec: DatasetSpec, inputs: dict[str, np.ndarray], targets: dict[str, np.ndarray], split_seed: int,
+               ids: list[str] | None = None, mask: dict[str, np.ndarray] | None = None,
+               target_mask: dict[str, np.ndarray] | None = None, groups: np.ndarray | None = None,
+               stratify: np.ndarray | None = None, extras: dict[str, np.ndarray] | None = None) -> MultimodalData:
+    n = len(next(iter(targets.values())))
+    ids = ids or [f"{spec.name}-{i:05d}" for i in range(n)]
+    mask = {m: np.asarray(mask[m], bool) if mask and m in mask else np.ones(n, bool) for m in spec.modality_names}
+    target_mask = {t: np.asarray(target_mask[t], bool) if target_mask and t in target_mask else np.ones(n, bool)
+                   for t in spec.task_names}
+    splits = split_indices(n, split_seed, stratify=stratify, groups=groups)
+    train = splits["train"]
+
+    tensors: dict[str, torch.Tensor] = {}
+    for m in spec.modalities:
+        x = np.asarray(inputs[m.name], dtype=np.float32).copy()
+        if m.is_vector:
+            rows = train[mask[m.name][train]]
+            with np.errstate(invalid="ignore"):
+                mu = np.nanmean(x[rows], axis=0) if len(rows) else np.zeros(x.shape[1:], np.float32)
+                sd = np.nanstd(x[rows], axis=0) if len(rows) else np.ones(x.shape[1:], np.float32)
+            sd = np.where(np.isfinite(sd) & (sd > 1e-8), sd, 1.0)
+            x = (x - np.nan_to_num(mu)) / sd
+        x[~mask[m.name]] = 0.0  # absent rows carry zeros, and the mask says they are absent
+        tensors[m.name] = torch.from_numpy(x.astype(np.float32))
+
+    tasks = []
+    ys: dict[str, torch.Tensor] = {}
+    for t in spec.tasks:
+        y = np.asarray(targets[t.name])
+        if t.kind == "regression":
+            rows = train[target_mask[t.name][train]]
+            t = dataclasses.replace(t, target_mean=float(np.mean(y[rows])), target_std=float(np.std(y[rows]) or 1.0))
+            ys[t.name] = torch.from_numpy(y.astype(np.float32))
+        elif t.kind == "multilabel":
+            ys[t.name] = torch.from_numpy(y.astype(np.float32))
+        else:
+            ys[t.name] = torch.from_numpy(y.astype(np.int64))
+        tasks.append(t)
+    spec = dataclasses.replace(spec, tasks=tuple(tasks))
+    return MultimodalData(
+        spec=spec, ids=list(ids), inputs=tensors,
+        mask={m: torch.from_numpy(v) for m, v in mask.items()}, targets=ys,
+        target_mask={t: torch.from_numpy(v) for t, v in target_mask.items()},
+        splits=splits, groups=groups, extras=extras or {})

@@ -1,0 +1,7 @@
+"""bench's methods: the method contract, shared encoders and heads, and a registry by name."""
+from .base import Method, Output, task_loss
+from .presets import PRESETS, resolve_hparams
+from .registry import UnknownMethod, method_classes, parse_method, register_method
+
+__all__ = ["Method", "Output", "task_loss", "PRESETS", "resolve_hparams", "UnknownMethod", "method_classes",
+           "parse_method", "register_method"]

@@ -1,0 +1,85 @@
+"""The method contract: an ``nn.Module`` built from ``(DatasetSpec, hparams)``.
+
+A method implements ``forward(batch) -> Output``. The default :meth:`Method.loss` sums the
+masked per-task losses and every auxiliary loss the forward put in ``Output.losses`` (each with
+its gradient, each logged by name), so most methods only write ``__init__`` and ``forward``.
+Class methods ``defaults``, ``search_space`` and ``supports`` describe the method to the
+harness; nothing about seeds, splits, optimisers or metrics lives here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from datasets.spec import DatasetSpec, TaskSpec
+
+
+@dataclass
+class Output:
+    """Per-task predictions plus optional interpretation tensors and auxiliary losses.
+
+    ``preds[task]``: logits (B, C) for classification/multilabel, values (B,) in original units
+    for regression. ``aux``: per-sample tensors with batch dimension first (routing or gate
+    weights, expert outputs) that the runner stores with per-case predictions. ``losses``:
+    auxiliary losses (e.g. load balancing) already weighted, added to the task loss.
+    """
+
+    preds: dict[str, torch.Tensor]
+    aux: dict[str, torch.Tensor] = field(default_factory=dict)
+    losses: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def task_loss(task: TaskSpec, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean loss over the labelled rows of one task (0 with a gradient path when none are labelled)."""
+    if not bool(mask.any()):
+        return pred.sum() * 0.0
+    pred, target = pred[mask], target[mask]
+    if task.kind in ("binary", "multiclass"):
+        return nn.functional.cross_entropy(pred, target.long())
+    if task.kind == "multilabel":
+        return nn.functional.binary_cross_entropy_with_logits(pred, target.float())
+    if task.kind == "regression":
+        return (((pred.reshape(-1) - target.float()) / task.target_std) ** 2).mean()
+    raise ValueError(f"task {task.name!r}: kind {task.kind!r} has no loss here")
+
+
+class Method(nn.Module):
+    """Base class of every method. Subclasses set ``name``/``description`` and build layers."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    def __init__(self, spec: DatasetSpec, hparams: dict[str, Any]):
+        super().__init__()
+        self.spec = spec
+        self.hparams = dict(hparams)
+
+    # ---- description for the harness
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Paper (or harness) defaults of every hparam the method reads."""
+        return {}
+
+    @classmethod
+    def search_space(cls, trial) -> dict[str, Any]:
+        """Optuna search space: ``trial.suggest_*`` calls returning an hparams dict."""
+        return {}
+
+    @classmethod
+    def supports(cls, spec: DatasetSpec) -> bool | str:
+        """True, or a one-line reason why this method cannot run on ``spec``."""
+        bad = [t.name for t in spec.tasks if t.kind == "segmentation"]
+        return True if not bad else f"{cls.name} does not do segmentation (tasks {bad})"
+
+    # ---- behaviour
+    def loss(self, output: Output, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        parts: dict[str, torch.Tensor] = {}
+        for task in self.spec.tasks:
+            parts[f"task/{task.name}"] = task_loss(task, output.preds[task.name], batch["targets"][task.name],
+                                                   batch["target_mask"][task.name])
+        for name, value in output.losses.items():
+            parts[f"aux/{name}"] = value
+        total = torch.stack(list(parts.values())).sum()
+        return total, parts

@@ -1,0 +1,48 @@
+"""``early``: fuse the raw inputs, then one shared encoder + heads.
+
+Images of one spatial size are stacked as channels (one CNN sees all views); anything else is
+flattened and concatenated into one vector for one MLP. Absent modalities are zero-filled
+(their rows are zeros by the data contract), the usual early-fusion convention.
+"""
+from __future__ import annotations
+
+import torch
+
+from datasets.spec import ModalitySpec
+
+from .base import Method, Output
+from .encoders import build_encoder, pool
+from .heads import TaskHeads
+from .registry import register_method
+
+
+@register_method
+class EarlyFusion(Method):
+    name = "early"
+    description = "early fusion: inputs concatenated (channels for same-size images), one encoder + heads"
+    missing_modality = "zero-fill"
+
+    @classmethod
+    def defaults(cls):
+        return {"hidden": 64, "layers": 1, "dropout": 0.1, "image_encoder": "cnn"}
+
+    @classmethod
+    def search_space(cls, trial):
+        return {"hidden": trial.suggest_categorical("hidden", [32, 64, 128]),
+                "dropout": trial.suggest_float("dropout", 0.0, 0.5)}
+
+    def __init__(self, spec, hparams):
+        super().__init__(spec, hparams)
+        mods = spec.modalities
+        self.as_channels = all(m.kind == "image2d" for m in mods) and len({m.shape[1:] for m in mods}) == 1
+        if self.as_channels:
+            fused = ModalitySpec("early", "image2d", (sum(m.shape[0] for m in mods), *mods[0].shape[1:]))
+        else:
+            fused = ModalitySpec("early", "tabular", (sum(int(torch.Size(m.shape).numel()) for m in mods),))
+        self.encoder = build_encoder(fused, hparams)
+        self.heads = TaskHeads(spec.tasks, int(hparams["hidden"]))
+
+    def forward(self, batch):
+        xs = [batch["inputs"][m] for m in self.spec.modality_names]
+        x = torch.cat(xs, dim=1) if self.as_channels else torch.cat([x.flatten(1) for x in xs], dim=1)
+        return Output(self.heads(pool(self.encoder(x))))

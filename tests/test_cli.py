@@ -1,0 +1,96 @@
+"""The command line: one-line errors without tracebacks, --json, help with examples, list."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.docs import END, START, registry_tables
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, timeout=300)
+
+
+def test_m4oe_on_flare22_without_data_names_every_missing_part(tmp_path):
+    r = cli("run", "--method", "m4oe", "--dataset", "flare22", "--runs-dir", str(tmp_path / "runs"),
+            env={"BENCH_DATA_ROOT": str(tmp_path / "data")})
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr
+    msg = lines[0]
+    assert msg.startswith("error: ")
+    assert str(tmp_path / "data" / "FLARE22") in msg and "imagesTr/FLARE22_Tr_XXXX_0000.nii.gz" in msg
+    assert "unknown method 'm4oe'" in msg
+    assert not (tmp_path / "runs" / "runs.db").exists() or "m4oe" not in (tmp_path / "runs" / "runs.db").read_bytes().decode("latin1")
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["run", "--method", "nope", "--dataset", "wdbc"], "unknown method 'nope'; choose one of: attention, early"),
+    (["run", "--method", "early", "--dataset", "nope"], "unknown dataset 'nope'; choose one of: "),
+    (["run", "--method", "early", "--dataset", "synthetic-pid:nope"], "has no variant 'nope'; choose one of: unique-m1"),
+    (["run", "--method", "early", "--dataset", "wdbc", "--set", "lr=fast"], "--set lr=fast: expected a float value"),
+    (["run", "--method", "early", "--dataset", "wdbc", "--set", "hidden"], "--set 'hidden': expected key=value"),
+    (["sweep", "--suite", "nope"], "unknown suite 'nope'; choose one of: quick"),
+    (["sweep", "--methods", "early"], "sweep needs --suite NAME, or both --methods and --datasets"),
+])
+def test_bad_input_gives_one_line_error(args, expected, tmp_path, capsys):
+    code = main([*args, "--runs-dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and expected in err[0], err
+
+
+def test_run_json_prints_one_record_line(tmp_path):
+    r = cli("run", "--method", "early", "--dataset", "wdbc", "--preset", "tiny", "--set", "epochs=3", "--json",
+            "--runs-dir", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 1
+    rec = json.loads(lines[0])
+    assert rec["status"] == "ok" and rec["config"]["train"]["epochs"] == 3 and rec["config"]["preset"] == "tiny"
+    assert 0.0 <= rec["metrics"]["test"]["diagnosis"]["accuracy"] <= 1.0
+    assert rec["cost"]["params_total"] > 0
+
+
+def test_presets_change_model_size(tmp_path, capsys):
+    sizes = {}
+    for preset in ("tiny", "small"):
+        assert main(["run", "--method", "intermediate", "--dataset", "wdbc", "--preset", preset, "--set", "epochs=1",
+                     "--json", "--runs-dir", str(tmp_path)]) == 0
+        sizes[preset] = json.loads(capsys.readouterr().out)["cost"]["params_total"]
+    assert sizes["tiny"] < sizes["small"]
+
+
+@pytest.mark.parametrize("command", ["run", "sweep", "leaderboard", "list"])
+def test_help_has_examples(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert "examples:" in capsys.readouterr().out
+
+
+def test_list_json_names_registries(capsys):
+    assert main(["list", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"attention", "early", "late", "intermediate", "single"} <= {m["name"] for m in out["methods"]}
+    assert {"wdbc", "digits-halves", "synthetic-pid", "flare22"} <= {d["name"] for d in out["datasets"]}
+    assert "quick" in {s["name"] for s in out["suites"]}
+
+
+def test_readme_tables_match_registries():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split(START, 1)[1].split(END, 1)[0].strip()
+    assert block == registry_tables().strip(), "README tables are stale: paste `python -m bench list --markdown`"
+
+
+def test_leaderboard_on_empty_store_says_what_to_do(tmp_path, capsys):
+    assert main(["leaderboard", "--runs-dir", str(tmp_path)]) == 0
+    assert "bench sweep --suite quick" in capsys.readouterr().out

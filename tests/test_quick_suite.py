@@ -1,0 +1,70 @@
+"""Slow end-to-end checks of the README's main job: the quick suite and its acceptance criteria,
+plus a sweep killed with SIGKILL and resumed."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.store import RunStore, default_url
+from bench.suites import get_suite
+from bench.sweep import expand
+from results import runs_frame, summarize
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _sweep(runs: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bench", "sweep", "--suite", "quick", "--runs-dir", str(runs),
+                             "--no-progress", *extra], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_quick_suite_acceptance_and_kill_resume(tmp_path):
+    runs = tmp_path / "runs"
+    suite = get_suite("quick")
+    jobs = expand(list(suite.methods), list(suite.datasets), list(suite.seeds), preset=suite.preset, train=suite.train)
+    store = RunStore(default_url(runs))
+
+    # 1. start the suite, SIGKILL it after a few jobs are stored and another is mid-training
+    proc = _sweep(runs)
+    deadline = time.time() + 600
+    while time.time() < deadline and (store.count() < 5 or not list((runs / "checkpoints").glob("*/last.pt"))):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = store.count()
+    assert 5 <= done_before < len(jobs)
+    for rec in store.records():
+        assert rec.status == "ok" and rec.metrics["test"], "no partial record after SIGKILL"
+
+    # 2. rerun: completes exactly the missing jobs
+    proc = _sweep(runs)
+    out, err = proc.communicate(timeout=1800)
+    assert proc.returncode == 0, err[-2000:]
+    assert f"{len(jobs)} jobs planned, {done_before} already done, {len(jobs) - done_before} run, 0 failed" in err
+    assert store.count() == len(jobs) and "###" in out  # leaderboard printed
+
+    # 3. a third run does nothing
+    proc = _sweep(runs, "--no-leaderboard")
+    _, err = proc.communicate(timeout=600)
+    assert f"{len(jobs)} already done, 0 run" in err
+
+    # 4. the leaderboard's acceptance criteria
+    s = summarize(runs_frame(store))
+    acc = s[s.metric == "accuracy"].set_index(["dataset", "method"])["mean"]
+    assert acc.loc["wdbc"].max() >= 0.95
+    digits = acc.loc["digits-halves"]
+    best_single = digits[[m for m in digits.index if m.startswith("single:")]].max()
+    for fusion in ("early", "late", "intermediate", "attention"):
+        assert digits[fusion] > best_single, (fusion, digits.to_dict())
+    syn = acc.loc["synthetic-pid:synergy"]
+    for single in ("single:m1", "single:m2"):
+        assert abs(syn[single] - 0.5) < 0.06, syn.to_dict()
+    assert syn["attention"] > 0.65, syn.to_dict()
