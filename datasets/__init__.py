@@ -4,10 +4,18 @@ This package is named ``datasets`` by the product layout, which shadows Hugging 
 ``datasets`` package if both are installed in one environment; ``BENCH_DATASETS_PACKAGE`` lets
 ``bench`` detect that case and fail with a clear message (see ``bench/_imports.py``).
 """
-from .data import MultimodalData, SPLITS
-from .registry import canonical_name, dataset_entries, load_dataset, parse_name, register_dataset, UnknownDataset
-from .spec import (DatasetError, DatasetFormatError, DatasetNotFound, DatasetSpec, ModalitySpec, TaskSpec,
-                   MODALITY_KINDS, TASK_KINDS)
+from .data import SPLITS, MultimodalData
+from .registry import UnknownDataset, canonical_name, dataset_entries, load_dataset, parse_name, register_dataset
+from .spec import (
+                   MODALITY_KINDS,
+                   TASK_KINDS,
+                   DatasetError,
+                   DatasetFormatError,
+                   DatasetNotFound,
+                   DatasetSpec,
+                   ModalitySpec,
+                   TaskSpec,
+)
 
 BENCH_DATASETS_PACKAGE = True
 

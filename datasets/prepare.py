@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .data import MultimodalData
-from .spec import DatasetSpec
+from .spec import DatasetFormatError, DatasetSpec
 from .splits import split_indices
 
 
@@ -30,6 +30,8 @@ def build_data(spec: DatasetSpec, inputs: dict[str, np.ndarray], targets: dict[s
 
     tensors: dict[str, torch.Tensor] = {}
     for m in spec.modalities:
+        if m.name not in inputs:
+            raise DatasetFormatError(f"{spec.name}: modality {m.name!r} declared in the spec has no data")
         x = np.asarray(inputs[m.name], dtype=np.float32).copy()
         if m.is_vector:
             rows = train[mask[m.name][train]]
@@ -46,8 +48,11 @@ def build_data(spec: DatasetSpec, inputs: dict[str, np.ndarray], targets: dict[s
     for t in spec.tasks:
         y = np.asarray(targets[t.name])
         if t.kind == "regression":
-            rows = train[target_mask[t.name][train]]
-            t = dataclasses.replace(t, target_mean=float(np.mean(y[rows])), target_std=float(np.std(y[rows]) or 1.0))
+            vals = y[train[target_mask[t.name][train]]].astype(np.float64)
+            vals = vals[np.isfinite(vals)]  # NaN targets are reported by validate(), not here
+            mean = float(vals.mean()) if len(vals) else 0.0
+            std = float(vals.std()) if len(vals) and vals.std() > 0 else 1.0
+            t = dataclasses.replace(t, target_mean=mean, target_std=std)
             ys[t.name] = torch.from_numpy(y.astype(np.float32))
         elif t.kind == "multilabel":
             ys[t.name] = torch.from_numpy(y.astype(np.float32))

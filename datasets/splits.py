@@ -26,9 +26,10 @@ def split_indices(n: int, split_seed: int, stratify: np.ndarray | None = None,
         order = uniq[rng.permutation(len(uniq))]
         sizes = np.array([np.sum(groups == g) for g in order])
         cum = np.cumsum(sizes) / n
-        cut1 = int(np.searchsorted(cum, fractions[0]))
-        cut2 = int(np.searchsorted(cum, fractions[0] + fractions[1]))
-        parts = {"train": order[:cut1 + 1], "val": order[cut1 + 1:cut2 + 1], "test": order[cut2 + 1:]}
+        # first group index past each cumulative fraction (nearest cut), keeping every split non-empty
+        cut1 = int(np.clip(np.argmin(np.abs(cum - fractions[0])) + 1, 1, max(1, len(order) - 2)))
+        cut2 = int(np.clip(np.argmin(np.abs(cum - fractions[0] - fractions[1])) + 1, cut1 + 1, max(cut1 + 1, len(order) - 1)))
+        parts = {"train": order[:cut1], "val": order[cut1:cut2], "test": order[cut2:]}
         return {s: np.sort(idx[np.isin(groups, g)]) for s, g in parts.items()}
     strat = stratify if stratify is not None and _stratifiable(stratify) else None
     rest, test = train_test_split(idx, test_size=fractions[2], random_state=split_seed, stratify=strat)
