@@ -48,7 +48,7 @@ class LateFusion(Method):
         w = w / w.sum(dim=1, keepdim=True).clamp_min(1e-8)
         preds = {}
         for t in self.spec.task_names:
-            stacked = torch.stack([o[t] for o in outs], dim=1)  # (B, M, ...) 
+            stacked = torch.stack([o[t] for o in outs], dim=1)  # (B, M, ...)
             ww = w.view(*w.shape, *([1] * (stacked.dim() - 2)))
             preds[t] = (ww * stacked).sum(dim=1)
         return Output(preds, aux={"modality_weights": w})
