@@ -22,7 +22,8 @@ EPILOGS = {
   python -m bench leaderboard --format csv --out leaderboard.csv""",
     "list": """examples:
   python -m bench list              methods, datasets and suites
-  python -m bench list datasets     datasets only""",
+  python -m bench list datasets     datasets only
+  python -m bench list --update-readme README.md   refresh the README's generated tables""",
     "run": """examples:
   python -m bench run --method attention --dataset digits-halves
   python -m bench run --method single:left --dataset digits-halves --seed 1
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", nargs="?", choices=("methods", "datasets", "suites"), help="what to list (default all)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--markdown", action="store_true", help="print the README's registry tables")
+    p.add_argument("--update-readme", metavar="PATH", help="rewrite the registry tables in this README")
 
     p = sub.add_parser("run", help="run one job (method x dataset x seed)", epilog=EPILOGS["run"], formatter_class=fmt)
     p.add_argument("--method", required=True, help="method name, e.g. attention or single:<modality>")
@@ -118,10 +120,14 @@ def cmd_list(args) -> int:
 
     from .suites import SUITES
 
-    if args.markdown:
-        from .docs import registry_tables
+    if args.markdown or args.update_readme:
+        from .docs import registry_tables, update_readme
 
-        print(registry_tables())
+        if args.update_readme:
+            changed = update_readme(args.update_readme)
+            print(f"{args.update_readme}: {'updated' if changed else 'already up to date'}", file=sys.stderr)
+        else:
+            print(registry_tables())
         return 0
     out = {}
     if args.what in (None, "methods"):

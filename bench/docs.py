@@ -21,3 +21,19 @@ def registry_tables() -> str:
     return ("#### Methods\n\n" + tabulate(methods, headers=["name", "what it is", "missing modality"], tablefmt="github")
             + "\n\n#### Datasets\n\n"
             + tabulate(data, headers=["name", "what it is", "modalities", "tasks", "variants", "data"], tablefmt="github"))
+
+
+def update_readme(path) -> bool:
+    """Rewrite the block between the markers in ``path``; return True when it changed."""
+    from pathlib import Path
+
+    p = Path(path)
+    text = p.read_text()
+    if START not in text or END not in text:
+        raise ValueError(f"{p}: no {START} ... {END} block to update")
+    head, rest = text.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    new = f"{head}{START}\n{registry_tables()}\n{END}{tail}"
+    if new != text:
+        p.write_text(new)
+    return new != text

@@ -9,7 +9,7 @@ from datasets import DatasetSpec, ModalitySpec, TaskSpec
 from methods import Method, Output, UnknownMethod, method_classes, parse_method, resolve_hparams, task_loss
 from methods.heads import TaskHeads
 
-BASELINES = ("single", "early", "late", "intermediate", "attention")
+BASELINES = ("single", "early", "late", "intermediate", "attention", "moe", "soft-moe")
 SMALL_DATASETS = ("digits-halves", "wdbc", "diabetes-views", "synthetic-mvmt")
 
 
@@ -79,7 +79,7 @@ def test_supports_rejects_segmentation() -> None:
 
 
 def _method_names(spec) -> list[str]:
-    return [f"single:{spec.modality_names[-1]}", "early", "late", "intermediate", "attention"]
+    return [f"single:{spec.modality_names[-1]}", "early", "late", "intermediate", "attention", "moe", "soft-moe"]
 
 
 @pytest.mark.parametrize("dataset", SMALL_DATASETS)
@@ -118,7 +118,7 @@ def test_forward_loss_backward(dataset, load_data) -> None:
                 for t in spec.task_names:
                     torch.testing.assert_close(model(other_batch).preds[t], model(batch).preds[t])
         elif name != "early":
-            encoders = model.fusion.encoders if name == "attention" else model.encoders
+            encoders = model.encoders
             assert set(encoders) == set(spec.modality_names)
             for m in spec.modality_names:  # every modality's encoder is trained
                 assert any(p.grad is not None and bool((p.grad != 0).any()) for p in encoders[m].parameters()), (name, m)
@@ -186,7 +186,7 @@ def test_late_fusion_averages_present_branches(load_data) -> None:
     batch = {**batch, "mask": {**batch["mask"], "se": torch.tensor([False, True, True, True])}}
     with torch.no_grad():
         out = model(batch)
-        branch = {m: model.heads[m](model.encoders[m](batch["inputs"][m]).mean(1))["diagnosis"]
+        branch = {m: model.backbone.heads[m](model.encoders[m](batch["inputs"][m]).mean(1))["diagnosis"]
                   for m in data.spec.modality_names}
     expected0 = (branch["mean"][0] + branch["worst"][0]) / 2
     expected1 = (branch["mean"][1] + branch["se"][1] + branch["worst"][1]) / 3
@@ -200,11 +200,11 @@ def test_late_fusion_averages_present_branches(load_data) -> None:
 def test_late_fusion_learned_weights(load_data) -> None:
     data = load_data("wdbc")
     model = _build("late", data.spec, weights="learned")
-    assert model.logit_w is not None and model.logit_w.shape == (3,)
+    assert model.backbone.logit_w is not None and model.backbone.logit_w.shape == (3,)
     batch = _batch(data)
     out = model(batch)
     model.loss(out, batch)[0].backward()
-    assert model.logit_w.grad is not None
+    assert model.backbone.logit_w.grad is not None
     with pytest.raises(ValueError, match="weights"):
         _build("late", data.spec, weights="max")
 
@@ -269,7 +269,7 @@ def _test_accuracy(method: str, dataset: str, epochs: int, tmp_path) -> float:
     return float(record.metrics["test"]["label"]["accuracy"])
 
 
-@pytest.mark.parametrize("method", ["single:m1", "early", "late", "intermediate", "attention"])
+@pytest.mark.parametrize("method", ["single:m1", "early", "late", "intermediate", "attention", "moe", "soft-moe"])
 def test_planted_unique_signal_is_learned(method, tmp_path) -> None:
     assert _test_accuracy(method, "synthetic-pid:unique-m1", 15, tmp_path) > 0.75
 
@@ -285,3 +285,53 @@ def test_planted_synergy_is_learned_by_fusion(method, tmp_path) -> None:
 
 def test_synergy_is_invisible_to_one_modality(tmp_path) -> None:
     assert _test_accuracy("single:m1", "synthetic-pid:synergy", 25, tmp_path) < 0.6
+
+
+# ------------------------------------------------------------------------------------ MoE controls
+
+
+def test_switch_moe_load_balancing_loss_keeps_its_gradient(load_data) -> None:
+    data = load_data("synthetic-pid:mixed")
+    model = _build("moe", data.spec, num_experts=4, top_k=1)
+    batch = _batch(data, 32)
+    out = model(batch)
+    lb = out.losses["load_balance"]
+    assert lb.requires_grad and float(lb.detach()) > 0
+    total, parts = model.loss(out, batch)
+    assert "aux/load_balance" in parts
+    lb.backward(retain_graph=True)
+    router = model.backbone.blocks[0].ffn.router.weight
+    assert router.grad is not None and bool((router.grad != 0).any()), "load balancing must train the router"
+
+
+def test_switch_moe_balanced_router_gives_the_textbook_minimum() -> None:
+    from methods.moe_layers import SwitchMoE
+
+    layer = SwitchMoE(8, experts=4, top_k=1, aux_weight=1.0)
+    torch.nn.init.zeros_(layer.router.weight)  # uniform probabilities: P_e = 1/E
+    x = torch.randn(2, 6, 8)
+    _, aux = layer(x)
+    # all tokens pick expert 0 on ties: f = (1, 0, 0, 0), so E * sum f_e P_e = 4 * 1/4 = 1
+    assert float(aux) == pytest.approx(1.0)
+
+
+def test_moe_reports_active_parameters_below_total(load_data) -> None:
+    from bench.cost import parameter_counts
+
+    data = load_data("synthetic-pid:mixed")
+    counts = parameter_counts(_build("moe", data.spec, num_experts=4, top_k=1))
+    assert counts["params_active"] < counts["params_total"]
+    dense = parameter_counts(_build("attention", data.spec))
+    assert dense["params_active"] == dense["params_total"]
+
+
+def test_soft_moe_ignores_absent_modality_tokens(load_data) -> None:
+    data = load_data("wdbc")
+    model = _build("soft-moe", data.spec).eval()
+    batch = _batch(data, 4)
+    batch = {**batch, "mask": {**batch["mask"], "se": torch.tensor([False, False, True, True])}}
+    changed = {**batch, "inputs": {**batch["inputs"], "se": torch.randn_like(batch["inputs"]["se"])}}
+    with torch.no_grad():
+        a, b = model(batch).preds["diagnosis"], model(changed).preds["diagnosis"]
+    torch.testing.assert_close(a[:2], b[:2])
+    assert not torch.allclose(a[2:], b[2:])

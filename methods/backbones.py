@@ -1,0 +1,157 @@
+"""Fusion backbones: modality tokens -> per-task predictions, shared by baselines and I2MoE.
+
+A backbone sees the **encoded** tokens ``{modality: (B, P, H)}`` and the modality masks, and
+returns ``(preds, aux_loss, info)``: per-task predictions, a scalar auxiliary loss (zero when
+the backbone has none; MoE load balancing otherwise, with its gradient) and per-sample
+interpretation tensors. Because encoders live outside, I2MoE can wrap any backbone as an
+expert over shared encoders, and the fusion baselines are "shared encoders + one backbone".
+
+| name | fusion | absent modality |
+|---|---|---|
+| ``intermediate`` | pooled embeddings concatenated -> MLP -> heads | zero embedding |
+| ``early`` | all tokens flattened and concatenated -> MLP -> heads | zero tokens |
+| ``late`` | one head per modality on its pooled embedding, outputs averaged | dropped from the mean |
+| ``attention`` | pre-norm transformer over all tokens + CLS -> heads | keys masked |
+| ``moe`` | the same transformer with top-k switch MoE feed-forward layers | keys masked |
+| ``soft-moe`` | the same transformer with Soft-MoE feed-forward layers | keys masked, not dispatched |
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .blocks import Block
+from .encoders import divisible_heads
+from .heads import TaskHeads
+from .moe_layers import SoftMoE, SwitchMoE
+
+BackboneOut = tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]
+
+
+class Backbone(nn.Module):
+    def __init__(self, spec, hparams: dict, token_counts: dict[str, int]):
+        super().__init__()
+        self.names = spec.modality_names
+        self.hidden = int(hparams["hidden"])
+        self.dropout = float(hparams.get("dropout", 0.0))
+
+    def pooled(self, tokens, mask) -> list[torch.Tensor]:
+        return [tokens[m].mean(dim=1) * mask[m].unsqueeze(1).to(tokens[m].dtype) for m in self.names]
+
+
+class IntermediateBackbone(Backbone):
+    def __init__(self, spec, hparams, token_counts):
+        super().__init__(spec, hparams, token_counts)
+        h = self.hidden
+        self.fusion = nn.Sequential(nn.Linear(h * len(self.names), h), nn.GELU(), nn.Dropout(self.dropout))
+        self.heads = TaskHeads(spec.tasks, h)
+
+    def forward(self, tokens, mask) -> BackboneOut:
+        z = self.fusion(torch.cat(self.pooled(tokens, mask), dim=-1))
+        return self.heads(z), z.new_zeros(()), {}
+
+
+class EarlyTokenBackbone(Backbone):
+    def __init__(self, spec, hparams, token_counts):
+        super().__init__(spec, hparams, token_counts)
+        h = self.hidden
+        self.fusion = nn.Sequential(nn.Linear(h * sum(token_counts[m] for m in self.names), h), nn.GELU(),
+                                    nn.Dropout(self.dropout))
+        self.heads = TaskHeads(spec.tasks, h)
+
+    def forward(self, tokens, mask) -> BackboneOut:
+        flat = [tokens[m].flatten(1) * mask[m].unsqueeze(1).to(tokens[m].dtype) for m in self.names]
+        z = self.fusion(torch.cat(flat, dim=-1))
+        return self.heads(z), z.new_zeros(()), {}
+
+
+class LateBackbone(Backbone):
+    def __init__(self, spec, hparams, token_counts):
+        super().__init__(spec, hparams, token_counts)
+        weights = hparams.get("weights", "mean")
+        if weights not in ("mean", "learned"):
+            raise ValueError(f"late: weights must be 'mean' or 'learned', got {weights!r}")
+        self.tasks = spec.task_names
+        self.heads = nn.ModuleDict({m: TaskHeads(spec.tasks, self.hidden) for m in self.names})
+        self.logit_w = nn.Parameter(torch.zeros(len(self.names))) if weights == "learned" else None
+
+    def forward(self, tokens, mask) -> BackboneOut:
+        outs = [self.heads[m](tokens[m].mean(dim=1)) for m in self.names]
+        present = torch.stack([mask[m] for m in self.names], dim=1).float()  # (B, M)
+        w = present if self.logit_w is None else present * torch.softmax(self.logit_w, 0)
+        w = w / w.sum(dim=1, keepdim=True).clamp_min(1e-8)
+        preds = {}
+        for t in self.tasks:
+            stacked = torch.stack([o[t] for o in outs], dim=1)  # (B, M, ...)
+            preds[t] = (w.view(*w.shape, *([1] * (stacked.dim() - 2))) * stacked).sum(dim=1)
+        return preds, w.new_zeros(()), {"modality_weights": w}
+
+
+class TransformerBackbone(Backbone):
+    """Tokens + learned per-modality/position embeddings + CLS -> pre-norm blocks -> CLS -> heads."""
+
+    ffn_factory: Callable[[int, dict], nn.Module] | None = None
+
+    def __init__(self, spec, hparams, token_counts):
+        super().__init__(spec, hparams, token_counts)
+        h = self.hidden
+        self.pos = nn.ParameterDict({m: nn.Parameter(0.02 * torch.randn(1, token_counts[m], h)) for m in self.names})
+        self.cls = nn.Parameter(0.02 * torch.randn(1, 1, h))
+        heads = divisible_heads(h, int(hparams.get("heads", 4)))
+        self.blocks = nn.ModuleList([
+            Block(h, heads, self.dropout, self.make_ffn(h, hparams)) for _ in range(int(hparams.get("fusion_layers", 1)))])
+        self.norm = nn.LayerNorm(h)
+        self.heads = TaskHeads(spec.tasks, h)
+
+    def make_ffn(self, dim: int, hparams: dict) -> nn.Module | None:
+        return None
+
+    def forward(self, tokens, mask) -> BackboneOut:
+        first = tokens[self.names[0]]
+        b = first.shape[0]
+        parts = [self.cls.expand(b, -1, -1)] + [tokens[m] + self.pos[m] for m in self.names]
+        keep = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=first.device)]
+                         + [mask[m].unsqueeze(1).expand(-1, tokens[m].shape[1]) for m in self.names], dim=1)
+        x, aux = torch.cat(parts, dim=1), first.new_zeros(())
+        for block in self.blocks:
+            x, a = block(x, keep)
+            aux = aux + a
+        return self.heads(self.norm(x[:, 0])), aux, {}
+
+
+class SwitchMoEBackbone(TransformerBackbone):
+    def make_ffn(self, dim, hparams):
+        return SwitchMoE(dim, int(hparams["num_experts"]), int(hparams["top_k"]), 2 * dim, float(hparams.get("dropout", 0.0)),
+                         float(hparams["aux_weight"]))
+
+    def active_params(self) -> int:
+        """Parameters one token uses: everything but the experts it is not routed to."""
+        total = sum(p.numel() for p in self.parameters())
+        for block in self.blocks:
+            total += block.ffn.active_params() - sum(p.numel() for p in block.ffn.parameters())
+        return total
+
+
+class SoftMoEBackbone(TransformerBackbone):
+    def make_ffn(self, dim, hparams):
+        return SoftMoE(dim, int(hparams["num_experts"]), int(hparams["slots"]), 2 * dim, float(hparams.get("dropout", 0.0)))
+
+
+BACKBONES: dict[str, type[Backbone]] = {
+    "intermediate": IntermediateBackbone, "early": EarlyTokenBackbone, "late": LateBackbone,
+    "attention": TransformerBackbone, "moe": SwitchMoEBackbone, "soft-moe": SoftMoEBackbone,
+}
+MOE_DEFAULTS = {"num_experts": 4, "top_k": 1, "aux_weight": 0.01, "slots": 1}
+
+
+def build_backbone(name: str, spec, hparams: dict, token_counts: dict[str, int]) -> Backbone:
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}")
+    return BACKBONES[name](spec, hparams, token_counts)
+
+
+def token_counts(encoders: nn.ModuleDict, spec) -> dict[str, int]:
+    with torch.no_grad():
+        return {m.name: int(encoders[m.name](torch.zeros(1, *m.shape)).shape[1]) for m in spec.modalities}

@@ -1,0 +1,59 @@
+"""Small building blocks shared by fusion backbones.
+
+The transformer block is written out (pre-norm, standard residuals around attention and MLP,
+``F.scaled_dot_product_attention``) rather than taken from ``nn.TransformerEncoderLayer`` so
+that it runs unchanged under ``torch.func.vmap`` (I2MoE stacks its experts that way) and has no
+inference fast path that computes differently from training.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        bias = None
+        if keep is not None:  # keep: (B, N) bool, False = padded key
+            bias = torch.zeros(b, 1, 1, n, dtype=x.dtype, device=x.device).masked_fill(~keep[:, None, None, :], float("-inf"))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(out.transpose(1, 2).reshape(b, n, d))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int, dropout: float = 0.0):
+        super().__init__()
+        self.fc1, self.fc2, self.drop = nn.Linear(dim, hidden), nn.Linear(hidden, dim), nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(F.gelu(self.fc1(x)))))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm(x)); x + ffn(norm(x)). ``ffn`` may be an MoE layer
+    returning ``(out, aux_loss)``."""
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0, ffn: nn.Module | None = None):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads, dropout)
+        self.ffn = ffn if ffn is not None else Mlp(dim, 2 * dim, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x + self.drop(self.attn(self.norm1(x), keep))
+        h = self.norm2(x)
+        out = self.ffn(h, keep) if getattr(self.ffn, "uses_mask", False) else self.ffn(h)
+        aux = x.new_zeros(())
+        if isinstance(out, tuple):
+            out, aux = out
+        return x + out, aux
