@@ -1,8 +1,8 @@
 """Atomic checkpoints for resuming a killed run exactly where it stopped.
 
-``last.pt`` (written after every epoch) holds model, optimiser, scheduler, RNG and batch-order
-generator states plus the selection history; ``best.pt`` holds the weights selected on
-validation. Files are written to a temporary name and renamed, so a kill mid-write leaves the
+``last.pt`` (written after every epoch, one file so one write) holds model, the best weights so
+far, optimiser, scheduler, RNG and batch-order generator states plus the selection history;
+``best.pt`` (written once, at the end) holds the weights selected on validation. Files are written to a temporary name and renamed, so a kill mid-write leaves the
 previous checkpoint intact.
 """
 from __future__ import annotations

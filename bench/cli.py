@@ -36,8 +36,17 @@ patience, grad_clip, select, max_steps) or a method hparam (see `bench list meth
   python -m bench sweep --suite quick
   python -m bench sweep --methods early attention single --datasets wdbc digits-halves --seeds 0 1 2
   python -m bench sweep --suite quick --runs-dir /tmp/runs --retry-failed
+  python -m bench sweep --suite quick --workers 1        one job at a time, in this process
 
 A sweep skips jobs already in the store; rerun the same command to resume an interrupted sweep.""",
+    "perf": """examples:
+  python -m bench perf --method i2moe
+  python -m bench perf --method i2moe --json
+  python -m bench perf --method i2moe --device cuda --sizes paper --modalities 3
+
+Prints, for each size and number of modalities, the training-step time of I2MoE's loop
+(oracle) and batched implementations measured in one run, their ratio, memory, and a lower
+bound: one forward+backward of a single backbone over K*(M+1)*B rows.""",
     "leaderboard": """examples:
   python -m bench leaderboard
   python -m bench leaderboard --dataset wdbc --format csv --out wdbc.csv
@@ -91,11 +100,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets", nargs="+", help="datasets")
     p.add_argument("--seeds", nargs="+", type=int, help="seeds (default 0 1 2)")
     p.add_argument("--executor", default="local", choices=("local",), help="where jobs run (default local)")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                   help="parallel worker processes for the local executor (default: min(2, CPU cores))")
     p.add_argument("--retry-failed", action="store_true", help="rerun jobs recorded as failed")
     p.add_argument("--no-leaderboard", action="store_true", help="do not print the leaderboard at the end")
     _add_job_args(p)
     p.set_defaults(preset=None)
     _add_store_args(p)
+
+    p = sub.add_parser("perf", help="performance benchmark of a method's implementations", epilog=EPILOGS["perf"],
+                       formatter_class=fmt)
+    p.add_argument("--method", required=True, help="method to benchmark (supported: i2moe)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--sizes", nargs="+", default=["quick", "paper"], choices=("quick", "paper"), help="sizes to measure")
+    p.add_argument("--modalities", nargs="+", type=int, default=[2, 3, 4], help="numbers of modalities (default 2 3 4)")
+    p.add_argument("--reps", type=int, default=20, help="timed repetitions per measurement (median reported)")
+    p.add_argument("--json", action="store_true", help="print one JSON list of rows")
 
     p = sub.add_parser("leaderboard", help="mean ± std over seeds from the run store", epilog=EPILOGS["leaderboard"],
                        formatter_class=fmt)
@@ -230,7 +250,10 @@ def cmd_sweep(args) -> int:
     jobs = expand(methods, datasets, seeds, preset=preset, sets=parse_sets(args.sets), train=train,
                   split_seed=args.split_seed, device=args.device, data_root=args.data_root)
     store = _store(args)
-    report = run_sweep(jobs, store, args.runs_dir, retry_failed=args.retry_failed, progress=not args.no_progress)
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    report = run_sweep(jobs, store, args.runs_dir, retry_failed=args.retry_failed, progress=not args.no_progress,
+                       workers=args.workers)
     print(f"sweep: {report.planned} jobs planned, {report.already_done} already done, {report.ran} run, "
           f"{len(report.failed)} failed, {len(report.skipped)} skipped, {len(report.unavailable)} unavailable",
           file=sys.stderr)
@@ -260,7 +283,42 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard}
+def cmd_perf(args) -> int:
+    from tabulate import tabulate
+
+    from .config import ConfigError
+    from .perf import as_dicts, run_perf
+
+    if args.method != "i2moe":
+        raise ConfigError(f"perf supports: i2moe (got {args.method!r})")
+    if args.reps < 1 or any(not 2 <= m <= 8 for m in args.modalities):
+        raise ConfigError("--reps must be >= 1 and --modalities values in 2..8")
+    import torch
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {args.device}: CUDA is not available on this machine")
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(args.sizes) * len(args.modalities), desc="perf", unit="config", disable=True if args.json else None)
+    rows = run_perf(args.device, args.sizes, args.modalities, args.reps, progress=lambda r: bar.update(1))
+    bar.close()
+    if args.json:
+        print(json.dumps(as_dicts(rows)))
+        return 0
+    mem = "CUDA peak MiB" if args.device.startswith("cuda") else "saved-for-backward MiB"
+    table = [[r.size, r.modalities, r.experts, r.batch, r.hidden, r.tokens, f"{r.loop_ms:.1f}", f"{r.per_expert_ms:.1f}",
+              f"{r.vmap_ms:.1f}", f"{r.batched_ms:.1f} ({r.batched_impl})", f"{r.speedup:.2f}x", f"{r.bound_ms:.1f}",
+              f"{r.batched_over_bound:.2f}x", f"{r.loop_mem_mb:.1f} / {r.batched_mem_mb:.1f} / {r.bound_mem_mb:.1f}"]
+             for r in rows]
+    print(f"I2MoE training step (forward + losses + backward), median of {args.reps}, device {args.device}, "
+          f"{torch.get_num_threads()} threads")
+    print(tabulate(table, headers=["size", "M", "K", "B", "H", "tokens", "loop ms", "per-expert ms", "vmap ms",
+                                   "batched ms (picks)", "loop/batched", "bound ms", "batched/bound",
+                                   f"{mem}: loop / batched / bound"], tablefmt="github"))
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "perf": cmd_perf, "run": cmd_run, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard}
 
 
 def main(argv: list[str] | None = None) -> int:

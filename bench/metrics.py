@@ -50,8 +50,9 @@ METRIC_DIRECTION: dict[str, bool] = {
     "ece": False, "nll": False,
     "micro_f1": True, "mean_ap": True, "subset_accuracy": True, "bce": False,
     "mae": False, "rmse": False, "mse": False, "pearson_r": True, "sign_accuracy": True,
+    "agreement": True,  # interpretation: dominant expert == planted interaction type (I2MoE on synthetic-pid)
 }
-_PER_CLASS_PREFIXES = ("auroc_", "auprc_")
+_PER_CLASS_PREFIXES = ("auroc_", "auprc_", "agreement_")
 
 
 def higher_is_better(metric_name: str) -> bool:

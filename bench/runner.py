@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import functools
 import math
 import platform
 import statistics
@@ -35,6 +36,9 @@ from .metrics import evaluate_task, primary_metric
 from .record import RunRecord
 from .seeding import configure_determinism, make_generator, rng_state, seed_everything, set_rng_state
 from .store import RunStore
+
+#: step times kept for the median step time (the most recent ones; bounded so checkpoints stay small)
+STEP_TIMES_KEPT = 256
 
 
 class NonFiniteLoss(RuntimeError):
@@ -66,6 +70,8 @@ class SplitEval:
     loss: float
     metrics: dict[str, dict[str, float]]
     cases: pd.DataFrame | None
+    aux: dict[str, np.ndarray]      # per-sample interpretation tensors of the split, in split order
+    extras: dict[str, np.ndarray]   # the dataset's per-sample ground truth for the split
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:
@@ -77,8 +83,9 @@ def _to_device(batch: dict, device: torch.device) -> dict:
 
 @torch.no_grad()
 def evaluate_split(model, data: MultimodalData, split: str, batch_size: int, device: torch.device,
-                   per_case: bool = False) -> SplitEval:
-    """Predict a whole split in eval mode; metrics per task; per-case frame when asked."""
+                   per_case: bool = False, with_metrics: bool = True) -> SplitEval:
+    """Predict a whole split in eval mode; loss, metrics per task (unless ``with_metrics`` is
+    False: per-epoch validation under ``select=loss`` needs only the loss), per-case frame when asked."""
     model.eval()
     preds: dict[str, list[torch.Tensor]] = {t: [] for t in data.spec.task_names}
     aux: dict[str, list[torch.Tensor]] = {}
@@ -96,21 +103,24 @@ def evaluate_split(model, data: MultimodalData, split: str, batch_size: int, dev
         p = torch.cat(preds[task.name])
         y, m = data.targets[task.name][idx], data.target_mask[task.name][idx]
         loss += float(task_loss(task, p, y, m))
+        if not (with_metrics or per_case):
+            continue
         ev = evaluate_task(task, p, y, m, ids)
         metrics[task.name] = ev.metrics
         if per_case:
             frames.append(ev.per_case.assign(task=task.name))
+    aux_arrays = {name: torch.cat(parts).numpy() for name, parts in aux.items()}
+    extras = {name: np.asarray(values)[idx] for name, values in data.extras.items()}
     cases = None
     if per_case:
         cases = pd.concat(frames, ignore_index=True)
         extra = pd.DataFrame({"case_id": ids})
-        for name, parts in aux.items():
-            v = torch.cat(parts)
-            extra[f"aux_{name}"] = v.reshape(len(v), -1).tolist() if v.dim() > 1 else v.numpy()
-        for name, values in data.extras.items():
-            extra[f"truth_{name}"] = np.asarray(values)[idx]
+        for name, v in aux_arrays.items():
+            extra[f"aux_{name}"] = v.reshape(len(v), -1).tolist() if v.ndim > 1 else v
+        for name, values in extras.items():
+            extra[f"truth_{name}"] = values
         cases = cases.merge(extra, on="case_id", how="left")
-    return SplitEval(loss, metrics, cases)
+    return SplitEval(loss, metrics, cases, aux_arrays, extras)
 
 
 def _selection_score(ev: SplitEval, data: MultimodalData, select: str) -> float:
@@ -168,6 +178,13 @@ def _record(cfg: RunConfig, status: str, **kw) -> RunRecord:
                      created_at=_now(), **kw)
 
 
+@functools.lru_cache(maxsize=4)
+def _load_data(dataset: str, split_seed: int, data_root: str | None) -> MultimodalData:
+    """Datasets are immutable once built; a sweep reuses them across methods and seeds."""
+    entry, _ = parse_name(dataset)
+    return load_dataset(dataset, split_seed, **({} if entry.embedded else {"data_root": data_root}))
+
+
 def run_job(cfg: RunConfig, store: RunStore | None, runs_dir: str | Path = "runs", progress: bool = True,
             force: bool = False) -> RunRecord:
     """Run (or resume) one job and store its record. Returns the stored record if already done."""
@@ -179,8 +196,7 @@ def run_job(cfg: RunConfig, store: RunStore | None, runs_dir: str | Path = "runs
     device = torch.device(cfg.device)
     configure_determinism(cfg.deterministic)
     seed_everything(cfg.seed)
-    entry, _ = parse_name(cfg.dataset)
-    data = load_dataset(cfg.dataset, cfg.split_seed, **({} if entry.embedded else {"data_root": cfg.data_root}))
+    data = _load_data(cfg.dataset, cfg.split_seed, cfg.data_root)
     cls, _ = parse_method(cfg.method)
     supported = cls.supports(data.spec)
     if supported is not True:
@@ -210,7 +226,7 @@ def run_job(cfg: RunConfig, store: RunStore | None, runs_dir: str | Path = "runs
         gen.set_state(resumed["generator"])
         set_rng_state(resumed["rng"])
         st = resumed["state"]
-    best_weights = (ckpt.load(ckpt.best_path) or {}).get("model") if resumed is not None else None
+    best_weights = resumed["best_model"] if resumed is not None else None
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -235,11 +251,11 @@ def run_job(cfg: RunConfig, store: RunStore | None, runs_dir: str | Path = "runs
                 sched.step()
                 st["step"] += 1
                 losses.append(total.detach().item())
-                st["step_times"].append(time.perf_counter() - t0)
+                st["step_times"] = st["step_times"][-(STEP_TIMES_KEPT - 1):] + [time.perf_counter() - t0]
                 if tc.max_steps and st["step"] >= tc.max_steps:
                     break
             st["train_time"] += time.perf_counter() - epoch_start
-            val = evaluate_split(model, data, "val", tc.batch_size, device)
+            val = evaluate_split(model, data, "val", tc.batch_size, device, with_metrics=tc.select != "loss")
             score = _selection_score(val, data, tc.select)
             if not math.isfinite(score):
                 raise NonFiniteLoss(st["step"], {"val_selection_score": score})
@@ -247,13 +263,12 @@ def run_job(cfg: RunConfig, store: RunStore | None, runs_dir: str | Path = "runs
             if improved:
                 st.update(best_score=score, best_epoch=st["epoch"], bad_epochs=0)
                 best_weights = copy.deepcopy(model.state_dict())
-                ckpt.save(ckpt.best_path, {"model": best_weights, "epoch": st["epoch"]})
             else:
                 st["bad_epochs"] += 1
             st["history"].append({"epoch": st["epoch"], "train_loss": float(np.mean(losses)) if losses else float("nan"),
                                   "val_loss": val.loss, "val_score": score})
             st["epoch"] += 1
-            ckpt.save(ckpt.last_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+            ckpt.save(ckpt.last_path, {"model": model.state_dict(), "best_model": best_weights, "optimizer": opt.state_dict(),
                                        "schedule": sched.state_dict(), "generator": gen.get_state(),
                                        "rng": rng_state(), "state": st})
             bar.update(1)
@@ -271,8 +286,12 @@ def run_job(cfg: RunConfig, store: RunStore | None, runs_dir: str | Path = "runs
     bar.close()
 
     model.load_state_dict(best_weights)
+    ckpt.save(ckpt.best_path, {"model": best_weights, "epoch": st["best_epoch"]})
     val = evaluate_split(model, data, "val", tc.batch_size, device)
     test = evaluate_split(model, data, "test", tc.batch_size, device, per_case=True)  # the one test evaluation
+    interpretation = model.interpret(test.aux, test.extras)
+    if interpretation:
+        test.metrics["interpretation"] = interpretation
     first = data.batch(data.splits["test"][: tc.batch_size])
     warm = st["step_times"][min(5, len(st["step_times"]) // 5):] or st["step_times"]
     cost = {**parameter_counts(model),
@@ -285,6 +304,7 @@ def run_job(cfg: RunConfig, store: RunStore | None, runs_dir: str | Path = "runs
                      summary={"epochs_run": st["epoch"], "steps": st["step"], "best_epoch": st["best_epoch"],
                               "selection": tc.select, "best_val_score": st["best_score"], "history": st["history"],
                               "missing_modality": getattr(cls, "missing_modality", "unspecified"),
+                              "model_hparams": dict(model.hparams),
                               "dataset_source": data.spec.source},
                      checkpoint=str(ckpt.best_path))
     if store is not None:

@@ -48,7 +48,9 @@ class RunStore:
         if url.startswith("sqlite:///"):
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.engine: Engine = create_engine(url, future=True)
+            # SQLite: wait for a concurrent writer (sweep workers) instead of failing at once
+            kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
+            self.engine: Engine = create_engine(url, future=True, **kwargs)
             _meta.create_all(self.engine)
         except Exception as exc:  # noqa: BLE001 - any driver error becomes one line
             raise StoreError(f"cannot open run store {url!r}: {exc.__class__.__name__}: {exc}") from exc

@@ -4,7 +4,7 @@
 dataset, so the best single-modality model is always in the table.
 
 ``quick``: every method on every embedded dataset, 3 seeds, ``small`` preset and a short
-budget (30 epochs, patience 8): a few minutes on a 2-core CPU, and a leaderboard that still
+budget (20 epochs, patience 5): a few minutes on a 2-core CPU, and a leaderboard that still
 separates methods.
 """
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 
 EMBEDDED_DATASETS = ("wdbc", "digits-halves", "diabetes-views", "synthetic-pid:unique-m1", "synthetic-pid:redundant",
                      "synthetic-pid:synergy", "synthetic-pid:mixed", "synthetic-mvmt")
-BASELINES = ("single", "early", "late", "intermediate", "attention")
+BASELINES = ("single", "early", "late", "intermediate", "attention", "moe", "soft-moe")
+QUICK_METHODS = (*BASELINES, "i2moe")
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,9 @@ class Suite:
 
 SUITES: dict[str, Suite] = {
     "quick": Suite("quick", "every method on every embedded dataset, 3 seeds, small preset (minutes on a CPU)",
-                   EMBEDDED_DATASETS, BASELINES, (0, 1, 2), "small", {"epochs": 30, "patience": 8}),
+                   EMBEDDED_DATASETS, QUICK_METHODS, (0, 1, 2), "small", {"epochs": 20, "patience": 5}),
     "full-offline": Suite("full-offline", "every method on every embedded dataset, 5 seeds, small preset, full budget",
-                          EMBEDDED_DATASETS, BASELINES, (0, 1, 2, 3, 4), "small", {"epochs": 100, "patience": 15}),
+                          EMBEDDED_DATASETS, QUICK_METHODS, (0, 1, 2, 3, 4), "small", {"epochs": 100, "patience": 15}),
 }
 
 

@@ -41,6 +41,8 @@ class ModalitySpec:
             raise ValueError(f"modality {self.name!r}: shape {self.shape} must be non-empty and positive")
         if self.kind in ("tabular", "embedding") and len(self.shape) != 1:
             raise ValueError(f"modality {self.name!r}: a {self.kind} modality has shape (features,), got {self.shape}")
+        if self.kind == "sequence" and len(self.shape) != 2:
+            raise ValueError(f"modality {self.name!r}: a sequence modality has shape (tokens, features), got {self.shape}")
         if self.kind == "image2d" and len(self.shape) != 3:
             raise ValueError(f"modality {self.name!r}: an image2d modality has shape (channels, H, W), got {self.shape}")
 

@@ -3,7 +3,8 @@
 A backbone sees the **encoded** tokens ``{modality: (B, P, H)}`` and the modality masks, and
 returns ``(preds, aux_loss, info)``: per-task predictions, a scalar auxiliary loss (zero when
 the backbone has none; MoE load balancing otherwise, with its gradient) and per-sample
-interpretation tensors. Because encoders live outside, I2MoE can wrap any backbone as an
+tensors: ``info["latent"]`` is the pre-head representation (I2MoE's latent-space ablation uses
+it), other entries are interpretation outputs (e.g. late fusion's modality weights). Because encoders live outside, I2MoE can wrap any backbone as an
 expert over shared encoders, and the fusion baselines are "shared encoders + one backbone".
 
 | name | fusion | absent modality |
@@ -50,7 +51,7 @@ class IntermediateBackbone(Backbone):
 
     def forward(self, tokens, mask) -> BackboneOut:
         z = self.fusion(torch.cat(self.pooled(tokens, mask), dim=-1))
-        return self.heads(z), z.new_zeros(()), {}
+        return self.heads(z), z.new_zeros(()), {"latent": z}
 
 
 class EarlyTokenBackbone(Backbone):
@@ -64,7 +65,7 @@ class EarlyTokenBackbone(Backbone):
     def forward(self, tokens, mask) -> BackboneOut:
         flat = [tokens[m].flatten(1) * mask[m].unsqueeze(1).to(tokens[m].dtype) for m in self.names]
         z = self.fusion(torch.cat(flat, dim=-1))
-        return self.heads(z), z.new_zeros(()), {}
+        return self.heads(z), z.new_zeros(()), {"latent": z}
 
 
 class LateBackbone(Backbone):
@@ -86,7 +87,8 @@ class LateBackbone(Backbone):
         for t in self.tasks:
             stacked = torch.stack([o[t] for o in outs], dim=1)  # (B, M, ...)
             preds[t] = (w.view(*w.shape, *([1] * (stacked.dim() - 2))) * stacked).sum(dim=1)
-        return preds, w.new_zeros(()), {"modality_weights": w}
+        latent = torch.cat(self.pooled(tokens, mask), dim=-1)
+        return preds, w.new_zeros(()), {"modality_weights": w, "latent": latent}
 
 
 class TransformerBackbone(Backbone):
@@ -100,8 +102,9 @@ class TransformerBackbone(Backbone):
         self.pos = nn.ParameterDict({m: nn.Parameter(0.02 * torch.randn(1, token_counts[m], h)) for m in self.names})
         self.cls = nn.Parameter(0.02 * torch.randn(1, 1, h))
         heads = divisible_heads(h, int(hparams.get("heads", 4)))
-        self.blocks = nn.ModuleList([
-            Block(h, heads, self.dropout, self.make_ffn(h, hparams)) for _ in range(int(hparams.get("fusion_layers", 1)))])
+        residual = bool(hparams.get("attn_residual", True))
+        self.blocks = nn.ModuleList([Block(h, heads, self.dropout, self.make_ffn(h, hparams), attn_residual=residual)
+                                     for _ in range(int(hparams.get("fusion_layers", 1)))])
         self.norm = nn.LayerNorm(h)
         self.heads = TaskHeads(spec.tasks, h)
 
@@ -118,7 +121,8 @@ class TransformerBackbone(Backbone):
         for block in self.blocks:
             x, a = block(x, keep)
             aux = aux + a
-        return self.heads(self.norm(x[:, 0])), aux, {}
+        latent = self.norm(x[:, 0])
+        return self.heads(latent), aux, {"latent": latent}
 
 
 class SwitchMoEBackbone(TransformerBackbone):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -74,6 +75,12 @@ class Method(nn.Module):
         return True if not bad else f"{cls.name} does not do segmentation (tasks {bad})"
 
     # ---- behaviour
+    def interpret(self, aux: dict[str, np.ndarray], truth: dict[str, np.ndarray]) -> dict[str, float]:
+        """Dataset-level interpretation numbers from the test split's per-sample ``aux`` outputs
+        and the dataset's per-sample ground truth (e.g. planted interaction types). Stored with
+        the run as the test metrics of the pseudo-task ``interpretation``. Default: none."""
+        return {}
+
     def loss(self, output: Output, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         parts: dict[str, torch.Tensor] = {}
         for task in self.spec.tasks:

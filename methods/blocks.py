@@ -1,9 +1,11 @@
 """Small building blocks shared by fusion backbones.
 
 The transformer block is written out (pre-norm, standard residuals around attention and MLP,
-``F.scaled_dot_product_attention``) rather than taken from ``nn.TransformerEncoderLayer`` so
-that it runs unchanged under ``torch.func.vmap`` (I2MoE stacks its experts that way) and has no
-inference fast path that computes differently from training.
+explicit softmax attention) rather than taken from ``nn.TransformerEncoderLayer`` so that it
+runs unchanged and fast under ``torch.func.vmap`` (I2MoE stacks its experts that way; the fused
+SDPA kernels have no CPU batching rule) and has no inference fast path that computes
+differently from training. Fusion models attend over tens of tokens, where the explicit form
+costs nothing.
 """
 from __future__ import annotations
 
@@ -25,8 +27,11 @@ class Attention(nn.Module):
         bias = None
         if keep is not None:  # keep: (B, N) bool, False = padded key
             bias = torch.zeros(b, 1, 1, n, dtype=x.dtype, device=x.device).masked_fill(~keep[:, None, None, :], float("-inf"))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0)
-        return self.proj(out.transpose(1, 2).reshape(b, n, d))
+        scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
+        if bias is not None:
+            scores = scores + bias
+        attn = F.dropout(torch.softmax(scores, dim=-1), self.dropout, self.training)
+        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, d))
 
 
 class Mlp(nn.Module):
@@ -40,17 +45,21 @@ class Mlp(nn.Module):
 
 class Block(nn.Module):
     """Pre-norm transformer block: x + attn(norm(x)); x + ffn(norm(x)). ``ffn`` may be an MoE layer
-    returning ``(out, aux_loss)``."""
+    returning ``(out, aux_loss)``. ``attn_residual=False`` reproduces the I2MoE reference layer,
+    which lacks the residual around attention (x = attn(norm(x))); only its reference mode uses it."""
 
-    def __init__(self, dim: int, heads: int, dropout: float = 0.0, ffn: nn.Module | None = None):
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0, ffn: nn.Module | None = None,
+                 attn_residual: bool = True):
         super().__init__()
+        self.attn_residual = attn_residual
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.attn = Attention(dim, heads, dropout)
         self.ffn = ffn if ffn is not None else Mlp(dim, 2 * dim, dropout)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        x = x + self.drop(self.attn(self.norm1(x), keep))
+        a = self.drop(self.attn(self.norm1(x), keep))
+        x = x + a if self.attn_residual else a
         h = self.norm2(x)
         out = self.ffn(h, keep) if getattr(self.ffn, "uses_mask", False) else self.ffn(h)
         aux = x.new_zeros(())

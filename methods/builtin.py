@@ -1,2 +1,2 @@
 """Imports every built-in method module so that each registers itself."""
-from . import attention, early, intermediate, late, moe, single, soft_moe  # noqa: F401
+from . import attention, early, i2moe, intermediate, late, moe, single, soft_moe  # noqa: F401

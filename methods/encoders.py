@@ -7,10 +7,12 @@ Encoders return **tokens** (B, P, hidden): P = 1 for vectors, P = spatial positi
 
 - tabular / embedding: MLP (Linear-GELU-Dropout blocks), one token.
 - image2d: ``cnn`` (default): a small conv net (3x3 conv, GroupNorm, GELU; stride-2 stages
-  until the grid is at most 4x4), each grid cell a token. GroupNorm rather than BatchNorm
+  until the grid is at most 2x2), each grid cell a token. GroupNorm rather than BatchNorm
   because it is batch-size independent (missing-modality zero rows and small batches do not
   shift its statistics). ``vit``: timm's ``VisionTransformer`` at the same width (patch 2 for
   images up to 16 px, else 4), no class token, every patch a token, never pretrained.
+- sequence: (P, F) token features (e.g. precomputed per-frame or per-word features): the MLP
+  applied per token, P tokens.
 - volume3d: the same conv net in 3-D.
 """
 from __future__ import annotations
@@ -37,6 +39,18 @@ class MLPEncoder(nn.Module):
         return self.net(x.flatten(1)).unsqueeze(1)
 
 
+class TokenMLPEncoder(MLPEncoder):
+    """The MLP applied to every token of a (B, P, F) sequence: (B, P, hidden)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+#: stride-2 stages continue until the feature grid is at most this many cells per side; each cell
+#: is a token. Small grids keep token counts (and attention / I2MoE cost) low on small images.
+MAX_GRID = 2
+
+
 class ConvEncoder(nn.Module):
     def __init__(self, in_ch: int, spatial: tuple[int, ...], hidden: int, dropout: float = 0.0):
         super().__init__()
@@ -44,8 +58,8 @@ class ConvEncoder(nn.Module):
         width = max(8, hidden // 2)
         layers: list[nn.Module] = [conv(in_ch, width, 3, padding=1), nn.GroupNorm(_groups(width), width), nn.GELU()]
         size, ch = list(spatial), width
-        while max(size) > 4:
-            stride = tuple(2 if s > 4 else 1 for s in size)
+        while max(size) > MAX_GRID:
+            stride = tuple(2 if s > MAX_GRID else 1 for s in size)
             layers += [conv(ch, hidden, 3, stride=stride, padding=1), nn.GroupNorm(_groups(hidden), hidden), nn.GELU()]
             size = [math.ceil(s / st) for s, st in zip(size, stride)]
             ch = hidden
@@ -85,6 +99,8 @@ def build_encoder(modality: ModalitySpec, hparams: dict) -> nn.Module:
         if kind != "cnn":
             raise ValueError(f"image_encoder must be 'cnn' or 'vit', got {kind!r}")
         return ConvEncoder(modality.shape[0], tuple(modality.shape[1:]), hidden, dropout)
+    if modality.kind == "sequence":
+        return TokenMLPEncoder(modality.shape[-1], hidden, layers, dropout)
     if modality.kind == "volume3d":
         return ConvEncoder(modality.shape[0], tuple(modality.shape[1:]), hidden, dropout)
     raise ValueError(f"no encoder for modality {modality.name!r} of kind {modality.kind!r}")

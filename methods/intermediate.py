@@ -17,7 +17,7 @@ class IntermediateFusion(FusionMethod):
 
     @classmethod
     def defaults(cls):
-        return {"hidden": 64, "layers": 1, "dropout": 0.1, "image_encoder": "cnn"}
+        return {"hidden": 64, "layers": 1, "dropout": 0.1, "image_encoder": "cnn", "match_params": False}
 
     @classmethod
     def search_space(cls, trial):

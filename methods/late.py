@@ -21,7 +21,7 @@ class LateFusion(FusionMethod):
 
     @classmethod
     def defaults(cls):
-        return {"hidden": 64, "layers": 1, "dropout": 0.1, "image_encoder": "cnn", "weights": "mean"}
+        return {"hidden": 64, "layers": 1, "dropout": 0.1, "image_encoder": "cnn", "match_params": False, "weights": "mean"}
 
     @classmethod
     def search_space(cls, trial):

@@ -8,6 +8,10 @@ the small token counts of fusion models this is faster than gather/scatter dispa
 deterministic, and runs under ``torch.func.vmap``. ``active_params`` reports the parameters a
 token actually uses (router + k experts).
 
+``segments``: when a caller stacks several independent passes along the batch (I2MoE's batched
+variants), it sets this to their number so the loss is computed per pass and averaged, exactly
+as separate calls would.
+
 ``SoftMoE``: Soft MoE (Puigcerver et al., ICLR 2024): each expert has ``slots`` slots; slot
 inputs are softmax-over-tokens mixtures of the tokens (padded tokens excluded), expert outputs
 are recombined per token with a softmax over slots. No auxiliary loss, no token dropping.
@@ -49,6 +53,7 @@ class SwitchMoE(nn.Module):
         if not 1 <= top_k <= experts:
             raise ValueError(f"moe: top_k must be in 1..{experts}, got {top_k}")
         self.experts, self.top_k, self.aux_weight = experts, top_k, aux_weight
+        self.segments = 1
         self.router = nn.Linear(dim, experts, bias=False)
         self.mlps = _ExpertMLPs(experts, dim, hidden or 2 * dim, dropout)
 
@@ -58,8 +63,10 @@ class SwitchMoE(nn.Module):
         gates = torch.zeros_like(probs).scatter(-1, idx, top)
         out = self.mlps(x.unsqueeze(-2).expand(*x.shape[:-1], self.experts, x.shape[-1]))  # (B, N, E, D)
         y = (gates.unsqueeze(-1) * out).sum(dim=-2)
-        frac = F.one_hot(idx[..., 0], self.experts).float().mean(dim=(0, 1))
-        aux = self.aux_weight * self.experts * (frac * probs.mean(dim=(0, 1))).sum()
+        # rows may hold ``segments`` stacked passes (I2MoE's batched variants): balance per pass, then average
+        seg = probs.reshape(self.segments, -1, *probs.shape[1:])
+        frac = F.one_hot(idx[..., 0], self.experts).float().reshape(seg.shape).mean(dim=(1, 2))
+        aux = self.aux_weight * self.experts * (frac * seg.mean(dim=(1, 2))).sum(dim=-1).mean()
         return y, aux
 
     def active_params(self) -> int:

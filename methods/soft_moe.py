@@ -19,7 +19,7 @@ class SoftMoEFusion(FusionMethod):
 
     @classmethod
     def defaults(cls):
-        return {"hidden": 64, "layers": 1, "heads": 4, "fusion_layers": 1, "dropout": 0.1, "image_encoder": "cnn",
+        return {"hidden": 64, "layers": 1, "heads": 4, "fusion_layers": 1, "dropout": 0.1, "image_encoder": "cnn", "match_params": False,
                 "num_experts": MOE_DEFAULTS["num_experts"], "slots": MOE_DEFAULTS["slots"]}
 
     @classmethod

@@ -32,6 +32,14 @@ def summarize(frame: pd.DataFrame, split: str = "test") -> pd.DataFrame:
     return out[cols]
 
 
+def _direction(metric: str) -> bool | None:
+    """Higher-is-better, or None for descriptive numbers (e.g. mean expert weights): no bold, no arrow."""
+    try:
+        return higher_is_better(metric)
+    except KeyError:
+        return None
+
+
 def _cell(mean: float, std: float, bold: bool) -> str:
     text = f"{mean:.3f}" if std != std else f"{mean:.3f} ± {std:.3f}"
     return f"**{text}**" if bold else text
@@ -42,17 +50,19 @@ def to_markdown(summary: pd.DataFrame, metrics: tuple[str, ...] = ALL_HEADLINE) 
         return "No completed runs in the store yet: run `python -m bench sweep --suite quick` first."
     blocks = []
     for (dataset, task), part in summary.groupby(["dataset", "task"], sort=True):
-        shown = [m for m in metrics if m in set(part["metric"])]
+        present = set(part["metric"])
+        shown = sorted(present) if task == "interpretation" else [m for m in metrics if m in present]
         table = part[part["metric"].isin(shown)]
         n = int(table["n"].max()) if len(table) else 0
-        best = {m: (table[table.metric == m]["mean"].max() if higher_is_better(m) else table[table.metric == m]["mean"].min())
-                for m in shown}
+        best = {m: (table[table.metric == m]["mean"].max() if _direction(m) else table[table.metric == m]["mean"].min())
+                for m in shown if _direction(m) is not None}
         rows = []
         for method, mpart in table.groupby("method", sort=True):
             by = mpart.set_index("metric")
-            rows.append([method] + [_cell(by.at[m, "mean"], by.at[m, "std"], by.at[m, "mean"] == best[m])
+            rows.append([method] + [_cell(by.at[m, "mean"], by.at[m, "std"], m in best and by.at[m, "mean"] == best[m])
                                     if m in by.index else "" for m in shown])
-        head = [f"{m} {'↑' if higher_is_better(m) else '↓'}" for m in shown]
+        arrows = {True: " ↑", False: " ↓", None: ""}
+        head = [f"{m}{arrows[_direction(m)]}" for m in shown]
         blocks.append(f"### {dataset} — task `{task}` (test, mean ± std over {n} seeds, ddof=1; best in bold)\n\n"
                       + tabulate(rows, headers=["method", *head], tablefmt="github"))
     return "\n\n".join(blocks)

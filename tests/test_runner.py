@@ -139,3 +139,13 @@ def test_sigkill_mid_job_then_resume_matches_uninterrupted_run(tmp_path):
     assert a["metrics"] == b["metrics"], "resumed run differs from the uninterrupted one"
     assert a["summary"]["history"] == b["summary"]["history"]
     assert not list(ckpt_root.glob("*/last.pt")), "finished jobs drop their resume checkpoint"
+
+
+def test_parallel_sweep_stores_every_job_once(tmp_path):
+    store = _store(tmp_path)
+    jobs = expand(["early", "late"], ["wdbc"], [0, 1], preset="tiny", train={"epochs": 2, "patience": 0})
+    report = run_sweep(jobs, store, tmp_path, progress=False, workers=2)
+    assert report.ran == 4 and not report.failed
+    assert store.done_keys() == {j.key() for j in jobs}
+    assert all(rec.status == "ok" and rec.env["threads"] == 1 for rec in store.records())
+    assert run_sweep(jobs, store, tmp_path, progress=False, workers=2).ran == 0

@@ -1,0 +1,311 @@
+"""``i2moe``: interpretable multimodal interaction-aware mixture of experts (Xin et al., ICML 2025).
+
+K = M + 2 interaction experts over M modalities (one uniqueness expert per modality, one
+synergy, one redundancy), each a full copy of a fusion backbone from ``backbones.py``
+(``backbone=attention|early|intermediate|late|moe|soft-moe``) over **shared** encoders. During
+training every expert also runs on M perturbed inputs (modality j's tokens replaced by fresh
+standard normal noise, a new draw per expert and per j), and weakly supervised interaction
+losses on the outputs push each expert toward its interaction type:
+
+- uniqueness expert i: triplet margin loss (margin 1, L2, eps 1e-7), anchor o_i^0, positives
+  o_i^j (j != i), negative o_i^i, averaged over j;
+- synergy: mean_j of the batch-mean cosine(o^0, o^j), minimised;
+- redundancy: mean_j of the batch-mean (1 - cosine(o^0, o^j)), minimised;
+- L_int = mean over experts. Outputs are the logits of all tasks concatenated.
+
+A reweighting MLP on the concatenated mean-pooled clean embeddings (ReLU + dropout 0.5 between
+layers) gives w = softmax(z / T) over experts; ŷ = sum_k w_k o_k^0; L = L_task(ŷ) + λ_int L_int
+(+ the backbone's load-balancing loss, with its gradient). Evaluation runs the K clean passes
+only and returns ŷ, the weights (``aux_expert_weights``) and the expert logits.
+
+Implementations (``impl``): ``vmap`` runs the M+1 variants of every expert as one batch and all K
+experts in one ``torch.func.vmap`` call over stacked weights; ``per-expert`` runs the M+1
+variants as one batch per expert (K calls); ``batched`` (default) picks ``vmap`` on GPU and for
+small activations, ``per-expert`` for large ones on CPU (see ``VMAP_MAX_ELEMENTS``); ``loop``
+is the reference's nested loop (K x (M+1) backbone calls), kept as the oracle. All read the
+same stacked weights and the same noise draws, and tests assert they agree.
+
+Regression (all tasks regression): cosine of scalars is always ±1, so the default uses
+distances d = |o^0 - o^j| in standardised units: synergy exp(-d), redundancy 1 - exp(-d),
+uniqueness the (bounded) triplet loss. ``reference_compat`` uses the reference's form instead:
+synergy +d (the opposite sign) and an unhinged triplet d(a, p) - d(a, n) (unbounded).
+
+Deviations from the reference, each a flag with the reference one switch away
+(``reference_compat=true`` selects all of the reference behaviours at once):
+
+| flag | ours (default) | reference |
+|---|---|---|
+| ``expert_init`` | ``independent`` (each expert its own init) | ``shared`` (deep copies: identical at step 0) |
+| load balancing of a ``moe`` backbone | kept with its gradient | gradient lost (detached) |
+| ``attn_residual`` | standard pre-norm block | no residual around attention |
+| ``loss_space=latent`` | losses on the backbone latents | latents detached (the ablation is a no-op) |
+| regression losses | bounded distance losses | opposite-sign synergy, unbounded uniqueness |
+
+Ablation flags: ``interaction_loss=false`` (same experts and gate, no L_int),
+``uniform_weights=true`` (no reweighting), ``perturb=zero|mean`` (replace by zeros or by the
+batch-mean embedding instead of noise), ``loss_space=latent``, ``num_perturb`` (perturb a random
+subset of that many modalities per step; 0 = all M), ``expert_init``. The parameter-matched
+vanilla control is ``--set match_params=true`` on a fusion baseline.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .backbones import BACKBONES, MOE_DEFAULTS, build_backbone, token_counts
+from .base import Method, Output
+from .encoders import build_encoders
+from .expert_group import ExpertGroup
+from .fusion import encode
+from .registry import register_method
+
+CHOICES = {"backbone": tuple(BACKBONES), "perturb": ("noise", "zero", "mean"), "loss_space": ("logits", "latent"),
+           "expert_init": ("independent", "shared"), "impl": ("batched", "vmap", "per-expert", "loop")}
+#: above this many token elements per expert call (V*B*P*H), ``impl=batched`` runs one call per
+#: expert on CPU: measured on a 2-core CPU, vmapped batched matmuls over large activations fall
+#: out of cache and lose to per-expert matmuls, while for small ones vmap's single call wins
+#: (``bench perf --method i2moe`` prints both). On CUDA ``batched`` always vmaps.
+VMAP_MAX_ELEMENTS = 2 ** 18
+
+
+#: planted interaction type (synthetic-pid's ``interaction`` truth) -> the expert meant to carry it
+PLANTED_TO_EXPERT = {"synergy": "synergy", "redundant": "redundancy"}
+
+
+def expert_names(modalities: list[str]) -> list[str]:
+    return [f"unique-{m}" for m in modalities] + ["synergy", "redundancy"]
+
+
+def triplet(anchor, positive, negative, margin: float, hinge: bool = True) -> torch.Tensor:
+    if hinge:
+        return F.triplet_margin_loss(anchor, positive, negative, margin=margin, p=2, eps=1e-7)
+    return (F.pairwise_distance(anchor, positive, eps=1e-7) - F.pairwise_distance(anchor, negative, eps=1e-7)).mean()
+
+
+def interaction_losses(out: torch.Tensor, perturbed: list[int], m: int, regression: bool, margin: float = 1.0,
+                       reference: bool = False) -> torch.Tensor:
+    """Per-expert interaction losses (K,) from expert outputs ``out`` (K, V, B, D).
+
+    Variant 0 is clean; variant v >= 1 perturbs modality ``perturbed[v - 1]``. Experts 0..m-1
+    are the uniqueness experts, m the synergy and m+1 the redundancy expert. A uniqueness
+    expert whose modality was not perturbed this step (``num_perturb`` < M) contributes 0.
+    """
+    k = out.shape[0]
+    losses = [out.new_zeros(()) for _ in range(k)]
+    for i in range(m):
+        if i in perturbed and len(perturbed) > 1:
+            neg = out[i, 1 + perturbed.index(i)]
+            pos = [out[i, 1 + v] for v, j in enumerate(perturbed) if j != i]
+            losses[i] = torch.stack([triplet(out[i, 0], p, neg, margin, hinge=not (regression and reference))
+                                     for p in pos]).mean()
+    clean_s, clean_r = out[m, 0], out[m + 1, 0]
+    if regression:
+        d_s = torch.stack([(clean_s - out[m, v]).norm(dim=-1) for v in range(1, out.shape[1])])
+        d_r = torch.stack([(clean_r - out[m + 1, v]).norm(dim=-1) for v in range(1, out.shape[1])])
+        losses[m] = d_s.mean() if reference else torch.exp(-d_s).mean()
+        losses[m + 1] = (1 - torch.exp(-d_r)).mean()
+    else:
+        cos_s = torch.stack([F.cosine_similarity(clean_s, out[m, v], dim=-1).mean() for v in range(1, out.shape[1])])
+        cos_r = torch.stack([F.cosine_similarity(clean_r, out[m + 1, v], dim=-1).mean() for v in range(1, out.shape[1])])
+        losses[m] = cos_s.mean()
+        losses[m + 1] = (1 - cos_r).mean()
+    return torch.stack(losses)
+
+
+@register_method
+class I2MoE(Method):
+    name = "i2moe"
+    description = "I2MoE (ICML 2025): M+2 interaction experts over any fusion backbone, reweighted per sample"
+    missing_modality = "as the wrapped backbone"
+
+    @classmethod
+    def defaults(cls):
+        return {"backbone": "attention", "hidden": 64, "layers": 1, "heads": 4, "fusion_layers": 1, "dropout": 0.1,
+                "image_encoder": "cnn", "weights": "mean", **MOE_DEFAULTS,
+                "lambda_int": 0.1, "temperature": 1.0, "gate_layers": 2, "gate_dropout": 0.5, "margin": 1.0,
+                "interaction_loss": True, "uniform_weights": False, "perturb": "noise", "loss_space": "logits",
+                "num_perturb": 0, "expert_init": "independent", "attn_residual": True, "reference_compat": False,
+                "impl": "batched"}
+
+    @classmethod
+    def search_space(cls, trial):
+        return {"lambda_int": trial.suggest_float("lambda_int", 0.01, 0.5, log=True),
+                "temperature": trial.suggest_categorical("temperature", [1.0, 1.5, 2.0]),
+                "hidden": trial.suggest_categorical("hidden", [32, 64, 128]),
+                "dropout": trial.suggest_float("dropout", 0.0, 0.5)}
+
+    @classmethod
+    def supports(cls, spec):
+        base = super().supports(spec)
+        if base is not True:
+            return base
+        return True if len(spec.modalities) >= 2 else "i2moe needs at least 2 modalities"
+
+    def __init__(self, spec, hparams):
+        hp = dict(hparams)
+        for key, allowed in CHOICES.items():
+            if hp[key] not in allowed:
+                raise ValueError(f"i2moe: {key}={hp[key]!r} is not one of: {', '.join(allowed)}")
+        if hp["reference_compat"]:
+            hp.update(expert_init="shared", attn_residual=False)
+        if not hp["temperature"] > 0 or hp["lambda_int"] < 0 or hp["gate_layers"] < 1:
+            raise ValueError("i2moe: temperature must be > 0, lambda_int >= 0 and gate_layers >= 1")
+        super().__init__(spec, hp)
+        self.m = len(spec.modalities)
+        if not 0 <= hp["num_perturb"] <= self.m:
+            raise ValueError(f"i2moe: num_perturb must be in 0..{self.m}, got {hp['num_perturb']}")
+        self.k = self.m + 2
+        self.expert_names = expert_names(spec.modality_names)
+        self.regression = all(t.kind == "regression" for t in spec.tasks)
+        self.encoders = build_encoders(spec.modalities, hp)
+        counts = token_counts(self.encoders, spec)
+        self.experts = ExpertGroup(lambda: build_backbone(hp["backbone"], spec, hp, counts), self.k, hp["expert_init"])
+        h = int(hp["hidden"])
+        layers: list[nn.Module] = []
+        width = self.m * h
+        for _ in range(int(hp["gate_layers"]) - 1):
+            layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(float(hp["gate_dropout"]))]
+            width = h
+        self.gate = nn.Sequential(*layers, nn.Linear(width, self.k))
+
+    # ------------------------------------------------------------------ pieces
+    def gate_weights(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        pooled = torch.cat([tokens[m].mean(dim=1) for m in self.spec.modality_names], dim=-1)
+        if self.hparams["uniform_weights"]:
+            return pooled.new_full((pooled.shape[0], self.k), 1.0 / self.k)
+        return torch.softmax(self.gate(pooled) / float(self.hparams["temperature"]), dim=-1)
+
+    def perturbed_modalities(self) -> list[int]:
+        n = int(self.hparams["num_perturb"]) or self.m
+        if n == self.m:
+            return list(range(self.m))
+        return sorted(torch.randperm(self.m)[:n].tolist())
+
+    def replacements(self, tokens: dict[str, torch.Tensor], perturbed: list[int]) -> dict[str, torch.Tensor]:
+        """Replacement tokens per perturbed modality, one draw per expert: (K, B, P, H)."""
+        out = {}
+        for j in perturbed:
+            t = tokens[self.spec.modality_names[j]]
+            kind = self.hparams["perturb"]
+            if kind == "noise":
+                out[self.spec.modality_names[j]] = torch.randn(self.k, *t.shape, dtype=t.dtype, device=t.device)
+            elif kind == "zero":
+                out[self.spec.modality_names[j]] = t.new_zeros(self.k, *t.shape)
+            else:
+                out[self.spec.modality_names[j]] = t.detach().mean(dim=0, keepdim=True).expand(self.k, *t.shape)
+        return out
+
+    def _vector(self, preds: dict[str, torch.Tensor], info: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What the interaction losses compare: concatenated task logits (regression standardised) or latents."""
+        if self.hparams["loss_space"] == "latent":
+            z = info["latent"]
+            return z.detach() if self.hparams["reference_compat"] else z
+        parts = []
+        for t in self.spec.tasks:
+            p = preds[t.name]
+            parts.append(((p - t.target_mean) / t.target_std).unsqueeze(-1) if t.kind == "regression" else p)
+        return torch.cat(parts, dim=-1)
+
+    def run_experts(self, tokens, mask, perturbed: list[int] | None):
+        """Expert outputs: task preds (K, V, B, ...), vectors (K, V, B, D), aux loss (K,).
+
+        Variant 0 is the clean pass; variant v perturbs modality ``perturbed[v - 1]``;
+        ``perturbed=None`` runs only the clean pass (V = 1)."""
+        names = self.spec.modality_names
+        repl = self.replacements(tokens, perturbed) if perturbed is not None else {}
+        order = [None] + [names[j] for j in (perturbed or [])]
+        impl = self.hparams["impl"]
+        if impl == "batched":
+            first = tokens[names[0]]
+            size = len(order) * first.shape[0] * max(t.shape[1] for t in tokens.values()) * first.shape[-1]
+            impl = "vmap" if first.is_cuda or size <= VMAP_MAX_ELEMENTS else "per-expert"
+        run = {"loop": self._run_loop, "per-expert": self._run_per_expert, "vmap": self._run_vmap}[impl]
+        with self.experts.segments(1 if impl == "loop" else len(order)):
+            return run(tokens, mask, repl, order)
+
+    def _variant(self, tokens, repl, which, k):
+        return {m: (repl[m][k] if m == which else t) for m, t in tokens.items()}
+
+    def _stack_outputs(self, outs, v: int, b: int):
+        preds = {t: torch.stack([p[t].reshape(v, b, *p[t].shape[1:]) for p, _, _ in outs]) for t in self.spec.task_names}
+        vecs = torch.stack([self._vector(p, info).reshape(v, b, -1) for p, _, info in outs])
+        return preds, vecs, torch.stack([a for _, a, _ in outs])
+
+    def _run_loop(self, tokens, mask, repl, order):
+        """The reference's nested loop: K x V backbone calls of B rows (the oracle)."""
+        outs = []
+        for k in range(self.k):
+            calls = [self.experts.one(k, self._variant(tokens, repl, which, k), mask) for which in order]
+            preds = {t: torch.cat([p[t] for p, _, _ in calls]) for t in self.spec.task_names}
+            info = {"latent": torch.cat([i["latent"] for _, _, i in calls])}
+            outs.append((preds, torch.stack([a for _, a, _ in calls]).mean(), info))
+        return self._stack_outputs(outs, len(order), mask[self.spec.modality_names[0]].shape[0])
+
+    def _run_per_expert(self, tokens, mask, repl, order):
+        """The V variants of an expert as one batch of V*B rows: K backbone calls."""
+        v, b = len(order), mask[self.spec.modality_names[0]].shape[0]
+        vmask = {m: x.repeat(v) for m, x in mask.items()}
+        outs = []
+        for k in range(self.k):
+            variants = [self._variant(tokens, repl, which, k) for which in order]
+            outs.append(self.experts.one(k, {m: torch.cat([x[m] for x in variants]) for m in tokens}, vmask))
+        return self._stack_outputs(outs, v, b)
+
+    def _run_vmap(self, tokens, mask, repl, order):
+        """All K experts in one vmapped call over stacked weights, each on its V*B rows."""
+        v, b = len(order), mask[self.spec.modality_names[0]].shape[0]
+        if v == 1:
+            p, a, info = self.experts.all(tokens, mask, in_dims=(None, None))
+        else:
+            stacked = {m: torch.cat([repl[m] if m == which else t.unsqueeze(0).expand(self.k, *t.shape) for which in order],
+                                    dim=1) for m, t in tokens.items()}  # (K, V*B, P, H)
+            p, a, info = self.experts.all(stacked, {m: x.repeat(v) for m, x in mask.items()}, in_dims=(0, None))
+        preds = {t: x.reshape(self.k, v, b, *x.shape[2:]) for t, x in p.items()}
+        return preds, self._vector(p, info).reshape(self.k, v, b, -1), a
+
+    def interpret(self, aux, truth):
+        """Mean weight per expert over the test split; with planted truth, the share of samples
+        whose dominant (highest-weight) expert is the one meant for their interaction type,
+        overall (``agreement``) and per planted type."""
+        w = np.asarray(aux.get("expert_weights", np.zeros((0, self.k))))
+        if not len(w):
+            return {}
+        out = {f"weight_{n}": float(w[:, k].mean()) for k, n in enumerate(self.expert_names)}
+        if "interaction" in truth:
+            dominant = np.array(self.expert_names)[w.argmax(axis=1)]
+            meant = np.array([PLANTED_TO_EXPERT.get(t, t) for t in truth["interaction"]])
+            out["agreement"] = float(np.mean(dominant == meant))
+            for t in sorted(set(truth["interaction"])):
+                rows = truth["interaction"] == t
+                out[f"agreement_{t}"] = float(np.mean(dominant[rows] == meant[rows]))
+        return out
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, batch):
+        names = self.spec.modality_names
+        tokens = encode(self.encoders, names, batch)
+        mask = batch["mask"]
+        weights = self.gate_weights(tokens)  # (B, K)
+        needs_perturbed = self.training and self.hparams["interaction_loss"]
+        perturbed = self.perturbed_modalities() if needs_perturbed else None
+        preds_kv, vecs, aux = self.run_experts(tokens, mask, perturbed)
+        preds = {}
+        for t, x in preds_kv.items():
+            clean = x[:, 0]  # (K, B, ...)
+            w = weights.t().reshape(self.k, -1, *([1] * (clean.dim() - 2)))
+            preds[t] = (w * clean).sum(dim=0)
+        losses = {}
+        if needs_perturbed:
+            per_expert = interaction_losses(vecs, perturbed, self.m, self.regression and self.hparams["loss_space"] == "logits",
+                                            float(self.hparams["margin"]), bool(self.hparams["reference_compat"]))
+            losses["interaction"] = float(self.hparams["lambda_int"]) * per_expert.mean()
+        if aux.requires_grad:
+            lb = aux.mean()
+            losses["load_balance"] = lb.detach() if self.hparams["reference_compat"] else lb
+        out_aux = {"expert_weights": weights}
+        for t, x in preds_kv.items():
+            if x.dim() == 4:  # (K, V, B, C): per-expert clean logits for interpretation
+                out_aux[f"expert_logits_{t}"] = x[:, 0].transpose(0, 1).reshape(x.shape[2], -1)
+        return Output(preds, aux=out_aux, losses=losses)
