@@ -7,6 +7,7 @@ masked out of attention (key padding), so missing modalities are handled nativel
 """
 from __future__ import annotations
 
+from .base import ENCODER_DEFAULTS, TRANSFORMER_DEFAULTS
 from .fusion import FusionMethod
 from .registry import register_method
 
@@ -20,10 +21,9 @@ class AttentionFusion(FusionMethod):
 
     @classmethod
     def defaults(cls):
-        return {"hidden": 64, "layers": 1, "heads": 4, "fusion_layers": 1, "dropout": 0.1, "image_encoder": "cnn", "match_params": False}
+        return {**ENCODER_DEFAULTS, **TRANSFORMER_DEFAULTS, "match_params": False}
 
     @classmethod
     def search_space(cls, trial):
-        return {"hidden": trial.suggest_categorical("hidden", [32, 64, 128]),
-                "fusion_layers": trial.suggest_int("fusion_layers", 1, 3),
-                "dropout": trial.suggest_float("dropout", 0.0, 0.5)}
+        return {**super().search_space(trial),
+                "fusion_layers": trial.suggest_int("fusion_layers", 1, 3)}

@@ -47,6 +47,12 @@ def task_loss(task: TaskSpec, pred: torch.Tensor, target: torch.Tensor, mask: to
     raise ValueError(f"task {task.name!r}: kind {task.kind!r} has no loss here")
 
 
+#: hparams of the shared encoders, declared by every method (presets set hidden/layers/dropout)
+ENCODER_DEFAULTS: dict[str, Any] = {"hidden": 64, "layers": 1, "dropout": 0.1, "image_encoder": "cnn"}
+#: hparams of the transformer fusion backbones (attention, moe, soft-moe, and I2MoE over them)
+TRANSFORMER_DEFAULTS: dict[str, Any] = {"heads": 4, "fusion_layers": 1}
+
+
 class Method(nn.Module):
     """Base class of every method. Subclasses set ``name``/``description`` and build layers."""
 
@@ -65,8 +71,10 @@ class Method(nn.Module):
 
     @classmethod
     def search_space(cls, trial) -> dict[str, Any]:
-        """Optuna search space: ``trial.suggest_*`` calls returning an hparams dict."""
-        return {}
+        """Optuna search space: ``trial.suggest_*`` calls returning an hparams dict. The default is
+        the shared encoders' space; methods add their own keys to it."""
+        return {"hidden": trial.suggest_categorical("hidden", [32, 64, 128]),
+                "dropout": trial.suggest_float("dropout", 0.0, 0.5)}
 
     @classmethod
     def supports(cls, spec: DatasetSpec) -> bool | str:

@@ -10,7 +10,7 @@ import torch
 
 from datasets.spec import ModalitySpec
 
-from .base import Method, Output
+from .base import ENCODER_DEFAULTS, Method, Output
 from .encoders import build_encoder, pool
 from .heads import TaskHeads
 from .registry import register_method
@@ -24,12 +24,7 @@ class EarlyFusion(Method):
 
     @classmethod
     def defaults(cls):
-        return {"hidden": 64, "layers": 1, "dropout": 0.1, "image_encoder": "cnn"}
-
-    @classmethod
-    def search_space(cls, trial):
-        return {"hidden": trial.suggest_categorical("hidden", [32, 64, 128]),
-                "dropout": trial.suggest_float("dropout", 0.0, 0.5)}
+        return {**ENCODER_DEFAULTS}
 
     def __init__(self, spec, hparams):
         super().__init__(spec, hparams)

@@ -55,7 +55,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .backbones import BACKBONES, MOE_DEFAULTS, build_backbone, token_counts
-from .base import Method, Output
+from .base import ENCODER_DEFAULTS, TRANSFORMER_DEFAULTS, Method, Output
 from .encoders import build_encoders
 from .expert_group import ExpertGroup
 from .fusion import encode
@@ -122,8 +122,7 @@ class I2MoE(Method):
 
     @classmethod
     def defaults(cls):
-        return {"backbone": "attention", "hidden": 64, "layers": 1, "heads": 4, "fusion_layers": 1, "dropout": 0.1,
-                "image_encoder": "cnn", "weights": "mean", **MOE_DEFAULTS,
+        return {"backbone": "attention", **ENCODER_DEFAULTS, **TRANSFORMER_DEFAULTS, "weights": "mean", **MOE_DEFAULTS,
                 "lambda_int": 0.1, "temperature": 1.0, "gate_layers": 2, "gate_dropout": 0.5, "margin": 1.0,
                 "interaction_loss": True, "uniform_weights": False, "perturb": "noise", "loss_space": "logits",
                 "num_perturb": 0, "expert_init": "independent", "attn_residual": True, "reference_compat": False,
@@ -131,10 +130,9 @@ class I2MoE(Method):
 
     @classmethod
     def search_space(cls, trial):
-        return {"lambda_int": trial.suggest_float("lambda_int", 0.01, 0.5, log=True),
-                "temperature": trial.suggest_categorical("temperature", [1.0, 1.5, 2.0]),
-                "hidden": trial.suggest_categorical("hidden", [32, 64, 128]),
-                "dropout": trial.suggest_float("dropout", 0.0, 0.5)}
+        return {**super().search_space(trial),
+                "lambda_int": trial.suggest_float("lambda_int", 0.01, 0.5, log=True),
+                "temperature": trial.suggest_categorical("temperature", [1.0, 1.5, 2.0])}
 
     @classmethod
     def supports(cls, spec):

@@ -4,6 +4,7 @@ Absent modalities contribute a zero embedding (zero-fill).
 """
 from __future__ import annotations
 
+from .base import ENCODER_DEFAULTS
 from .fusion import FusionMethod
 from .registry import register_method
 
@@ -17,9 +18,5 @@ class IntermediateFusion(FusionMethod):
 
     @classmethod
     def defaults(cls):
-        return {"hidden": 64, "layers": 1, "dropout": 0.1, "image_encoder": "cnn", "match_params": False}
+        return {**ENCODER_DEFAULTS, "match_params": False}
 
-    @classmethod
-    def search_space(cls, trial):
-        return {"hidden": trial.suggest_categorical("hidden", [32, 64, 128]),
-                "dropout": trial.suggest_float("dropout", 0.0, 0.5)}

@@ -8,6 +8,7 @@ prediction's loss (MultiBench's late fusion). Per-sample weights are stored as
 """
 from __future__ import annotations
 
+from .base import ENCODER_DEFAULTS
 from .fusion import FusionMethod
 from .registry import register_method
 
@@ -21,10 +22,9 @@ class LateFusion(FusionMethod):
 
     @classmethod
     def defaults(cls):
-        return {"hidden": 64, "layers": 1, "dropout": 0.1, "image_encoder": "cnn", "match_params": False, "weights": "mean"}
+        return {**ENCODER_DEFAULTS, "match_params": False, "weights": "mean"}
 
     @classmethod
     def search_space(cls, trial):
-        return {"hidden": trial.suggest_categorical("hidden", [32, 64, 128]),
-                "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+        return {**super().search_space(trial),
                 "weights": trial.suggest_categorical("weights", ["mean", "learned"])}

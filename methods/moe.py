@@ -9,6 +9,7 @@ I2MoE but not in its vanilla baseline; we keep it in both). Logged as ``aux/load
 from __future__ import annotations
 
 from .backbones import MOE_DEFAULTS
+from .base import ENCODER_DEFAULTS, TRANSFORMER_DEFAULTS
 from .fusion import FusionMethod
 from .registry import register_method
 
@@ -22,13 +23,12 @@ class SwitchMoEFusion(FusionMethod):
 
     @classmethod
     def defaults(cls):
-        return {"hidden": 64, "layers": 1, "heads": 4, "fusion_layers": 1, "dropout": 0.1, "image_encoder": "cnn", "match_params": False,
+        return {**ENCODER_DEFAULTS, **TRANSFORMER_DEFAULTS, "match_params": False,
                 "num_experts": MOE_DEFAULTS["num_experts"], "top_k": MOE_DEFAULTS["top_k"],
                 "aux_weight": MOE_DEFAULTS["aux_weight"]}
 
     @classmethod
     def search_space(cls, trial):
-        return {"hidden": trial.suggest_categorical("hidden", [32, 64, 128]),
+        return {**super().search_space(trial),
                 "num_experts": trial.suggest_categorical("num_experts", [2, 4, 8]),
-                "top_k": trial.suggest_categorical("top_k", [1, 2]),
-                "dropout": trial.suggest_float("dropout", 0.0, 0.5)}
+                "top_k": trial.suggest_categorical("top_k", [1, 2])}

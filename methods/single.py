@@ -5,7 +5,7 @@ always in the table. A sample whose modality is absent is seen as its zero-fille
 """
 from __future__ import annotations
 
-from .base import Method, Output
+from .base import ENCODER_DEFAULTS, Method, Output
 from .encoders import build_encoder, pool
 from .heads import TaskHeads
 from .registry import register_method
@@ -20,12 +20,7 @@ class Single(Method):
 
     @classmethod
     def defaults(cls):
-        return {"modality": "", "hidden": 64, "layers": 1, "dropout": 0.1, "image_encoder": "cnn"}
-
-    @classmethod
-    def search_space(cls, trial):
-        return {"hidden": trial.suggest_categorical("hidden", [32, 64, 128]),
-                "dropout": trial.suggest_float("dropout", 0.0, 0.5)}
+        return {"modality": "", **ENCODER_DEFAULTS}
 
     def __init__(self, spec, hparams):
         super().__init__(spec, hparams)

@@ -6,6 +6,7 @@ slots and recombined (Puigcerver et al., 2024); absent modalities' tokens are no
 from __future__ import annotations
 
 from .backbones import MOE_DEFAULTS
+from .base import ENCODER_DEFAULTS, TRANSFORMER_DEFAULTS
 from .fusion import FusionMethod
 from .registry import register_method
 
@@ -19,11 +20,10 @@ class SoftMoEFusion(FusionMethod):
 
     @classmethod
     def defaults(cls):
-        return {"hidden": 64, "layers": 1, "heads": 4, "fusion_layers": 1, "dropout": 0.1, "image_encoder": "cnn", "match_params": False,
+        return {**ENCODER_DEFAULTS, **TRANSFORMER_DEFAULTS, "match_params": False,
                 "num_experts": MOE_DEFAULTS["num_experts"], "slots": MOE_DEFAULTS["slots"]}
 
     @classmethod
     def search_space(cls, trial):
-        return {"hidden": trial.suggest_categorical("hidden", [32, 64, 128]),
-                "num_experts": trial.suggest_categorical("num_experts", [2, 4, 8]),
-                "dropout": trial.suggest_float("dropout", 0.0, 0.5)}
+        return {**super().search_space(trial),
+                "num_experts": trial.suggest_categorical("num_experts", [2, 4, 8])}

@@ -335,3 +335,14 @@ def test_soft_moe_ignores_absent_modality_tokens(load_data) -> None:
         a, b = model(batch).preds["diagnosis"], model(changed).preds["diagnosis"]
     torch.testing.assert_close(a[:2], b[:2])
     assert not torch.allclose(a[2:], b[2:])
+
+
+def test_search_spaces_only_declare_known_hparams() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for cls in method_classes():
+        trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+        space = cls.search_space(trial)
+        assert {"hidden", "dropout"} <= set(space), cls.name
+        assert set(space) <= set(cls.defaults()), (cls.name, set(space) - set(cls.defaults()))
