@@ -47,6 +47,14 @@ A sweep skips jobs already in the store; rerun the same command to resume an int
 Prints, for each size and number of modalities, the training-step time of I2MoE's loop
 (oracle) and batched implementations measured in one run, their ratio, memory, and a lower
 bound: one forward+backward of a single backbone over K*(M+1)*B rows.""",
+    "data": """examples:
+  python -m bench data check /data/nnUNet_raw/Dataset001_Liver
+  python -m bench data check /data/nnUNet_raw/Dataset001_Liver --json
+
+`data check` validates an nnU-Net v2 raw folder (dataset.json, imagesTr/labelsTr, optional
+imagesTs/labelsTs) and lists every problem at once, one line each naming the file: unreadable
+or truncated NIfTI, shape/affine mismatches between channels and label, label values missing
+from dataset.json, NaN/Inf, missing channel files, numTraining mismatch. Files are only read.""",
     "leaderboard": """examples:
   python -m bench leaderboard
   python -m bench leaderboard --dataset wdbc --format csv --out wdbc.csv
@@ -116,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modalities", nargs="+", type=int, default=[2, 3, 4], help="numbers of modalities (default 2 3 4)")
     p.add_argument("--reps", type=int, default=20, help="timed repetitions per measurement (median reported)")
     p.add_argument("--json", action="store_true", help="print one JSON list of rows")
+
+    p = sub.add_parser("data", help="validate a data folder", epilog=EPILOGS["data"], formatter_class=fmt)
+    p.add_argument("action", choices=("check",), help="check: list every problem in an nnU-Net v2 raw folder")
+    p.add_argument("path", help="the dataset folder (the one holding dataset.json)")
+    p.add_argument("--json", action="store_true", help="print the problems as a JSON list")
 
     p = sub.add_parser("leaderboard", help="mean ± std over seeds from the run store", epilog=EPILOGS["leaderboard"],
                        formatter_class=fmt)
@@ -318,7 +331,21 @@ def cmd_perf(args) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "perf": cmd_perf, "run": cmd_run, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard}
+def cmd_data(args) -> int:
+    from datasets.nnunet import check_dataset
+
+    problems = check_dataset(args.path)
+    if args.json:
+        print(json.dumps(problems))
+    else:
+        for line in problems:
+            print(line)
+        print(f"{args.path}: {len(problems)} problem(s)" if problems else f"{args.path}: no problems found",
+              file=sys.stderr)
+    return EXIT_FAILED if problems else 0
+
+
+COMMANDS = {"list": cmd_list, "perf": cmd_perf, "data": cmd_data, "run": cmd_run, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -69,7 +69,7 @@ def test_presets_change_model_size(tmp_path, capsys):
     assert sizes["tiny"] < sizes["small"]
 
 
-@pytest.mark.parametrize("command", ["run", "sweep", "leaderboard", "list"])
+@pytest.mark.parametrize("command", ["run", "sweep", "leaderboard", "list", "perf", "data"])
 def test_help_has_examples(command, capsys):
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])
@@ -94,3 +94,27 @@ def test_readme_tables_match_registries():
 def test_leaderboard_on_empty_store_says_what_to_do(tmp_path, capsys):
     assert main(["leaderboard", "--runs-dir", str(tmp_path)]) == 0
     assert "bench sweep --suite quick" in capsys.readouterr().out
+
+
+def test_data_check_lists_every_problem_and_exits_nonzero(tmp_path, capsys):
+    import numpy as np
+
+    from datasets.nnunet import write_case, write_dataset_json
+
+    root = tmp_path / "Dataset001_Toy"
+    vol = np.zeros((6, 6, 4), np.float32)
+    lab = np.zeros((6, 6, 4), np.uint8)
+    lab[2:4, 2:4, 1:3] = 1
+    write_dataset_json(root, {0: "CT"}, {"background": 0, "liver": 1}, 2)
+    write_case(root, "case_000", [vol], lab, (1.0, 1.0, 2.0))
+    write_case(root, "case_001", [vol], lab, (1.0, 1.0, 2.0))
+    assert main(["data", "check", str(root)]) == 0
+    assert "no problems found" in capsys.readouterr().err
+    bad = lab.copy()
+    bad[0, 0, 0] = 7  # not in dataset.json
+    write_case(root, "case_001", [np.zeros((5, 6, 4), np.float32)], bad, (1.0, 1.0, 2.0))
+    assert main(["data", "check", str(root), "--json"]) == 1
+    problems = json.loads(capsys.readouterr().out)
+    assert len(problems) >= 2 and all("case_001" in p for p in problems)
+    assert main(["data", "check", str(tmp_path / "nope")]) == 2
+    assert "nope" in capsys.readouterr().err
