@@ -47,6 +47,12 @@ A sweep skips jobs already in the store; rerun the same command to resume an int
 Prints, for each size and number of modalities, the training-step time of I2MoE's loop
 (oracle) and batched implementations measured in one run, their ratio, memory, and a lower
 bound: one forward+backward of a single backbone over K*(M+1)*B rows.""",
+    "cost": """examples:
+  python -m bench cost --method i2moe --dataset synthetic-mvmt
+  python -m bench cost --method attention intermediate i2moe --dataset digits-halves --preset paper --json
+
+Builds each model (no training) and measures parameters (total, trainable, active per sample),
+forward FLOPs per sample, the median time of a training step, inference latency and peak memory.""",
     "data": """examples:
   python -m bench data check /data/nnUNet_raw/Dataset001_Liver
   python -m bench data check /data/nnUNet_raw/Dataset001_Liver --json
@@ -123,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", nargs="+", default=["quick", "paper"], choices=("quick", "paper"), help="sizes to measure")
     p.add_argument("--modalities", nargs="+", type=int, default=[2, 3, 4], help="numbers of modalities (default 2 3 4)")
     p.add_argument("--reps", type=int, default=20, help="timed repetitions per measurement (median reported)")
+    p.add_argument("--json", action="store_true", help="print one JSON list of rows")
+
+    p = sub.add_parser("cost", help="parameters, FLOPs, step time and memory of methods, without training",
+                       epilog=EPILOGS["cost"], formatter_class=fmt)
+    p.add_argument("--method", nargs="+", required=True, help="one or more methods")
+    p.add_argument("--dataset", required=True, help="dataset whose shapes to use")
+    p.add_argument("--steps", type=int, default=10, help="timed training steps (median reported, default 10)")
+    _add_job_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON list of rows")
 
     p = sub.add_parser("data", help="validate a data folder", epilog=EPILOGS["data"], formatter_class=fmt)
@@ -331,6 +345,32 @@ def cmd_perf(args) -> int:
     return 0
 
 
+def cmd_cost(args) -> int:
+    from tabulate import tabulate
+
+    from .config import ConfigError, parse_sets
+    from .runner import build_config, cost_job
+
+    if args.steps < 1:
+        raise ConfigError(f"--steps must be >= 1, got {args.steps}")
+    rows = []
+    for method in args.method:
+        _preflight(method, args.dataset, args.data_root)
+        cfg = build_config(method, args.dataset, split_seed=args.split_seed, preset=args.preset,
+                           sets=parse_sets(args.sets), device=args.device, data_root=args.data_root)
+        rows.append(cost_job(cfg, args.steps))
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(tabulate([[r["method"], f"{r['params_total']:,}", f"{r['params_active']:,}", f"{r['flops_per_sample']:,.0f}",
+                     f"{r['step_time_s'] * 1e3:.2f}", f"{r['inference_s_per_sample'] * 1e6:.1f}",
+                     f"{r['peak_memory_bytes'] / 2**20:.0f}"] for r in rows],
+                   headers=["method", "params", "active params", "FLOPs/sample", f"ms/step (batch {rows[0]['batch_size']})",
+                            "µs/sample inference", "peak MiB"], tablefmt="github"))
+    print(f"dataset {args.dataset}, preset {args.preset}, device {args.device}", file=sys.stderr)
+    return 0
+
+
 def cmd_data(args) -> int:
     from datasets.nnunet import check_dataset
 
@@ -345,7 +385,7 @@ def cmd_data(args) -> int:
     return EXIT_FAILED if problems else 0
 
 
-COMMANDS = {"list": cmd_list, "perf": cmd_perf, "data": cmd_data, "run": cmd_run, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard}
+COMMANDS = {"list": cmd_list, "perf": cmd_perf, "data": cmd_data, "cost": cmd_cost, "run": cmd_run, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard}
 
 
 def main(argv: list[str] | None = None) -> int:

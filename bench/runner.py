@@ -311,3 +311,44 @@ def run_job(cfg: RunConfig, store: RunStore | None, runs_dir: str | Path = "runs
         store.put(record, test.cases)
     ckpt.discard_last()
     return record
+
+
+def cost_job(cfg: RunConfig, steps: int = 10) -> dict[str, Any]:
+    """Cost of a configuration without training it: parameters, FLOPs per sample, median time of
+    ``steps`` training steps (after 2 warm-up steps), inference latency and peak memory, measured
+    exactly as ``run_job`` measures them (``bench cost``)."""
+    device = torch.device(cfg.device)
+    configure_determinism(cfg.deterministic)
+    seed_everything(cfg.seed)
+    data = _load_data(cfg.dataset, cfg.split_seed, cfg.data_root)
+    cls, _ = parse_method(cfg.method)
+    supported = cls.supports(data.spec)
+    if supported is not True:
+        raise ConfigError(str(supported))
+    try:
+        model = cls(data.spec, cfg.hparams).to(device)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    opt = _make_optimizer(model, cfg.train)
+    gen = make_generator(cfg.seed)
+    batches = list(data.batches("train", cfg.train.batch_size, gen, drop_last=True))
+    times = []
+    model.train()
+    for i in range(steps + 2):
+        batch = _to_device(batches[i % len(batches)], device)
+        t0 = time.perf_counter()
+        total, _ = model.loss(model(batch), batch)
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i >= 2:
+            times.append(time.perf_counter() - t0)
+    first = _to_device(data.batch(data.splits["test"][: cfg.train.batch_size]), device)
+    model.eval()
+    with torch.no_grad():
+        latency = timed_inference(lambda b: model(_to_device(b, device)), data.batches("test", cfg.train.batch_size), device)
+    return {"method": cfg.method, "dataset": cfg.dataset, "preset": cfg.preset, **parameter_counts(model),
+            "flops_per_sample": flops_per_sample(model, first), "step_time_s": statistics.median(times),
+            "batch_size": cfg.train.batch_size, **latency, "peak_memory_bytes": peak_memory_bytes(device)}

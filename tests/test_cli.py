@@ -69,7 +69,7 @@ def test_presets_change_model_size(tmp_path, capsys):
     assert sizes["tiny"] < sizes["small"]
 
 
-@pytest.mark.parametrize("command", ["run", "sweep", "leaderboard", "list", "perf", "data"])
+@pytest.mark.parametrize("command", ["run", "sweep", "leaderboard", "list", "perf", "data", "cost"])
 def test_help_has_examples(command, capsys):
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])
@@ -118,3 +118,17 @@ def test_data_check_lists_every_problem_and_exits_nonzero(tmp_path, capsys):
     assert len(problems) >= 2 and all("case_001" in p for p in problems)
     assert main(["data", "check", str(tmp_path / "nope")]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_cost_reports_every_method_without_training(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["cost", "--method", "attention", "moe", "i2moe", "--dataset", "synthetic-pid:mixed", "--preset", "tiny",
+                 "--steps", "2", "--json"]) == 0
+    rows = {r["method"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == {"attention", "moe", "i2moe"}
+    for r in rows.values():
+        assert r["params_total"] > 0 and r["flops_per_sample"] > 0 and r["step_time_s"] > 0
+    assert rows["moe"]["params_active"] < rows["moe"]["params_total"]
+    assert rows["i2moe"]["params_total"] > 3 * rows["attention"]["params_total"] // 2
+    assert not (tmp_path / "runs").exists()  # nothing trained, nothing stored
+    assert main(["cost", "--method", "attention", "--dataset", "wdbc", "--steps", "0"]) == 2
