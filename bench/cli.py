@@ -198,8 +198,9 @@ def cmd_list(args) -> int:
     return 0
 
 
-def _preflight(method: str, dataset: str, data_root: str | None) -> None:
-    """Check the method name and the dataset's availability together, so one line names every missing part."""
+def _preflight(method: str | None, dataset: str, data_root: str | None) -> None:
+    """Check the method name (if given) and the dataset's availability together, so one line
+    names every missing part."""
     from datasets import DatasetError, parse_name
     from methods import UnknownMethod, parse_method
 
@@ -207,7 +208,8 @@ def _preflight(method: str, dataset: str, data_root: str | None) -> None:
 
     problems = []
     try:
-        parse_method(method)
+        if method is not None:
+            parse_method(method)
     except UnknownMethod as exc:
         problems.append(str(exc))
     try:
@@ -273,7 +275,7 @@ def cmd_sweep(args) -> int:
     else:
         raise ConfigError("sweep needs --suite NAME, or both --methods and --datasets (see --help)")
     for d in datasets:
-        _preflight("early", d, args.data_root)
+        _preflight(None, d, args.data_root)
     jobs = expand(methods, datasets, seeds, preset=preset, sets=parse_sets(args.sets), train=train,
                   split_seed=args.split_seed, device=args.device, data_root=args.data_root)
     store = _store(args)
