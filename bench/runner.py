@@ -185,6 +185,24 @@ def _load_data(dataset: str, split_seed: int, data_root: str | None) -> Multimod
     return load_dataset(dataset, split_seed, **({} if entry.embedded else {"data_root": data_root}))
 
 
+def _setup(cfg: RunConfig) -> tuple[torch.device, MultimodalData, type, bool | str]:
+    """Determinism, seeds and data for a job; returns (device, data, method class, supports())."""
+    device = torch.device(cfg.device)
+    configure_determinism(cfg.deterministic)
+    seed_everything(cfg.seed)
+    data = _load_data(cfg.dataset, cfg.split_seed, cfg.data_root)
+    cls, _ = parse_method(cfg.method)
+    return device, data, cls, cls.supports(data.spec)
+
+
+def _build_model(cls, data: MultimodalData, cfg: RunConfig, device: torch.device) -> torch.nn.Module:
+    seed_everything(cfg.seed)  # model init never depends on what ran before it
+    try:
+        return cls(data.spec, cfg.hparams).to(device)
+    except ValueError as exc:  # bad hparam values found by the method
+        raise ConfigError(str(exc)) from None
+
+
 def run_job(cfg: RunConfig, store: RunStore | None, runs_dir: str | Path = "runs", progress: bool = True,
             force: bool = False) -> RunRecord:
     """Run (or resume) one job and store its record. Returns the stored record if already done."""
@@ -193,22 +211,13 @@ def run_job(cfg: RunConfig, store: RunStore | None, runs_dir: str | Path = "runs
         existing = store.get(key)
         if existing is not None and existing.status in ("ok", "skipped"):
             return existing
-    device = torch.device(cfg.device)
-    configure_determinism(cfg.deterministic)
-    seed_everything(cfg.seed)
-    data = _load_data(cfg.dataset, cfg.split_seed, cfg.data_root)
-    cls, _ = parse_method(cfg.method)
-    supported = cls.supports(data.spec)
+    device, data, cls, supported = _setup(cfg)
     if supported is not True:
         record = _record(cfg, "skipped", reason=str(supported), env=environment(device))
         if store is not None:
             store.put(record)
         return record
-    seed_everything(cfg.seed)
-    try:
-        model = cls(data.spec, cfg.hparams).to(device)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    model = _build_model(cls, data, cfg, device)
     tc = cfg.train
     ckpt = Checkpointer(Path(runs_dir) / "checkpoints" / key)
     steps_per_epoch = math.ceil(len(data.splits["train"]) / tc.batch_size)
@@ -317,18 +326,10 @@ def cost_job(cfg: RunConfig, steps: int = 10) -> dict[str, Any]:
     """Cost of a configuration without training it: parameters, FLOPs per sample, median time of
     ``steps`` training steps (after 2 warm-up steps), inference latency and peak memory, measured
     exactly as ``run_job`` measures them (``bench cost``)."""
-    device = torch.device(cfg.device)
-    configure_determinism(cfg.deterministic)
-    seed_everything(cfg.seed)
-    data = _load_data(cfg.dataset, cfg.split_seed, cfg.data_root)
-    cls, _ = parse_method(cfg.method)
-    supported = cls.supports(data.spec)
+    device, data, cls, supported = _setup(cfg)
     if supported is not True:
         raise ConfigError(str(supported))
-    try:
-        model = cls(data.spec, cfg.hparams).to(device)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    model = _build_model(cls, data, cfg, device)
     opt = _make_optimizer(model, cfg.train)
     gen = make_generator(cfg.seed)
     batches = list(data.batches("train", cfg.train.batch_size, gen, drop_last=True))
