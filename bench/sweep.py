@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +68,7 @@ def _run_one(job: RunConfig, store: RunStore, runs_dir: str | Path, retry_failed
 
 
 _WORKER_STORE: RunStore | None = None
+_TRACKER_WARNING = "ignore:resource_tracker:UserWarning"
 
 
 def _worker_init(store_url: str, threads: int) -> None:
@@ -74,7 +77,6 @@ def _worker_init(store_url: str, threads: int) -> None:
     global _WORKER_STORE
     try:
         import ctypes
-        import signal
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
@@ -121,16 +123,30 @@ def run_sweep(jobs: list[RunConfig], store: RunStore, runs_dir: str | Path, retr
                 collect(job, _run_one(job, store, runs_dir, retry_failed))
         else:
             threads = max(1, (os.cpu_count() or 1) // workers)
+            # multiprocessing's resource tracker (a helper process started with this interpreter's
+            # -W options) warns about the pool's queue semaphores when Ctrl-C stops the pool; they
+            # are cleaned up all the same, so keep that warning off the user's terminal
+            if _TRACKER_WARNING not in sys.warnoptions:
+                sys.warnoptions.append(_TRACKER_WARNING)
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                                     initargs=(store.url, threads)) as pool:
+            pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(store.url, threads))
+            # workers start with SIGINT ignored (an ignored signal stays ignored in the spawned
+            # interpreter): Ctrl-C reaches only this process, which stops the workers itself
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
                 futures = {pool.submit(_worker_run, job, str(runs_dir), retry_failed): job for job in todo}
-                try:
-                    for fut in as_completed(futures):
-                        collect(futures[fut], fut.result())
-                except BaseException:
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    raise
+            finally:
+                signal.signal(signal.SIGINT, previous)
+            try:
+                for fut in as_completed(futures):
+                    collect(futures[fut], fut.result())
+            except BaseException:
+                # interrupted: stop now; a job killed mid-way leaves no record and resumes next time
+                for proc in list(getattr(pool, "_processes", {}).values()):
+                    proc.terminate()
+                pool.shutdown(wait=True, cancel_futures=True)  # joins the dead workers, frees their queues
+                raise
+            pool.shutdown()
     finally:
         bar.close()
     return report
