@@ -18,8 +18,6 @@ expert over shared encoders, and the fusion baselines are "shared encoders + one
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import nn
 
@@ -92,9 +90,15 @@ class LateBackbone(Backbone):
 
 
 class TransformerBackbone(Backbone):
-    """Tokens + learned per-modality/position embeddings + CLS -> pre-norm blocks -> CLS -> heads."""
+    """Tokens + learned per-modality/position embeddings + CLS -> pre-norm blocks -> CLS -> heads.
 
-    ffn_factory: Callable[[int, dict], nn.Module] | None = None
+    ``forward(..., variants=(replacements, order))`` runs several passes that differ only in
+    which modality's tokens are replaced (I2MoE's perturbed passes) as one stacked batch: the
+    first block's norm and qkv projection are per-token, so they are computed once for the
+    clean tokens and once per replacement rather than once per pass.
+    """
+
+    supports_variants = True
 
     def __init__(self, spec, hparams, token_counts):
         super().__init__(spec, hparams, token_counts)
@@ -111,18 +115,40 @@ class TransformerBackbone(Backbone):
     def make_ffn(self, dim: int, hparams: dict) -> nn.Module | None:
         return None
 
-    def forward(self, tokens, mask) -> BackboneOut:
+    def forward(self, tokens, mask, variants=None) -> BackboneOut:
         first = tokens[self.names[0]]
         b = first.shape[0]
         parts = [self.cls.expand(b, -1, -1)] + [tokens[m] + self.pos[m] for m in self.names]
         keep = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=first.device)]
                          + [mask[m].unsqueeze(1).expand(-1, tokens[m].shape[1]) for m in self.names], dim=1)
-        x, aux = torch.cat(parts, dim=1), first.new_zeros(())
-        for block in self.blocks:
-            x, a = block(x, keep)
+        x, aux, qkv = torch.cat(parts, dim=1), first.new_zeros(()), None
+        if variants is not None:
+            x, qkv = self._stack_variants(x, *variants)
+            keep = keep.repeat(len(variants[1]), 1)
+        for i, block in enumerate(self.blocks):
+            x, a = block(x, keep, qkv if i == 0 else None)
             aux = aux + a
         latent = self.norm(x[:, 0])
         return self.heads(latent), aux, {"latent": latent}
+
+    def _stack_variants(self, x_clean, replacements: dict, order: list):
+        """(V*B, N, H) inputs and first-block qkv for the passes in ``order`` (None = clean)."""
+        qkv_clean = self.blocks[0].project(x_clean)
+        start, spans = 1, {}
+        for m in self.names:
+            spans[m] = (start, start + self.pos[m].shape[1])
+            start = spans[m][1]
+        xs, qkvs = [], []
+        for which in order:
+            if which is None:
+                xs.append(x_clean)
+                qkvs.append(qkv_clean)
+                continue
+            s, e = spans[which]
+            xr = replacements[which] + self.pos[which]
+            xs.append(torch.cat([x_clean[:, :s], xr, x_clean[:, e:]], dim=1))
+            qkvs.append(torch.cat([qkv_clean[:, :s], self.blocks[0].project(xr), qkv_clean[:, e:]], dim=1))
+        return torch.cat(xs), torch.cat(qkvs)
 
 
 class SwitchMoEBackbone(TransformerBackbone):

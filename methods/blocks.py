@@ -22,11 +22,16 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        b, n, d = x.shape
-        q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        return self.attend(self.qkv(x), keep)
+
+    def attend(self, qkv: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention from already projected (B, N, 3D) queries/keys/values."""
+        b, n, d = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
+        q, k, v = qkv.view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         bias = None
         if keep is not None:  # keep: (B, N) bool, False = padded key
-            bias = torch.zeros(b, 1, 1, n, dtype=x.dtype, device=x.device).masked_fill(~keep[:, None, None, :], float("-inf"))
+            bias = torch.zeros(b, 1, 1, n, dtype=qkv.dtype, device=qkv.device).masked_fill(~keep[:, None, None, :],
+                                                                                             float("-inf"))
         scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
         if bias is not None:
             scores = scores + bias
@@ -57,8 +62,15 @@ class Block(nn.Module):
         self.ffn = ffn if ffn is not None else Mlp(dim, 2 * dim, dropout)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        a = self.drop(self.attn(self.norm1(x), keep))
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """The per-token part before attention: qkv(norm1(x)), (B, N, 3D)."""
+        return self.attn.qkv(self.norm1(x))
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None,
+                qkv: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``qkv``: ``project(x)`` when the caller already has it (computed once for tokens shared by
+        several stacked passes)."""
+        a = self.drop(self.attn.attend(self.project(x) if qkv is None else qkv, keep))
         x = x + a if self.attn_residual else a
         h = self.norm2(x)
         out = self.ffn(h, keep) if getattr(self.ffn, "uses_mask", False) else self.ffn(h)

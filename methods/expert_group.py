@@ -41,9 +41,9 @@ class ExpertGroup(nn.Module):
     def params(self, k: int | None = None) -> dict[str, torch.Tensor]:
         return {n: (p if k is None else p[k]) for n, p in zip(self.names, self.stacked)}
 
-    def one(self, k: int, *args):
+    def one(self, k: int, *args, **kwargs):
         """Expert ``k`` on ``args``."""
-        return functional_call(self.template, self.params(k), args)
+        return functional_call(self.template, self.params(k), args, kwargs)
 
     def all(self, *args, in_dims: tuple = ()):
         """All experts at once; ``in_dims`` gives each arg's expert axis (0) or None (shared)."""

@@ -244,8 +244,12 @@ class I2MoE(Method):
     def _run_per_expert(self, tokens, mask, repl, order):
         """The V variants of an expert as one batch of V*B rows: K backbone calls."""
         v, b = len(order), mask[self.spec.modality_names[0]].shape[0]
-        vmask = {m: x.repeat(v) for m, x in mask.items()}
         outs = []
+        if getattr(self.experts.template, "supports_variants", False):  # shares per-token work across passes
+            for k in range(self.k):
+                outs.append(self.experts.one(k, tokens, mask, variants=({m: r[k] for m, r in repl.items()}, order)))
+            return self._stack_outputs(outs, v, b)
+        vmask = {m: x.repeat(v) for m, x in mask.items()}
         for k in range(self.k):
             variants = [self._variant(tokens, repl, which, k) for which in order]
             outs.append(self.experts.one(k, {m: torch.cat([x[m] for x in variants]) for m in tokens}, vmask))
