@@ -70,8 +70,8 @@ class SplitEval:
     loss: float
     metrics: dict[str, dict[str, float]]
     cases: pd.DataFrame | None
-    aux: dict[str, np.ndarray]      # per-sample interpretation tensors of the split, in split order
-    extras: dict[str, np.ndarray]   # the dataset's per-sample ground truth for the split
+    aux: dict[str, np.ndarray]      # per-sample interpretation tensors, in split order (per_case only)
+    extras: dict[str, np.ndarray]   # the dataset's per-sample ground truth for the split (per_case only)
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:
@@ -85,7 +85,8 @@ def _to_device(batch: dict, device: torch.device) -> dict:
 def evaluate_split(model, data: MultimodalData, split: str, batch_size: int, device: torch.device,
                    per_case: bool = False, with_metrics: bool = True) -> SplitEval:
     """Predict a whole split in eval mode; loss, metrics per task (unless ``with_metrics`` is
-    False: per-epoch validation under ``select=loss`` needs only the loss), per-case frame when asked."""
+    False: per-epoch validation under ``select=loss`` needs only the loss); with ``per_case``, also
+    the per-case frame and the per-sample ``aux`` outputs and ground truth (interpretation)."""
     model.eval()
     preds: dict[str, list[torch.Tensor]] = {t: [] for t in data.spec.task_names}
     aux: dict[str, list[torch.Tensor]] = {}
@@ -93,7 +94,7 @@ def evaluate_split(model, data: MultimodalData, split: str, batch_size: int, dev
         out = model(_to_device(batch, device))
         for t in preds:
             preds[t].append(out.preds[t].float().cpu())
-        for name, value in out.aux.items():
+        for name, value in (out.aux.items() if per_case else ()):
             if torch.is_tensor(value) and value.dim() >= 1 and value.shape[0] == len(batch["index"]):
                 aux.setdefault(name, []).append(value.float().cpu())
     idx = data.splits[split]
@@ -110,7 +111,7 @@ def evaluate_split(model, data: MultimodalData, split: str, batch_size: int, dev
         if per_case:
             frames.append(ev.per_case.assign(task=task.name))
     aux_arrays = {name: torch.cat(parts).numpy() for name, parts in aux.items()}
-    extras = {name: np.asarray(values)[idx] for name, values in data.extras.items()}
+    extras = {name: np.asarray(values)[idx] for name, values in data.extras.items()} if per_case else {}
     cases = None
     if per_case:
         cases = pd.concat(frames, ignore_index=True)
