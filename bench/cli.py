@@ -56,6 +56,13 @@ forward FLOPs per sample, the median time of a training step, inference latency 
     "data": """examples:
   python -m bench data check /data/nnUNet_raw/Dataset001_Liver
   python -m bench data check /data/nnUNet_raw/Dataset001_Liver --json
+  python -m bench data convert flare22 --data-root /data --out /data/nnUNet_raw
+  python -m bench data convert amos22 --data-root /data --out /data/nnUNet_raw --copy
+
+`data convert` writes the official FLARE22 / AMOS22 (CT and MR parts) / ATLAS23 layouts found
+under the data root as nnU-Net v2 raw folders (hard links where possible, else copies; the
+inputs are never modified; an existing non-empty output folder is refused). The result passes
+`data check` and reads with `--dataset nnunet:<folder>`.
 
 `data check` validates an nnU-Net v2 raw folder (dataset.json, imagesTr/labelsTr, optional
 imagesTs/labelsTs) and lists every problem at once, one line each naming the file: unreadable
@@ -79,6 +86,9 @@ def _add_job_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a training field or method hparam (repeatable)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split (default 0)")
+    p.add_argument("--routing", choices=("hard", "gated", "gated-code", "dense"),
+                   help="M4oE routing (same as --set routing=...)")
+    p.add_argument("--moe-where", choices=("enc", "dec", "both"), help="M4oE: blocks with experts (--set moe_where=...)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     p.add_argument("--data-root", default=None, help="root of external datasets (default $BENCH_DATA_ROOT or ./data)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -140,9 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON list of rows")
 
     p = sub.add_parser("data", help="validate a data folder", epilog=EPILOGS["data"], formatter_class=fmt)
-    p.add_argument("action", choices=("check",), help="check: list every problem in an nnU-Net v2 raw folder")
-    p.add_argument("path", help="the dataset folder (the one holding dataset.json)")
-    p.add_argument("--json", action="store_true", help="print the problems as a JSON list")
+    p.add_argument("action", choices=("check", "convert"),
+                   help="check: list every problem in an nnU-Net v2 raw folder; convert: official layout -> nnU-Net v2")
+    p.add_argument("path", help="check: the dataset folder (the one holding dataset.json); "
+                                "convert: flare22, amos22, amos22-ct, amos22-mr or atlas23")
+    p.add_argument("--data-root", default=None, help="convert: root of the official layouts (default $BENCH_DATA_ROOT or ./data)")
+    p.add_argument("--out", help="convert: folder to write DatasetNNN_Name folders into")
+    p.add_argument("--copy", action="store_true", help="convert: copy files instead of hard-linking them")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
 
     p = sub.add_parser("leaderboard", help="mean ± std over seeds from the run store", epilog=EPILOGS["leaderboard"],
                        formatter_class=fmt)
@@ -181,7 +196,7 @@ def cmd_list(args) -> int:
         out["methods"] = [{"name": c.name, "description": c.description, "defaults": c.defaults()} for c in method_classes()]
     if args.what in (None, "datasets"):
         out["datasets"] = [{"name": e.name, "description": e.description, "variants": list(e.variants),
-                            "embedded": e.embedded} for e in dataset_entries()]
+                            "embedded": e.embedded, "open_variant": e.open_variant} for e in dataset_entries()]
     if args.what in (None, "suites"):
         out["suites"] = [{"name": s.name, "description": s.description} for s in SUITES.values()]
     if args.json:
@@ -191,11 +206,22 @@ def cmd_list(args) -> int:
         print(f"{section}:")
         for it in items:
             extra = f" [variants: {', '.join(it['variants'])}]" if it.get("variants") else ""
-            extra += "" if it.get("embedded", True) else " [needs --data-root]"
+            extra += "" if it.get("embedded", True) else (" [path after ':']" if it.get("open_variant") else " [needs --data-root]")
             print(f"  {it['name']:<16} {it['description']}{extra}")
             if "defaults" in it:
                 print(f"  {'':<16} hparams: {', '.join(f'{k}={v}' for k, v in it['defaults'].items())}")
     return 0
+
+
+def _job_sets(args) -> dict[str, str]:
+    """``--set`` values plus the named shortcuts (``--routing``, ``--moe-where``)."""
+    from .config import parse_sets
+
+    sets = parse_sets(args.sets)
+    for flag, key in (("routing", "routing"), ("moe_where", "moe_where")):
+        if getattr(args, flag, None):
+            sets[key] = getattr(args, flag)
+    return sets
 
 
 def _preflight(method: str | None, dataset: str, data_root: str | None) -> None:
@@ -213,9 +239,9 @@ def _preflight(method: str | None, dataset: str, data_root: str | None) -> None:
     except UnknownMethod as exc:
         problems.append(str(exc))
     try:
-        entry, _ = parse_name(dataset)
+        entry, variant = parse_name(dataset)
         if entry.check is not None:
-            entry.check(data_root)
+            entry.check(data_root, variant)
     except DatasetError as exc:
         problems.append(str(exc))
     if problems:
@@ -223,12 +249,11 @@ def _preflight(method: str | None, dataset: str, data_root: str | None) -> None:
 
 
 def cmd_run(args) -> int:
-    from .config import parse_sets
     from .runner import build_config, run_job
 
     _preflight(args.method, args.dataset, args.data_root)
     cfg = build_config(args.method, args.dataset, seed=args.seed, split_seed=args.split_seed, preset=args.preset,
-                       sets=parse_sets(args.sets), device=args.device, deterministic=not args.no_deterministic,
+                       sets=_job_sets(args), device=args.device, deterministic=not args.no_deterministic,
                        data_root=args.data_root)
     record = run_job(cfg, _store(args), args.runs_dir, progress=not args.no_progress and not args.json, force=args.force)
     if args.json:
@@ -245,8 +270,12 @@ def _print_record(record) -> None:
     print(f"{record.method} on {record.dataset}, seed {record.seed}: {record.status}"
           + (f" ({record.reason})" if record.reason else "") + f"  [key {record.key}]")
     for task, metrics in record.metrics.get("test", {}).items():
-        shown = {k: v for k, v in metrics.items() if "_" not in k or k in ("balanced_accuracy", "macro_f1", "pearson_r")}
+        shown = {k: v for k, v in metrics.items()
+                 if "_" not in k or k in ("balanced_accuracy", "macro_f1", "pearson_r", "gate_match", "gate_entropy")}
         print(f"  test {task}: " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items()))
+        organs = {k[5:]: v for k, v in metrics.items() if k.startswith("dice_")}
+        if organs:  # segmentation: per-organ Dice (mean over test cases)
+            print("    Dice per organ: " + ", ".join(f"{k}={v:.3f}" for k, v in organs.items()))
     if record.cost:
         c = record.cost
         print(f"  cost: {c['params_total']:,} params, {c['flops_per_sample']:,.0f} FLOPs/sample, "
@@ -257,7 +286,7 @@ def _print_record(record) -> None:
 def cmd_sweep(args) -> int:
     from results import runs_frame, summarize, to_markdown
 
-    from .config import ConfigError, parse_sets
+    from .config import ConfigError
     from .suites import get_suite
     from .sweep import expand, run_sweep
 
@@ -276,7 +305,7 @@ def cmd_sweep(args) -> int:
         raise ConfigError("sweep needs --suite NAME, or both --methods and --datasets (see --help)")
     for d in datasets:
         _preflight(None, d, args.data_root)
-    jobs = expand(methods, datasets, seeds, preset=preset, sets=parse_sets(args.sets), train=train,
+    jobs = expand(methods, datasets, seeds, preset=preset, sets=_job_sets(args), train=train,
                   split_seed=args.split_seed, device=args.device, data_root=args.data_root)
     store = _store(args)
     if args.workers < 1:
@@ -350,7 +379,7 @@ def cmd_perf(args) -> int:
 def cmd_cost(args) -> int:
     from tabulate import tabulate
 
-    from .config import ConfigError, parse_sets
+    from .config import ConfigError
     from .runner import build_config, cost_job
 
     if args.steps < 1:
@@ -359,7 +388,7 @@ def cmd_cost(args) -> int:
     for method in args.method:
         _preflight(method, args.dataset, args.data_root)
         cfg = build_config(method, args.dataset, split_seed=args.split_seed, preset=args.preset,
-                           sets=parse_sets(args.sets), device=args.device, data_root=args.data_root)
+                           sets=_job_sets(args), device=args.device, data_root=args.data_root)
         rows.append(cost_job(cfg, args.steps))
     if args.json:
         print(json.dumps(rows))
@@ -375,6 +404,24 @@ def cmd_cost(args) -> int:
 
 def cmd_data(args) -> int:
     from datasets.nnunet import check_dataset
+
+    from .config import ConfigError
+
+    if args.action == "convert":
+        from datasets.convert import convert_to_nnunet
+
+        if not args.out:
+            raise ConfigError("data convert needs --out FOLDER (where the nnU-Net v2 folders are written)")
+        try:
+            written = convert_to_nnunet(args.path, args.data_root, args.out, link=not args.copy)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if args.json:
+            print(json.dumps([str(p) for p in written]))
+        else:
+            for folder in written:
+                print(f"wrote {folder}")
+        return 0
 
     problems = check_dataset(args.path)
     if args.json:

@@ -39,13 +39,24 @@ class TrainConfig:
     grad_clip: float = 1.0
     select: str = "loss"
     max_steps: int = 0  # 0 = no step cap
+    val_every: int = 1  # validate every N epochs; patience counts validations
+    # segmentation only (ignored elsewhere): sampling, augmentation and evaluation, the same for every method
+    augment: bool = True          # the reference's rot90/flip/rotate augmentation on training slices
+    fg_oversample: float = 0.0    # probability of swapping a drawn slice for a foreground slice
+    balance: str = "slices"       # slices: proportional to slice counts [code]; datasets: equal per domain
+    eval_space: str = "original"  # original: undo resampling/cropping [ours]; preprocessed: the reference's grid
+    metric_compat: str = "nnunet"  # empty-mask convention: nnunet [ours] or m4oe (the reference's rules)
 
     def validate(self) -> "TrainConfig":
-        choices = {"optimizer": ("adamw", "adam", "sgd"), "schedule": ("cosine", "constant"), "select": ("loss", "primary")}
+        choices = {"optimizer": ("adamw", "adam", "sgd"), "schedule": ("cosine", "constant", "poly"),
+                   "select": ("loss", "primary"), "balance": ("slices", "datasets"),
+                   "eval_space": ("original", "preprocessed"), "metric_compat": ("nnunet", "m4oe")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not one of: {', '.join(allowed)}")
-        for name in ("epochs", "batch_size"):
+        if not 0.0 <= self.fg_oversample <= 1.0:
+            raise ConfigError(f"fg_oversample must be in [0, 1], got {self.fg_oversample}")
+        for name in ("epochs", "batch_size", "val_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("lr", "weight_decay", "grad_clip", "patience", "max_steps"):
@@ -55,6 +66,16 @@ class TrainConfig:
 
 
 TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+
+#: Segmentation protocol defaults, shared by every segmentation method so the comparison is fair.
+#: They are M4oE's released training setup [code]: SGD (momentum 0.9, wd 1e-4), poly LR
+#: (1 - it/max_it)^0.9 per iteration without warm-up, batch 36, base LR 0.01 * 36 / 24 = 0.015,
+#: validation every 2 epochs with patience 7 validations, no gradient clipping. The epoch budget
+#: depends on the preset: 100 at ``paper`` size [code] (the README says 150); fewer at the CPU
+#: presets so that ``tiny`` runs in minutes [ours].
+SEG_TRAIN_DEFAULTS: dict[str, Any] = {"optimizer": "sgd", "lr": 0.015, "weight_decay": 1e-4, "schedule": "poly",
+                                      "batch_size": 36, "patience": 7, "val_every": 2, "grad_clip": 0.0}
+SEG_EPOCHS_BY_PRESET: dict[str, int] = {"tiny": 24, "small": 40, "paper": 100}
 
 
 @dataclass

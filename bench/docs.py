@@ -16,7 +16,7 @@ def registry_tables() -> str:
 
     methods = [[f"`{c.name}`", c.description, getattr(c, "missing_modality", "-")] for c in method_classes()]
     data = [[f"`{e.name}`", e.description, e.modalities, e.tasks,
-             ", ".join(f"`{v}`" for v in e.variants) or "-", "embedded" if e.embedded else "needs `--data-root`"]
+             ", ".join(f"`{v}`" for v in e.variants) or "-", "embedded" if e.embedded else (f"{e.open_variant} after `:`" if e.open_variant else "needs `--data-root`")]
             for e in dataset_entries()]
     return ("#### Methods\n\n" + tabulate(methods, headers=["name", "what it is", "missing modality"], tablefmt="github")
             + "\n\n#### Datasets\n\n"

@@ -51,8 +51,11 @@ METRIC_DIRECTION: dict[str, bool] = {
     "micro_f1": True, "mean_ap": True, "subset_accuracy": True, "bce": False,
     "mae": False, "rmse": False, "mse": False, "pearson_r": True, "sign_accuracy": True,
     "agreement": True,  # interpretation: dominant expert == planted interaction type (I2MoE on synthetic-pid)
+    "dice": True, "iou": True, "nsd": True, "hd95": False,  # segmentation (bench.seg_eval), per-class as <name>_<organ>
+    "gate_match": True, "gate_entropy": False,  # M4oE gate interpretation
 }
-_PER_CLASS_PREFIXES = ("auroc_", "auprc_", "agreement_")
+_PER_CLASS_PREFIXES = ("auroc_", "auprc_", "agreement_", "dice_", "iou_", "nsd_", "gate_")
+_LOWER_PREFIXES = ("hd95_",)
 
 
 def higher_is_better(metric_name: str) -> bool:
@@ -61,12 +64,15 @@ def higher_is_better(metric_name: str) -> bool:
         return METRIC_DIRECTION[metric_name]
     if metric_name.startswith(_PER_CLASS_PREFIXES):
         return True
+    if metric_name.startswith(_LOWER_PREFIXES):
+        return False
     raise KeyError(f"unknown metric {metric_name!r}; known: {sorted(METRIC_DIRECTION)} and auroc_*/auprc_*")
 
 
 def primary_metric(task: TaskSpec) -> tuple[str, bool]:
     """The metric used to rank methods on ``task``: (name, higher_is_better)."""
-    primary = {"binary": "accuracy", "multiclass": "accuracy", "multilabel": "macro_f1", "regression": "mae"}
+    primary = {"binary": "accuracy", "multiclass": "accuracy", "multilabel": "macro_f1", "regression": "mae",
+               "segmentation": "dice"}
     if task.kind not in primary:
         raise ValueError(f"task {task.name!r}: no primary metric for kind {task.kind!r} in bench.metrics")
     return primary[task.kind], METRIC_DIRECTION[primary[task.kind]]

@@ -12,6 +12,7 @@ import copy
 import datetime as _dt
 import functools
 import math
+import os
 import platform
 import statistics
 import subprocess
@@ -30,11 +31,12 @@ from methods import parse_method, resolve_hparams, task_loss
 
 from . import __version__
 from .checkpoint import Checkpointer
-from .config import ConfigError, RunConfig, TrainConfig, split_overrides
+from .config import SEG_EPOCHS_BY_PRESET, SEG_TRAIN_DEFAULTS, ConfigError, RunConfig, TrainConfig, split_overrides
 from .cost import flops_per_sample, parameter_counts, peak_memory_bytes, timed_inference
 from .metrics import evaluate_task, primary_metric
 from .record import RunRecord
 from .seeding import configure_determinism, make_generator, rng_state, seed_everything, set_rng_state
+from .seg_eval import evaluate_cases, seg_val_loss
 from .store import RunStore
 
 #: step times kept for the median step time (the most recent ones; bounded so checkpoints stay small)
@@ -60,7 +62,12 @@ def build_config(method: str, dataset: str, seed: int = 0, split_seed: int = 0, 
         raise ConfigError(str(exc)) from None
     arg = getattr(cls, "name_arg", None)
     name = f"{cls.name}:{hparams[arg]}" if arg and hparams.get(arg) else cls.name
-    tc = TrainConfig(**{**(train or {}), **train_over}).validate()
+    entry, _ = parse_name(dataset)
+    seg_defaults = {**SEG_TRAIN_DEFAULTS, "epochs": SEG_EPOCHS_BY_PRESET[preset]} if entry.segmentation else {}
+    try:
+        tc = TrainConfig(**{**seg_defaults, **(train or {}), **train_over}).validate()
+    except TypeError as exc:
+        raise ConfigError(f"bad training setting: {exc}") from None
     return RunConfig(method=name, dataset=canonical_name(dataset), seed=seed, split_seed=split_seed, preset=preset,
                      hparams=hparams, train=tc, device=device, deterministic=deterministic, data_root=data_root)
 
@@ -148,6 +155,8 @@ def _make_optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.Opti
 def _make_schedule(opt, tc: TrainConfig, total_steps: int):
     if tc.schedule == "constant":
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    if tc.schedule == "poly":  # (1 - it / max_it)^0.9 per iteration, no warm-up (M4oE / Swin-UNet)
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: (1 - min(step, total_steps) / total_steps) ** 0.9)
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
 
 
@@ -180,160 +189,265 @@ def _record(cfg: RunConfig, status: str, **kw) -> RunRecord:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_data(dataset: str, split_seed: int, data_root: str | None) -> MultimodalData:
-    """Datasets are immutable once built; a sweep reuses them across methods and seeds."""
+def _load_data(dataset: str, split_seed: int, data_root: str | None, cache_dir: str | None = None) -> MultimodalData:
+    """Datasets are immutable once built; a sweep reuses them across methods and seeds.
+    Segmentation datasets preprocess into (and reuse) ``cache_dir`` (``$BENCH_CACHE_DIR``, else
+    ``<runs dir>/cache``)."""
     entry, _ = parse_name(dataset)
-    return load_dataset(dataset, split_seed, **({} if entry.embedded else {"data_root": data_root}))
+    options = {} if entry.embedded else {"data_root": data_root}
+    if entry.segmentation:
+        options["cache_dir"] = cache_dir or str(Path("runs") / "cache")
+    return load_dataset(dataset, split_seed, **options)
 
 
-def _setup(cfg: RunConfig) -> tuple[torch.device, MultimodalData, type, bool | str]:
+def _setup(cfg: RunConfig, runs_dir: str | Path = "runs") -> tuple[torch.device, MultimodalData, type, bool | str]:
     """Determinism, seeds and data for a job; returns (device, data, method class, supports())."""
     device = torch.device(cfg.device)
     configure_determinism(cfg.deterministic)
     seed_everything(cfg.seed)
-    data = _load_data(cfg.dataset, cfg.split_seed, cfg.data_root)
+    cache = os.environ.get("BENCH_CACHE_DIR") or str(Path(runs_dir) / "cache")
+    data = _load_data(cfg.dataset, cfg.split_seed, cfg.data_root, cache)
     cls, _ = parse_method(cfg.method)
     return device, data, cls, cls.supports(data.spec)
 
 
-def _build_model(cls, data: MultimodalData, cfg: RunConfig, device: torch.device) -> torch.nn.Module:
+def _build_model(cls, data: MultimodalData, cfg: RunConfig, device: torch.device,
+                 hparams: dict[str, Any] | None = None) -> torch.nn.Module:
     seed_everything(cfg.seed)  # model init never depends on what ran before it
     try:
-        return cls(data.spec, cfg.hparams).to(device)
+        return cls(data.spec, cfg.hparams if hparams is None else hparams).to(device)
     except ValueError as exc:  # bad hparam values found by the method
         raise ConfigError(str(exc)) from None
 
 
+def _is_seg(data) -> bool:
+    return bool(getattr(data, "is_segmentation", False))
+
+
+def _batch_options(model, data, tc: TrainConfig, train: bool = False) -> dict[str, Any]:
+    """Options for ``data.batches``: the method's (slice size / patch) plus, for segmentation
+    training, the harness's sampling and augmentation settings."""
+    if not _is_seg(data):
+        return {}
+    opts = dict(model.data_options())
+    if train:
+        opts.update(augment=tc.augment, fg_oversample=tc.fg_oversample, balance=tc.balance)
+    return opts
+
+
+def _epoch_batches(data, tc: TrainConfig, opts: dict[str, Any]) -> int:
+    if not _is_seg(data):
+        return math.ceil(len(data.splits["train"]) / tc.batch_size)
+    return sum(1 for _ in range(0, data.epoch_size("train", **opts), tc.batch_size))
+
+
+def _validate(model, data, tc: TrainConfig, device: torch.device, opts: dict[str, Any]) -> tuple[float, float]:
+    """(validation loss, selection score; lower is better) on the validation split only."""
+    if not _is_seg(data):
+        val = evaluate_split(model, data, "val", tc.batch_size, device, with_metrics=tc.select != "loss")
+        return val.loss, _selection_score(val, data, tc.select)
+    loss = seg_val_loss(model, data, "val", tc.batch_size, device, opts)
+    if tc.select == "loss":
+        return loss, loss
+    metrics, _, _ = evaluate_cases(model, data, "val", tc.batch_size, device, opts, tc.eval_space, tc.metric_compat)
+    return loss, -float(np.nanmean([metrics[t.name]["dice"] for t in data.spec.tasks]))
+
+
+def _stage_epochs(stages, epochs: int) -> list[int]:
+    """Each stage's share of the epoch budget (at least one epoch each; the last takes the rest)."""
+    out = [max(1, int(round(s.fraction * epochs))) for s in stages[:-1]]
+    return out + [max(1, epochs - sum(out))]
+
+
 def run_job(cfg: RunConfig, store: RunStore | None, runs_dir: str | Path = "runs", progress: bool = True,
             force: bool = False) -> RunRecord:
-    """Run (or resume) one job and store its record. Returns the stored record if already done."""
+    """Run (or resume) one job and store its record. Returns the stored record if already done.
+
+    A method with several stages (``Method.stages``) trains them in order; each stage has its own
+    optimiser and schedule and its weights are selected on validation; the next stage starts from
+    them through ``Method.load_stage``. ``last.pt`` records the stage, so a killed run resumes
+    inside the stage it was in."""
     key = cfg.key()
     if store is not None and not force:
         existing = store.get(key)
         if existing is not None and existing.status in ("ok", "skipped"):
             return existing
-    device, data, cls, supported = _setup(cfg)
+    device, data, cls, supported = _setup(cfg, runs_dir)
     if supported is not True:
         record = _record(cfg, "skipped", reason=str(supported), env=environment(device))
         if store is not None:
             store.put(record)
         return record
-    model = _build_model(cls, data, cfg, device)
     tc = cfg.train
+    stages = cls.stages(cfg.hparams)
+    stage_epochs = _stage_epochs(stages, tc.epochs)
     ckpt = Checkpointer(Path(runs_dir) / "checkpoints" / key)
-    steps_per_epoch = math.ceil(len(data.splits["train"]) / tc.batch_size)
-    total_steps = tc.epochs * steps_per_epoch if not tc.max_steps else min(tc.max_steps, tc.epochs * steps_per_epoch)
-    opt = _make_optimizer(model, tc)
-    sched = _make_schedule(opt, tc, total_steps)
     gen = make_generator(cfg.seed)
-    st = {"epoch": 0, "step": 0, "best_score": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [],
-          "train_time": 0.0, "step_times": []}
     resumed = ckpt.load(ckpt.last_path) if not force else None
-    if resumed is not None:
-        model.load_state_dict(resumed["model"])
-        opt.load_state_dict(resumed["optimizer"])
-        sched.load_state_dict(resumed["schedule"])
-        gen.set_state(resumed["generator"])
-        set_rng_state(resumed["rng"])
-        st = resumed["state"]
-    best_weights = resumed["best_model"] if resumed is not None else None
+    done: list[dict[str, Any]] = resumed["stages_done"] if resumed is not None else []
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-
-    bar = tqdm(total=tc.epochs, initial=st["epoch"], desc=f"{cfg.method} | {cfg.dataset} | seed {cfg.seed}",
-               disable=True if not progress else None, leave=False, unit="ep", dynamic_ncols=True)
-    try:
-        while st["epoch"] < tc.epochs and not (tc.max_steps and st["step"] >= tc.max_steps):
-            model.train()
-            epoch_start, losses = time.perf_counter(), []
-            for batch in data.batches("train", tc.batch_size, gen):
-                t0 = time.perf_counter()
-                batch = _to_device(batch, device)
-                out = model(batch)
-                total, parts = model.loss(out, batch)
-                if not bool(torch.isfinite(total)):
-                    raise NonFiniteLoss(st["step"], {k: v.item() for k, v in parts.items()})
-                opt.zero_grad(set_to_none=True)
-                total.backward()
-                if tc.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-                opt.step()
-                sched.step()
-                st["step"] += 1
-                losses.append(total.detach().item())
-                st["step_times"] = st["step_times"][-(STEP_TIMES_KEPT - 1):] + [time.perf_counter() - t0]
-                if tc.max_steps and st["step"] >= tc.max_steps:
+    model = None
+    for si, stage in enumerate(stages):
+        if si < len(done):
+            continue
+        model = _build_model(cls, data, cfg, device, stage.hparams)
+        opts = _batch_options(model, data, tc, train=True)
+        eval_opts = _batch_options(model, data, tc)
+        epochs = stage_epochs[si]
+        total_steps = epochs * _epoch_batches(data, tc, opts)
+        total_steps = min(tc.max_steps, total_steps) if tc.max_steps else total_steps
+        st = {"epoch": 0, "step": 0, "best_score": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [],
+              "train_time": 0.0, "step_times": [], "loaded": None}
+        best_weights = None
+        within = resumed is not None and resumed.get("stage", 0) == si
+        if si > 0:  # also when resuming inside the stage: load_stage may freeze parameters
+            previous = ckpt.load(ckpt.dir / f"stage{si - 1}.pt")
+            if previous is None:
+                raise RuntimeError(f"checkpoint of stage {si - 1} is missing under {ckpt.dir}; rerun with --force")
+            st["loaded"] = model.load_stage(previous["model"], stage)
+        opt = _make_optimizer(model, tc)
+        sched = _make_schedule(opt, tc, total_steps)
+        if within:
+            model.load_state_dict(resumed["model"])
+            opt.load_state_dict(resumed["optimizer"])
+            sched.load_state_dict(resumed["schedule"])
+            gen.set_state(resumed["generator"])
+            set_rng_state(resumed["rng"])
+            st, best_weights = resumed["state"], resumed["best_model"]
+        resumed = None
+        desc = f"{cfg.method} | {cfg.dataset} | seed {cfg.seed}" + (f" | {stage.name}" if len(stages) > 1 else "")
+        bar = tqdm(total=epochs, initial=st["epoch"], desc=desc, disable=True if not progress else None, leave=False,
+                   unit="ep", dynamic_ncols=True)
+        try:
+            while st["epoch"] < epochs and not (tc.max_steps and st["step"] >= tc.max_steps):
+                model.train()
+                epoch_start, losses = time.perf_counter(), []
+                for batch in data.batches("train", tc.batch_size, gen, **opts):
+                    t0 = time.perf_counter()
+                    batch = _to_device(batch, device)
+                    out = model(batch)
+                    total, parts = model.loss(out, batch)
+                    if not bool(torch.isfinite(total)):
+                        raise NonFiniteLoss(st["step"], {k: v.item() for k, v in parts.items()})
+                    opt.zero_grad(set_to_none=True)
+                    total.backward()
+                    if tc.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+                    opt.step()
+                    sched.step()
+                    st["step"] += 1
+                    losses.append(total.detach().item())
+                    st["step_times"] = st["step_times"][-(STEP_TIMES_KEPT - 1):] + [time.perf_counter() - t0]
+                    if tc.max_steps and st["step"] >= tc.max_steps:
+                        break
+                st["train_time"] += time.perf_counter() - epoch_start
+                st["epoch"] += 1
+                entry = {"epoch": st["epoch"] - 1, "train_loss": float(np.mean(losses)) if losses else float("nan")}
+                last_epoch = st["epoch"] >= epochs or bool(tc.max_steps and st["step"] >= tc.max_steps)
+                if st["epoch"] % tc.val_every == 0 or last_epoch or best_weights is None:
+                    val_loss, score = _validate(model, data, tc, device, eval_opts)
+                    if not math.isfinite(score):
+                        raise NonFiniteLoss(st["step"], {"val_selection_score": score})
+                    if score < st["best_score"]:
+                        st.update(best_score=score, best_epoch=st["epoch"] - 1, bad_epochs=0)
+                        best_weights = copy.deepcopy(model.state_dict())
+                    else:
+                        st["bad_epochs"] += 1
+                    entry.update(val_loss=val_loss, val_score=score)
+                    bar.set_postfix(train=f"{entry['train_loss']:.3f}", val=f"{score:.3f}", best=st["best_epoch"])
+                st["history"].append(entry)
+                ckpt.save(ckpt.last_path, {"model": model.state_dict(), "best_model": best_weights,
+                                           "optimizer": opt.state_dict(), "schedule": sched.state_dict(),
+                                           "generator": gen.get_state(), "rng": rng_state(), "state": st,
+                                           "stage": si, "stages_done": done})
+                bar.update(1)
+                if tc.patience and st["bad_epochs"] >= tc.patience:
                     break
-            st["train_time"] += time.perf_counter() - epoch_start
-            val = evaluate_split(model, data, "val", tc.batch_size, device, with_metrics=tc.select != "loss")
-            score = _selection_score(val, data, tc.select)
-            if not math.isfinite(score):
-                raise NonFiniteLoss(st["step"], {"val_selection_score": score})
-            improved = score < st["best_score"]
-            if improved:
-                st.update(best_score=score, best_epoch=st["epoch"], bad_epochs=0)
-                best_weights = copy.deepcopy(model.state_dict())
-            else:
-                st["bad_epochs"] += 1
-            st["history"].append({"epoch": st["epoch"], "train_loss": float(np.mean(losses)) if losses else float("nan"),
-                                  "val_loss": val.loss, "val_score": score})
-            st["epoch"] += 1
-            ckpt.save(ckpt.last_path, {"model": model.state_dict(), "best_model": best_weights, "optimizer": opt.state_dict(),
-                                       "schedule": sched.state_dict(), "generator": gen.get_state(),
-                                       "rng": rng_state(), "state": st})
-            bar.update(1)
-            bar.set_postfix(train=f"{st['history'][-1]['train_loss']:.3f}", val=f"{score:.3f}", best=st["best_epoch"])
-            if tc.patience and st["bad_epochs"] >= tc.patience:
-                break
-    except NonFiniteLoss as exc:
+        except NonFiniteLoss as exc:
+            bar.close()
+            record = _record(cfg, "failed", error=str(exc), env=environment(device),
+                             summary={"failed_step": exc.step, "loss_parts": exc.parts, "history": st["history"],
+                                      "stage": stage.name})
+            if store is not None:
+                store.put(record)
+            ckpt.discard_last()
+            return record
         bar.close()
-        record = _record(cfg, "failed", error=str(exc), env=environment(device),
-                         summary={"failed_step": exc.step, "loss_parts": exc.parts, "history": st["history"]})
-        if store is not None:
-            store.put(record)
-        ckpt.discard_last()
-        return record
-    bar.close()
+        if len(stages) > 1:
+            ckpt.save(ckpt.dir / f"stage{si}.pt", {"model": best_weights, "epoch": st["best_epoch"]})
+        done = done + [{"name": stage.name, **{k: st[k] for k in ("epoch", "step", "best_score", "best_epoch",
+                                                                  "history", "train_time", "step_times", "loaded")}}]
+        model.load_state_dict(best_weights)
 
-    model.load_state_dict(best_weights)
-    ckpt.save(ckpt.best_path, {"model": best_weights, "epoch": st["best_epoch"]})
-    val = evaluate_split(model, data, "val", tc.batch_size, device)
-    test = evaluate_split(model, data, "test", tc.batch_size, device, per_case=True)  # the one test evaluation
+    if model is None:  # resumed after the last stage finished but before the record was written
+        stage = stages[-1]
+        model = _build_model(cls, data, cfg, device, stage.hparams)
+        model.load_state_dict(ckpt.load(ckpt.dir / f"stage{len(stages) - 1}.pt")["model"])
+    best_weights = model.state_dict()
+    ckpt.save(ckpt.best_path, {"model": best_weights, "epoch": done[-1]["best_epoch"]})
+    eval_opts = _batch_options(model, data, tc)
+    if _is_seg(data):
+        val_metrics, _, _ = evaluate_cases(model, data, "val", tc.batch_size, device, eval_opts, tc.eval_space,
+                                           tc.metric_compat)
+        test_metrics, cases, test_aux = evaluate_cases(model, data, "test", tc.batch_size, device, eval_opts,
+                                                       tc.eval_space, tc.metric_compat)   # the one test evaluation
+        truth = {"domain": data.case_domain[data.splits["test"]], "domain_names": np.array([d.name for d in data.domains])}
+        val, test = SplitEval(float("nan"), val_metrics, None, {}, {}), SplitEval(float("nan"), test_metrics, cases,
+                                                                                    test_aux, truth)
+    else:
+        val = evaluate_split(model, data, "val", tc.batch_size, device)
+        test = evaluate_split(model, data, "test", tc.batch_size, device, per_case=True)  # the one test evaluation
     interpretation = model.interpret(test.aux, test.extras)
     if interpretation:
         test.metrics["interpretation"] = interpretation
-    first = data.batch(data.splits["test"][: tc.batch_size])
-    warm = st["step_times"][min(5, len(st["step_times"]) // 5):] or st["step_times"]
+    step_times = [t for d in done for t in d["step_times"]]
+    warm = step_times[min(5, len(step_times) // 5):] or step_times
+    first = data.example_batch("test", tc.batch_size, **eval_opts)
     cost = {**parameter_counts(model),
             "flops_per_sample": flops_per_sample(model, _to_device(first, device)),
             "peak_memory_bytes": peak_memory_bytes(device),
-            "train_time_s": st["train_time"],
+            "train_time_s": sum(d["train_time"] for d in done),
             "step_time_s": statistics.median(warm) if warm else float("nan"),
-            **timed_inference(lambda b: model(_to_device(b, device)), data.batches("test", tc.batch_size), device)}
+            **timed_inference(lambda b: model(_to_device(b, device)), data.batches("test", tc.batch_size, **eval_opts),
+                              device)}
+    if len(stages) > 1:
+        cost.update({f"train_time_s_{d['name']}": d["train_time"] for d in done})
+    last = done[-1]
+    summary = {"epochs_run": sum(d["epoch"] for d in done), "steps": sum(d["step"] for d in done),
+               "best_epoch": last["best_epoch"], "selection": tc.select, "best_val_score": last["best_score"],
+               "history": last["history"], "missing_modality": getattr(cls, "missing_modality", "unspecified"),
+               "model_hparams": dict(model.hparams), "dataset_source": data.spec.source}
+    if len(stages) > 1:
+        summary["stages"] = [{k: d[k] for k in ("name", "epoch", "step", "best_epoch", "best_score", "history",
+                                                "train_time")} | {"new_parameters": (d["loaded"] or {}).get("new", [])}
+                             for d in done]
     record = _record(cfg, "ok", metrics={"val": val.metrics, "test": test.metrics}, cost=cost, env=environment(device),
-                     summary={"epochs_run": st["epoch"], "steps": st["step"], "best_epoch": st["best_epoch"],
-                              "selection": tc.select, "best_val_score": st["best_score"], "history": st["history"],
-                              "missing_modality": getattr(cls, "missing_modality", "unspecified"),
-                              "model_hparams": dict(model.hparams),
-                              "dataset_source": data.spec.source},
-                     checkpoint=str(ckpt.best_path))
+                     summary=summary, checkpoint=str(ckpt.best_path))
     if store is not None:
         store.put(record, test.cases)
     ckpt.discard_last()
     return record
 
 
-def cost_job(cfg: RunConfig, steps: int = 10) -> dict[str, Any]:
-    """Cost of a configuration without training it: parameters, FLOPs per sample, median time of
-    ``steps`` training steps (after 2 warm-up steps), inference latency and peak memory, measured
-    exactly as ``run_job`` measures them (``bench cost``)."""
-    device, data, cls, supported = _setup(cfg)
+def cost_job(cfg: RunConfig, steps: int = 10, runs_dir: str | Path = "runs") -> dict[str, Any]:
+    """Cost of a configuration without training it: parameters, FLOPs per sample (per slice for
+    2-D segmentation models), median time of ``steps`` training steps (after 2 warm-up steps),
+    inference latency and peak memory, measured exactly as ``run_job`` measures them
+    (``bench cost``). A multi-stage method is measured as its final stage's model."""
+    device, data, cls, supported = _setup(cfg, runs_dir)
     if supported is not True:
         raise ConfigError(str(supported))
-    model = _build_model(cls, data, cfg, device)
+    model = _build_model(cls, data, cfg, device, cls.stages(cfg.hparams)[-1].hparams)
+    opts = _batch_options(model, data, cfg.train, train=True)
+    eval_opts = _batch_options(model, data, cfg.train)
     opt = _make_optimizer(model, cfg.train)
     gen = make_generator(cfg.seed)
-    batches = list(data.batches("train", cfg.train.batch_size, gen, drop_last=True))
+    batches = []
+    for batch in data.batches("train", cfg.train.batch_size, gen, drop_last=True, **opts):
+        batches.append(batch)
+        if len(batches) >= steps + 2:
+            break
     times = []
     model.train()
     for i in range(steps + 2):
@@ -347,10 +461,11 @@ def cost_job(cfg: RunConfig, steps: int = 10) -> dict[str, Any]:
             torch.cuda.synchronize(device)
         if i >= 2:
             times.append(time.perf_counter() - t0)
-    first = _to_device(data.batch(data.splits["test"][: cfg.train.batch_size]), device)
+    first = _to_device(data.example_batch("test", cfg.train.batch_size, **eval_opts), device)
     model.eval()
     with torch.no_grad():
-        latency = timed_inference(lambda b: model(_to_device(b, device)), data.batches("test", cfg.train.batch_size), device)
+        latency = timed_inference(lambda b: model(_to_device(b, device)),
+                                  data.batches("test", cfg.train.batch_size, **eval_opts), device)
     return {"method": cfg.method, "dataset": cfg.dataset, "preset": cfg.preset, **parameter_counts(model),
             "flops_per_sample": flops_per_sample(model, first), "step_time_s": statistics.median(times),
             "batch_size": cfg.train.batch_size, **latency, "peak_memory_bytes": peak_memory_bytes(device)}

@@ -1,2 +1,2 @@
 """Imports every built-in dataset module so that each registers itself."""
-from . import diabetes_views, digits_halves, external, synthetic_mvmt, synthetic_pid, wdbc  # noqa: F401
+from . import diabetes_views, digits_halves, external, segmentation, synthetic_mvmt, synthetic_pid, wdbc  # noqa: F401

@@ -128,6 +128,10 @@ class MultimodalData:
         for start in range(0, stop, batch_size):
             yield self.batch(idx[start:start + batch_size])
 
+    def example_batch(self, split: str, n: int) -> Batch:
+        """The first ``n`` rows of a split (cost measurement)."""
+        return self.batch(self.splits[split][:n])
+
     def sample(self, i: int) -> dict:
         """One sample in the contract's dict form (used by tests and external tools)."""
         return {

@@ -27,7 +27,9 @@ class DatasetEntry:
     embedded: bool = True  # runs with no data root (ships with the package or is generated)
     modalities: str = ""   # one-line summary for the README table
     tasks: str = ""
-    check: Callable[[str | None], object] | None = None  # raises DatasetNotFound when data is absent
+    check: Callable[..., object] | None = None  # check(data_root, variant) raises DatasetNotFound when data is absent
+    segmentation: bool = False  # segmentation tasks: the builder takes cache_dir; the seg protocol defaults apply
+    open_variant: str = ""      # the variant is free text (e.g. a path for nnunet:PATH); describes it
 
 
 _REGISTRY: dict[str, DatasetEntry] = {}
@@ -35,12 +37,13 @@ _REGISTRY: dict[str, DatasetEntry] = {}
 
 def register_dataset(name: str, description: str, variants: tuple[str, ...] = (), default_variant: str | None = None,
                      embedded: bool = True, modalities: str = "", tasks: str = "",
-                     check: Callable[[str | None], object] | None = None):
+                     check: Callable[[str | None], object] | None = None, segmentation: bool = False,
+                     open_variant: str = ""):
     def deco(fn):
         if name in _REGISTRY:
             raise ValueError(f"dataset {name!r} registered twice")
         _REGISTRY[name] = DatasetEntry(name, fn, description, tuple(variants), default_variant, embedded, modalities,
-                                       tasks, check)
+                                       tasks, check, segmentation, open_variant)
         return fn
     return deco
 
@@ -59,7 +62,9 @@ def parse_name(full: str) -> tuple[DatasetEntry, str | None]:
     entry = _REGISTRY[base]
     if variant and entry.variants and variant not in entry.variants:
         raise UnknownDataset(f"dataset {base!r} has no variant {variant!r}; choose one of: {', '.join(entry.variants)}")
-    if variant and not entry.variants:
+    if entry.open_variant and not variant:
+        raise UnknownDataset(f"dataset {base!r} needs {entry.open_variant} after a colon, e.g. {base}:<{entry.open_variant}>")
+    if variant and not entry.variants and not entry.open_variant:
         raise UnknownDataset(f"dataset {base!r} has no variants (got {full!r})")
     return entry, (variant or entry.default_variant)
 

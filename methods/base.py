@@ -18,6 +18,17 @@ from torch import nn
 from datasets.spec import DatasetSpec, TaskSpec
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One training stage: a name, the hparams its model is built with, and its share of the
+    epoch budget. Most methods train in one stage; M4oE trains hard-routed experts first, then
+    the gated model initialised from them (``Method.stages`` / ``Method.load_stage``)."""
+
+    name: str
+    hparams: dict[str, Any]
+    fraction: float = 1.0
+
+
 @dataclass
 class Output:
     """Per-task predictions plus optional interpretation tensors and auxiliary losses.
@@ -82,7 +93,23 @@ class Method(nn.Module):
         bad = [t.name for t in spec.tasks if t.kind == "segmentation"]
         return True if not bad else f"{cls.name} does not do segmentation (tasks {bad})"
 
+    @classmethod
+    def stages(cls, hparams: dict[str, Any]) -> list[Stage]:
+        """The training stages; the runner gives each its share of the epochs and its own
+        optimiser and schedule, and selects each stage's weights on validation."""
+        return [Stage("main", dict(hparams))]
+
     # ---- behaviour
+    def load_stage(self, state: dict[str, torch.Tensor], stage: Stage) -> dict[str, list[str]]:
+        """Initialise this stage's model from the previous stage's selected weights; returns the
+        ``restored`` and the ``new`` parameter names (recorded with the run)."""
+        self.load_state_dict(state)
+        return {"restored": sorted(state), "new": []}
+
+    def data_options(self) -> dict[str, Any]:
+        """Keyword options for the dataset's ``batches`` (segmentation: slice size or 3-D patch)."""
+        return {}
+
     def interpret(self, aux: dict[str, np.ndarray], truth: dict[str, np.ndarray]) -> dict[str, float]:
         """Dataset-level interpretation numbers from the test split's per-sample ``aux`` outputs
         and the dataset's per-sample ground truth (e.g. planted interaction types). Stored with

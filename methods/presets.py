@@ -6,11 +6,26 @@ only sets hparams the method declares in ``defaults()``; ``--set`` overrides win
 """
 from __future__ import annotations
 
-PRESETS: dict[str, dict[str, object]] = {
+_FUSION = {
     "tiny": {"hidden": 16, "layers": 1, "heads": 2, "dropout": 0.0},
     "small": {"hidden": 32, "layers": 1, "heads": 4, "dropout": 0.1},
     "paper": {"hidden": 256, "layers": 2, "heads": 8, "dropout": 0.1},
 }
+#: Segmentation models (m4oe-seg.md): Swin-UNet knobs (paper = the reference's 224/96/[2,2,2,2]/
+#: [3,6,12,24]/window 7; tiny = the spec's CPU size), the smp U-Net (paper = smp's default U-Net
+#: with a ResNet-34 encoder), and the MONAI 3-D U-Net proxy (paper = BasicUNet's default widths).
+_SEGMENTATION = {
+    "tiny": {"img_size": 64, "embed_dim": 24, "depths": "1,1,1,1", "num_heads": "1,2,4,8", "window_size": 4,
+             "drop_path": 0.0, "unet_encoder": "resnet18", "unet_depth": 3, "unet_decoder": "32,16,8",
+             "unet3d_features": "8,8,16,32,64,8", "patch": "16,48,48"},
+    "small": {"img_size": 64, "embed_dim": 48, "depths": "2,2,2,2", "num_heads": "2,4,8,16", "window_size": 4,
+              "drop_path": 0.1, "unet_encoder": "resnet18", "unet_depth": 4, "unet_decoder": "128,64,32,16",
+              "unet3d_features": "16,16,32,64,128,16", "patch": "16,64,64"},
+    "paper": {"img_size": 224, "embed_dim": 96, "depths": "2,2,2,2", "num_heads": "3,6,12,24", "window_size": 7,
+              "drop_path": 0.2, "unet_encoder": "resnet34", "unet_depth": 5, "unet_decoder": "256,128,64,32,16",
+              "unet3d_features": "32,32,64,128,256,32", "patch": "32,128,128"},
+}
+PRESETS: dict[str, dict[str, object]] = {name: {**_FUSION[name], **_SEGMENTATION[name]} for name in _FUSION}
 
 
 def resolve_hparams(defaults: dict, preset: str, overrides: dict) -> dict:

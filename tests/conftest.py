@@ -2,6 +2,13 @@
 from __future__ import annotations
 
 import functools
+import os
+import tempfile
+
+os.environ.setdefault("GOMP_SPINCOUNT", "1000")  # before torch loads OpenMP (see bench/__init__.py)
+# generated and preprocessed segmentation data goes to one temporary cache for the whole session,
+# never into the working tree (subprocesses inherit it)
+os.environ.setdefault("BENCH_CACHE_DIR", tempfile.mkdtemp(prefix="bench-cache-"))
 
 import pytest
 

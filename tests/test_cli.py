@@ -29,7 +29,7 @@ def test_m4oe_on_flare22_without_data_names_every_missing_part(tmp_path):
     msg = lines[0]
     assert msg.startswith("error: ")
     assert str(tmp_path / "data" / "FLARE22") in msg and "imagesTr/FLARE22_Tr_XXXX_0000.nii.gz" in msg
-    assert "unknown method 'm4oe'" in msg
+    assert "labelsTr/FLARE22_Tr_XXXX.nii.gz" in msg and "BENCH_DATA_ROOT" in msg
     assert not (tmp_path / "runs" / "runs.db").exists() or "m4oe" not in (tmp_path / "runs" / "runs.db").read_bytes().decode("latin1")
 
 

@@ -8,6 +8,7 @@ from bench.runner import build_config, run_job
 from datasets import DatasetSpec, ModalitySpec, TaskSpec
 from methods import Method, Output, UnknownMethod, method_classes, parse_method, resolve_hparams, task_loss
 from methods.heads import TaskHeads
+from methods.seg_base import SegMethod
 
 BASELINES = ("single", "early", "late", "intermediate", "attention", "moe", "soft-moe")
 SMALL_DATASETS = ("digits-halves", "wdbc", "diabetes-views", "synthetic-mvmt")
@@ -344,5 +345,6 @@ def test_search_spaces_only_declare_known_hparams() -> None:
     for cls in method_classes():
         trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
         space = cls.search_space(trial)
-        assert {"hidden", "dropout"} <= set(space), cls.name
+        shared = {"dice_weight"} if issubclass(cls, SegMethod) else {"hidden", "dropout"}
+        assert shared <= set(space), cls.name
         assert set(space) <= set(cls.defaults()), (cls.name, set(space) - set(cls.defaults()))

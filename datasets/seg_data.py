@@ -1,0 +1,316 @@
+"""Segmentation data in the harness: preprocessed 3-D cases of one or more domains, served as
+2-D slices (2-D models) or 3-D patches (3-D models), with patient-level splits.
+
+A *domain* is one source dataset with its own label map (``flare22``, ``atlas23``, the three
+``synthetic-organs`` parts...). Every domain is one ``segmentation`` task of the
+:class:`DatasetSpec`, named after the domain, with that domain's classes: M4oE keeps one head per
+dataset and no union label space (m4oe-seg.md). A sample (slice or patch) belongs to exactly one
+domain; ``batch["domain"]`` holds its index and ``batch["label"]`` its label map (``-1`` =
+ignore). For the dataset contract, ``targets[task]`` is that same label tensor and
+``target_mask[task]`` is True for the rows of that domain.
+
+Choices (m4oe-seg.md, protocol.md):
+
+* Splits are per domain, patient level (a case is a patient), 70/10/20 train/val/test of the
+  labelled cases, seeded by the split seed [ours; the reference has no split lists]; every
+  split gets at least one case per domain. They are written to ``splits.json`` next to the cache.
+* 2-D sampling: one shuffled pass over every axial slice of every training case, so domains are
+  sampled in proportion to their slice counts [code]. ``balance="datasets"`` draws the same
+  number of slices from each domain instead [ours]. ``fg_oversample=p`` replaces each drawn
+  slice, with probability p, by a random slice of the same domain that contains foreground
+  [ours; an nnU-Net-style option, off by default because the reference keeps all slices].
+* Slices are resized to the model's ``slice_size``: bicubic for images, nearest for labels
+  [code]. Augmentation (training only) is the reference's: with p 0.5 a random rot90 plus a
+  flip on a random axis, otherwise with p 0.5 a rotation by an integer angle in [-20, 20)
+  degrees with nearest-neighbour interpolation; no intensity augmentation [code].
+* 3-D sampling (the 3-D U-Net proxy): random patches of ``patch`` voxels, a third of them
+  centred on a foreground voxel, as nnU-Net does; volumes smaller than the patch are padded
+  with the ignore label.
+* All randomness comes from the runner's seeded ``torch.Generator``, so a run is reproducible
+  and resumable bit for bit.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from .data import SPLITS
+from .spec import DatasetFormatError, DatasetSpec, ModalitySpec, TaskSpec
+
+SPLIT_FRACTIONS = (0.7, 0.1, 0.2)
+
+
+@dataclass(frozen=True)
+class SegDomain:
+    """One source dataset inside a segmentation dataset."""
+
+    name: str
+    labels: tuple[str, ...]      # class names, index = class value, 0 = background
+    modality: str                # "CT" | "MR"
+    channels: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+
+def split_cases(case_ids: Sequence[str], split_seed: int,
+                fractions: tuple[float, float, float] = SPLIT_FRACTIONS) -> dict[str, list[str]]:
+    """Deterministic patient-level split of one domain's cases, every split non-empty."""
+    ids = sorted(case_ids)
+    n = len(ids)
+    if n < 3:
+        raise DatasetFormatError(f"need at least 3 labelled cases to split into train/val/test, found {n}")
+    order = [ids[i] for i in np.random.default_rng(split_seed).permutation(n)]
+    n_test = max(1, int(round(fractions[2] * n)))
+    n_val = max(1, int(round(fractions[1] * n)))
+    n_train = n - n_test - n_val
+    if n_train < 1:
+        n_train, n_val = 1, n - n_test - 1
+    return {"train": sorted(order[:n_train]), "val": sorted(order[n_train:n_train + n_val]),
+            "test": sorted(order[n_train + n_val:])}
+
+
+def write_splits(path: Path, splits: dict[str, dict[str, list[str]]], split_seed: int) -> None:
+    """Record the split actually used (per domain) as JSON, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps({"split_seed": split_seed, "fractions": SPLIT_FRACTIONS, "domains": splits}, indent=1))
+    os.replace(tmp, path)
+
+
+@dataclass
+class SegmentationData:
+    """Preprocessed cases (see ``datasets.seg_preprocess.PreparedCase``) of one or more domains.
+
+    ``splits[s]`` holds case indices. ``ids`` are ``<domain>/<case_id>`` (unique across domains).
+    """
+
+    spec: DatasetSpec
+    domains: tuple[SegDomain, ...]
+    cases: list                      # PreparedCase
+    case_domain: np.ndarray          # (n_cases,) domain index of each case
+    splits: dict[str, np.ndarray]
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    is_segmentation = True
+
+    def __post_init__(self) -> None:
+        self.ids = [f"{self.domains[int(d)].name}/{c.case_id}" for c, d in zip(self.cases, self.case_domain)]
+        self._slices: dict[str, np.ndarray] = {}
+        self._fg_slices: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> "SegmentationData":
+        """Raise :class:`DatasetFormatError` naming the first bad case; return self when clean."""
+        name = self.spec.name
+        channels = {len(d.channels) for d in self.domains}
+        if len(channels) != 1:
+            raise DatasetFormatError(f"{name}: domains have different channel counts "
+                                     f"{[(d.name, len(d.channels)) for d in self.domains]}; combine domains with equal channels")
+        for case, d, cid in zip(self.cases, self.case_domain, self.ids):
+            dom = self.domains[int(d)]
+            img, lab = case.image, case.label
+            if img.ndim != 4 or img.shape[0] != len(dom.channels) or lab.shape != img.shape[1:]:
+                raise DatasetFormatError(f"{name}: case {cid!r} has image {img.shape} and label {lab.shape}; "
+                                         f"expected (C={len(dom.channels)}, Z, Y, X) and (Z, Y, X)")
+            if not np.isfinite(np.asarray(img)).all():
+                raise DatasetFormatError(f"{name}: case {cid!r} has NaN/Inf image values after preprocessing")
+            lo, hi = int(np.min(lab)), int(np.max(lab))
+            if lo < -1 or hi >= dom.num_classes:
+                raise DatasetFormatError(f"{name}: case {cid!r} has label values {lo}..{hi}, "
+                                         f"outside -1..{dom.num_classes - 1} of domain {dom.name!r}")
+        for s in SPLITS:
+            for di, dom in enumerate(self.domains):
+                if not np.any(self.case_domain[self.splits[s]] == di):
+                    raise DatasetFormatError(f"{name}: split {s!r} has no case of domain {dom.name!r}")
+        seen: set[int] = set()
+        for s in SPLITS:
+            overlap = seen & set(self.splits[s].tolist())
+            if overlap:
+                raise DatasetFormatError(f"{name}: case {self.ids[min(overlap)]!r} is in two splits")
+            seen |= set(self.splits[s].tolist())
+        return self
+
+    # ------------------------------------------------------------------ indexing
+    def slice_index(self, split: str) -> np.ndarray:
+        """(n, 2) array of (case index, z) for every axial slice of the split's cases."""
+        if split not in self._slices:
+            rows = [(int(c), z) for c in self.splits[split] for z in range(self.cases[int(c)].image.shape[1])]
+            self._slices[split] = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
+        return self._slices[split]
+
+    def _foreground_slices(self, domain: int) -> np.ndarray:
+        if domain not in self._fg_slices:
+            rows = self.slice_index("train")
+            keep = [i for i, (c, z) in enumerate(rows) if self.case_domain[c] == domain
+                    and bool((np.asarray(self.cases[c].label[z]) > 0).any())]
+            self._fg_slices[domain] = rows[np.asarray(keep, dtype=np.int64)] if keep else rows[:0]
+        return self._fg_slices[domain]
+
+    def _epoch_rows(self, split: str, generator: torch.Generator | None, balance: str, fg_oversample: float) -> np.ndarray:
+        rows = self.slice_index(split)
+        if generator is None:
+            return rows
+        if balance == "datasets":
+            per = int(np.ceil(len(rows) / len(self.domains)))
+            parts = []
+            for d in range(len(self.domains)):
+                mine = rows[self.case_domain[rows[:, 0]] == d]
+                parts.append(mine[torch.randint(len(mine), (per,), generator=generator).numpy()])
+            rows = np.concatenate(parts)
+        elif balance != "slices":
+            raise ValueError(f"balance={balance!r} is not one of: slices, datasets")
+        rows = rows[torch.randperm(len(rows), generator=generator).numpy()]
+        if fg_oversample > 0:
+            swap = torch.rand(len(rows), generator=generator).numpy() < fg_oversample
+            picks = torch.randint(2**31 - 1, (len(rows),), generator=generator).numpy()
+            rows = rows.copy()
+            for i in np.flatnonzero(swap):
+                fg = self._foreground_slices(int(self.case_domain[rows[i, 0]]))
+                if len(fg):
+                    rows[i] = fg[picks[i] % len(fg)]
+        return rows
+
+    # ------------------------------------------------------------------ batching
+    def batches(self, split: str, batch_size: int, generator: torch.Generator | None = None, drop_last: bool = False,
+                *, slice_size: int = 64, dims: int = 2, patch: Sequence[int] = (16, 64, 64), augment: bool = False,
+                fg_oversample: float = 0.0, balance: str = "slices") -> Iterator[dict]:
+        """Yield training/validation batches of one split; shuffled and augmented (when ``augment``,
+        training only) with ``generator``. 2-D: every axial slice resized to ``slice_size``;
+        3-D: one random ``patch`` per row (a run through the split's slices in patch-sized steps)."""
+        if dims == 3:
+            yield from self._patch_batches(split, batch_size, generator, tuple(int(p) for p in patch), drop_last)
+            return
+        rows = self._epoch_rows(split, generator, balance, fg_oversample)
+        stop = len(rows) - (len(rows) % batch_size if drop_last and len(rows) > batch_size else 0)
+        do_aug = augment and generator is not None and split == "train"
+        for start in range(0, stop, batch_size):
+            chunk = rows[start:start + batch_size]
+            seed = int(torch.randint(2**31 - 1, (1,), generator=generator)) if do_aug else 0
+            yield self.slice_batch(chunk, slice_size, np.random.default_rng(seed) if do_aug else None)
+
+    def slice_batch(self, rows: np.ndarray, slice_size: int, rng: np.random.Generator | None = None) -> dict:
+        images, labels = [], []
+        for c, z in rows:
+            img = np.array(self.cases[c].image[:, z], dtype=np.float32)
+            lab = np.array(self.cases[c].label[z], dtype=np.int64)
+            if rng is not None:
+                img, lab = augment_slice(img, lab, rng)
+            images.append(resize_image(torch.from_numpy(np.ascontiguousarray(img))[None], slice_size)[0])
+            labels.append(resize_label(torch.from_numpy(np.ascontiguousarray(lab))[None], slice_size)[0])
+        domain = torch.as_tensor(self.case_domain[rows[:, 0]], dtype=torch.long)
+        return self._pack(rows, torch.stack(images), torch.stack(labels), domain,
+                          [f"{self.ids[c]}@z{z}" for c, z in rows])
+
+    def _pack(self, rows, image: torch.Tensor, label: torch.Tensor, domain: torch.Tensor, ids: list[str]) -> dict:
+        n = len(ids)
+        return {"id": ids, "index": torch.as_tensor(rows[:, 0], dtype=torch.long), "domain": domain, "label": label,
+                "inputs": {"image": image}, "mask": {"image": torch.ones(n, dtype=torch.bool)},
+                "targets": {d.name: label for d in self.domains},
+                "target_mask": {d.name: domain == i for i, d in enumerate(self.domains)}}
+
+    def _patch_batches(self, split: str, batch_size: int, generator: torch.Generator | None, patch: tuple[int, int, int],
+                       drop_last: bool) -> Iterator[dict]:
+        case_idx = np.asarray(self.splits[split])
+        n_slices = len(self.slice_index(split))
+        n = max(len(case_idx), int(np.ceil(n_slices / patch[0])))
+        g = generator if generator is not None else torch.Generator().manual_seed(0)  # val: fixed patches
+        picks = case_idx[torch.randint(len(case_idx), (n,), generator=g).numpy()] if generator is not None \
+            else np.resize(case_idx, n)
+        stop = n - (n % batch_size if drop_last and n > batch_size else 0)
+        for start in range(0, stop, batch_size):
+            chunk = picks[start:start + batch_size]
+            seed = int(torch.randint(2**31 - 1, (1,), generator=g))
+            rng = np.random.default_rng(seed)
+            imgs, labs = zip(*(self._random_patch(int(c), patch, rng) for c in chunk))
+            rows = np.stack([chunk, np.zeros_like(chunk)], axis=1)
+            yield self._pack(rows, torch.from_numpy(np.stack(imgs)), torch.from_numpy(np.stack(labs)),
+                             torch.as_tensor(self.case_domain[chunk], dtype=torch.long), [self.ids[int(c)] for c in chunk])
+
+    def _random_patch(self, c: int, patch: tuple[int, int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        img, lab = self.cases[c].image, self.cases[c].label
+        shape = lab.shape
+        centre = None
+        if rng.random() < 1 / 3:  # nnU-Net: a third of the patches are forced to contain foreground
+            fg = np.argwhere(np.asarray(lab) > 0)
+            if len(fg):
+                centre = fg[rng.integers(len(fg))]
+        if centre is None:
+            centre = np.array([rng.integers(s) for s in shape])
+        out_img = np.zeros((img.shape[0], *patch), dtype=np.float32)
+        out_lab = np.full(patch, -1, dtype=np.int64)
+        src, dst = [], []
+        for ax, (p, s) in enumerate(zip(patch, shape)):
+            lo = int(np.clip(centre[ax] - p // 2, 0, max(0, s - p))) if s >= p else 0
+            n = min(p, s)
+            off = (p - n) // 2 if s < p else 0
+            src.append(slice(lo, lo + n))
+            dst.append(slice(off, off + n))
+        out_img[(slice(None), *dst)] = np.asarray(img[(slice(None), *src)])
+        out_lab[tuple(dst)] = np.asarray(lab[tuple(src)])
+        return out_img, out_lab
+
+    def epoch_size(self, split: str, *, dims: int = 2, balance: str = "slices", patch: Sequence[int] = (16, 64, 64),
+                   **_ignored) -> int:
+        """Rows (slices or patches) in one pass over a split, as :meth:`batches` yields them."""
+        rows = len(self.slice_index(split))
+        if dims == 3:
+            return max(len(self.splits[split]), int(np.ceil(rows / int(patch[0]))))
+        if balance == "datasets":
+            return int(np.ceil(rows / len(self.domains))) * len(self.domains)
+        return rows
+
+    def example_batch(self, split: str, n: int, **options) -> dict:
+        """The first ``n`` rows of a split, as the runner's cost measurement needs them."""
+        return next(self.batches(split, n, **options))
+
+
+def resize_image(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, size, size), bicubic [code]; identity when already that size."""
+    if tuple(x.shape[-2:]) == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False)
+
+
+def resize_label(y: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """(B, H, W) integer labels -> (B, *size), nearest [code]."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if tuple(y.shape[-2:]) == size:
+        return y
+    return F.interpolate(y[:, None].float(), size=size, mode="nearest")[:, 0].long()
+
+
+def augment_slice(img: np.ndarray, lab: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The reference's ``RandomGenerator``: rot90+flip (p .5), else rotation in [-20, 20) deg (p .5)."""
+    if rng.random() > 0.5:
+        k = int(rng.integers(0, 4))
+        axis = int(rng.integers(0, 2))
+        img = np.flip(np.rot90(img, k, axes=(1, 2)), axis=axis + 1)
+        lab = np.flip(np.rot90(lab, k), axis=axis)
+    elif rng.random() > 0.5:
+        angle = int(rng.integers(-20, 20))
+        img = ndimage.rotate(img, angle, axes=(2, 1), order=0, reshape=False)
+        lab = ndimage.rotate(lab, angle, axes=(1, 0), order=0, reshape=False, cval=0)
+    return img, lab
+
+
+def segmentation_spec(name: str, domains: Sequence[SegDomain], cases: Sequence, source: str, params: dict) -> DatasetSpec:
+    """One ``image`` modality (kind ``volume3d``; the shape is nominal: channels and the median
+    preprocessed volume shape, since cases differ) and one segmentation task per domain."""
+    shapes = np.array([c.image.shape[1:] for c in cases])
+    nominal = tuple(int(v) for v in np.median(shapes, axis=0))
+    modality = ModalitySpec("image", "volume3d", (len(domains[0].channels), *nominal))
+    tasks = tuple(TaskSpec(d.name, "segmentation", d.num_classes, d.labels) for d in domains)
+    return DatasetSpec(name, (modality,), tasks, f"per-domain patient-level {SPLIT_FRACTIONS} split by split seed",
+                       source, params)

@@ -1,0 +1,144 @@
+"""What every segmentation method shares: the loss, per-domain heads, and the harness hooks.
+
+A segmentation dataset has one ``segmentation`` task per *domain* (source dataset), each with its
+own label map (``datasets.seg_data``). A batch mixes domains: ``batch["domain"]`` (B,) says which,
+``batch["label"]`` holds the labels (``-1`` = ignore). A method implements
+:meth:`SegMethod.predict_logits` ``(x, domain) -> (logits, aux)`` for a batch of one domain; the
+shared :meth:`forward` groups a mixed batch by domain, so every sample is scored with its own
+head and its own class count and no argmax ever runs over padded channels (m4oe-seg.md).
+
+Loss (m4oe-seg.md "Training"), identical for every segmentation method so the comparison is
+fair: ``ce_weight * CE + dice_weight * Dice`` per domain group, CE with ``ignore_index=-1`` and
+uniform class weights, Dice = 1 - soft Dice on softmax outputs with a squared-sum denominator,
+smooth 1e-5, averaged over all classes including background, computed over the group as the
+reference's ``DiceLoss`` does [code]; ignored pixels are excluded from the Dice sums [ours]. The
+groups are averaged weighted by their sample counts [ours]. Defaults: ``ce_weight`` 0.4,
+``dice_weight`` 0.6 (= Swin-UNet and the reference's validation loss); the reference's training
+loss uses 0.7 (``--set dice_weight=0.7``).
+
+Harness hooks: :meth:`data_options` tells the runner how to sample (2-D slices resized to
+``img_size``, or 3-D patches); :meth:`stages` lets a method train in several stages (M4oE's
+hard-routed experts, then gated fine-tuning); :meth:`load_stage` carries weights between stages.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from datasets.spec import DatasetSpec
+
+from .base import Method, Output
+
+DICE_SMOOTH = 1e-5
+
+
+def dice_loss(logits: torch.Tensor, label: torch.Tensor, smooth: float = DICE_SMOOTH) -> torch.Tensor:
+    """1 - mean over classes of the soft Dice (squared-sum denominator) over the whole group [code]."""
+    num_classes = logits.shape[1]
+    prob = logits.float().softmax(dim=1)
+    valid = (label >= 0).unsqueeze(1)
+    onehot = F.one_hot(label.clamp(min=0), num_classes).movedim(-1, 1).float() * valid
+    prob = prob * valid
+    dims = (0, *range(2, logits.dim()))
+    inter = (prob * onehot).sum(dims)
+    denom = (prob * prob).sum(dims) + (onehot * onehot).sum(dims)
+    return 1.0 - ((2 * inter + smooth) / (denom + smooth)).mean()
+
+
+def seg_loss(logits: torch.Tensor, label: torch.Tensor, ce_weight: float, dice_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(CE, Dice) of one domain group; CE is 0 with a gradient path when every pixel is ignored."""
+    valid = label >= 0
+    ce = F.cross_entropy(logits.float(), label, ignore_index=-1) if bool(valid.any()) else logits.sum() * 0.0
+    return ce_weight * ce, dice_weight * dice_loss(logits, label)
+
+
+def parse_ints(value: str | int | tuple | list, name: str) -> tuple[int, ...]:
+    """hparams such as ``depths`` are strings ("2,2,2,2") so ``--set depths=1,1,1,1`` works."""
+    if isinstance(value, (tuple, list)):
+        return tuple(int(v) for v in value)
+    try:
+        out = tuple(int(v) for v in str(value).replace(" ", "").split(",") if v)
+    except ValueError:
+        raise ValueError(f"{name}={value!r}: expected comma-separated integers, e.g. 2,2,2,2") from None
+    if not out:
+        raise ValueError(f"{name}={value!r}: expected comma-separated integers")
+    return out
+
+
+class SegMethod(Method):
+    """Base class of segmentation methods (2-D slice-wise unless ``dims == 3``)."""
+
+    dims: ClassVar[int] = 2
+    missing_modality: ClassVar[str] = "n/a (segmentation: every case has all its channels)"
+
+    def __init__(self, spec: DatasetSpec, hparams: dict[str, Any]):
+        super().__init__(spec, hparams)
+        self.num_domains = len(spec.tasks)
+        self.classes = tuple(t.num_classes for t in spec.tasks)
+        self.in_chans = int(spec.modalities[0].shape[0])
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {"ce_weight": 0.4, "dice_weight": 0.6}
+
+    @classmethod
+    def search_space(cls, trial) -> dict[str, Any]:
+        return {"dice_weight": trial.suggest_float("dice_weight", 0.3, 0.9)}
+
+    @classmethod
+    def supports(cls, spec: DatasetSpec) -> bool | str:
+        bad = [t.name for t in spec.tasks if t.kind != "segmentation"]
+        if bad:
+            return f"{cls.name} is a segmentation method; tasks {bad} are not segmentation"
+        if len(spec.modalities) != 1 or spec.modalities[0].kind != "volume3d":
+            return f"{cls.name} needs one volume3d image modality"
+        return True
+
+    def data_options(self) -> dict[str, Any]:
+        if self.dims == 3:
+            return {"dims": 3, "patch": parse_ints(self.hparams["patch"], "patch")}
+        return {"dims": 2, "slice_size": int(self.hparams["img_size"])}
+
+    # ---- the one thing a method writes
+    def predict_logits(self, x: torch.Tensor, domain: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Logits (B, C_domain, *spatial) for a batch of one domain, and per-sample aux tensors."""
+        raise NotImplementedError
+
+    def forward(self, batch: dict) -> Output:
+        x, domain = batch["inputs"]["image"], batch["domain"]
+        preds: dict[str, torch.Tensor] = {}
+        aux_parts: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        for d in torch.unique(domain).tolist():
+            rows = (domain == d).nonzero(as_tuple=True)[0]
+            logits, aux = self.predict_logits(x[rows], int(d))
+            preds[self.spec.tasks[d].name] = logits
+            for k, v in aux.items():
+                aux_parts.setdefault(k, []).append((rows, v))
+        aux = {}
+        for k, parts in aux_parts.items():  # back to batch order
+            out = parts[0][1].new_zeros((len(domain), *parts[0][1].shape[1:]))
+            for rows, v in parts:
+                out[rows] = v
+            aux[k] = out
+        return Output(preds, aux)
+
+    def loss(self, output: Output, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        domain, label = batch["domain"], batch["label"]
+        ce_w, dice_w = float(self.hparams["ce_weight"]), float(self.hparams["dice_weight"])
+        ce_sum = dice_sum = 0.0
+        n = len(domain)
+        for d, task in enumerate(self.spec.tasks):
+            if task.name not in output.preds:
+                continue
+            rows = (domain == d).nonzero(as_tuple=True)[0]
+            ce, dl = seg_loss(output.preds[task.name], label[rows], ce_w, dice_w)
+            ce_sum = ce_sum + ce * len(rows) / n
+            dice_sum = dice_sum + dl * len(rows) / n
+        parts = {"ce": ce_sum, "dice": dice_sum}
+        return parts["ce"] + parts["dice"], parts
+
+    def interpret(self, aux: dict[str, np.ndarray], truth: dict[str, np.ndarray]) -> dict[str, float]:
+        return {}
