@@ -253,6 +253,14 @@ def _validate(model, data, tc: TrainConfig, device: torch.device, opts: dict[str
     return loss, -float(np.nanmean([metrics[t.name]["dice"] for t in data.spec.tasks]))
 
 
+def _overrides(cls, cfg: RunConfig) -> dict[str, Any]:
+    """hparams that differ from the method's defaults at the run's preset (the name argument,
+    e.g. ``single:left``, is already in the method name)."""
+    base = resolve_hparams(cls.defaults(), cfg.preset, {})
+    arg = getattr(cls, "name_arg", None)
+    return {k: v for k, v in cfg.hparams.items() if k != arg and base.get(k) != v}
+
+
 def _stage_epochs(stages, epochs: int) -> list[int]:
     """Each stage's share of the epoch budget (at least one epoch each; the last takes the rest)."""
     out = [max(1, int(round(s.fraction * epochs))) for s in stages[:-1]]
@@ -417,7 +425,8 @@ def run_job(cfg: RunConfig, store: RunStore | None, runs_dir: str | Path = "runs
     summary = {"epochs_run": sum(d["epoch"] for d in done), "steps": sum(d["step"] for d in done),
                "best_epoch": last["best_epoch"], "selection": tc.select, "best_val_score": last["best_score"],
                "history": last["history"], "missing_modality": getattr(cls, "missing_modality", "unspecified"),
-               "model_hparams": dict(model.hparams), "dataset_source": data.spec.source}
+               "model_hparams": dict(model.hparams), "dataset_source": data.spec.source,
+               "hparam_overrides": _overrides(cls, cfg)}
     if len(stages) > 1:
         summary["stages"] = [{k: d[k] for k in ("name", "epoch", "step", "best_epoch", "best_score", "history",
                                                 "train_time")} | {"new_parameters": (d["loaded"] or {}).get("new", [])}

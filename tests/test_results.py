@@ -61,3 +61,15 @@ def test_csv_round_trips(store):
     assert len(back) == 4
     with pytest.raises(ValueError, match="unknown leaderboard format"):
         render(summarize(runs_frame(store)), "xml")
+
+
+def test_runs_with_different_hparams_are_not_averaged_together(tmp_path):
+    from bench.runner import build_config, run_job
+    from bench.store import RunStore, default_url
+    from results import runs_frame
+
+    store = RunStore(default_url(tmp_path))
+    train = {"epochs": 1, "patience": 0}
+    run_job(build_config("moe", "wdbc", preset="tiny", train=train), store, tmp_path, progress=False)
+    run_job(build_config("moe", "wdbc", preset="tiny", train=train, sets={"top_k": "2"}), store, tmp_path, progress=False)
+    assert set(runs_frame(store)["method"]) == {"moe", "moe[top_k=2]"}

@@ -321,3 +321,30 @@ def test_data_convert_then_nnunet_dataset(tmp_path):
                             str(tmp_path / "data"), "--out", str(tmp_path / "raw")], capture_output=True, text=True,
                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1   # refuses to overwrite
+
+
+def test_two_stage_run_killed_in_stage_two_resumes_to_the_same_result(runs, monkeypatch):
+    from bench.checkpoint import Checkpointer
+
+    cfg = build_config("m4oe", "synthetic-organs:liver", seed=2, preset="tiny", train={**QUICK, "epochs": 4},
+                       sets={"img_size": "32", "window_size": "2"})
+    whole = run_job(cfg, None, runs / "whole", progress=False)
+
+    class Killed(Exception):
+        pass
+
+    real_save = Checkpointer.save
+
+    def save_then_die(self, path, state):
+        real_save(self, path, state)
+        if path.name == "last.pt" and state["stage"] == 1 and state["state"]["epoch"] == 1:
+            raise Killed
+
+    monkeypatch.setattr(Checkpointer, "save", save_then_die)
+    with pytest.raises(Killed):
+        run_job(cfg, None, runs / "killed", progress=False)
+    monkeypatch.setattr(Checkpointer, "save", real_save)
+    resumed = run_job(cfg, None, runs / "killed", progress=False)
+    assert resumed.status == whole.status == "ok"
+    assert resumed.metrics == whole.metrics
+    assert [s["history"] for s in resumed.summary["stages"]] == [s["history"] for s in whole.summary["stages"]]
