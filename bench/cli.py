@@ -29,14 +29,22 @@ EPILOGS = {
   python -m bench run --method single:left --dataset digits-halves --seed 1
   python -m bench run --method late --dataset wdbc --set weights=learned --set lr=0.001 --json
   python -m bench run --method early --dataset synthetic-pid:synergy --preset tiny --set epochs=5
+  python -m bench run --method m4oe --dataset synthetic-organs --preset tiny --json
+  python -m bench run --method m4oe --dataset flare22 --data-root /data --preset paper --device cuda
+  python -m bench run --method m4oe --dataset synthetic-organs --routing gated-code --moe-where enc
+  python -m bench run --method unet --dataset nnunet:/data/nnUNet_raw/Dataset722_FLARE22 --preset small
 
 --set takes a training field (epochs, batch_size, lr, weight_decay, optimizer, schedule,
-patience, grad_clip, select, max_steps) or a method hparam (see `bench list methods`).""",
+patience, grad_clip, select, max_steps, val_every; for segmentation also augment,
+fg_oversample, balance, eval_space, metric_compat) or a method hparam (see `bench list methods`).
+Segmentation datasets train with M4oE's protocol (SGD, poly LR 0.015, batch 36, validation every
+2 epochs, patience 7; epochs 24/40/100 at tiny/small/paper) and are scored on 3-D volumes.""",
     "sweep": """examples:
   python -m bench sweep --suite quick
   python -m bench sweep --methods early attention single --datasets wdbc digits-halves --seeds 0 1 2
   python -m bench sweep --suite quick --runs-dir /tmp/runs --retry-failed
   python -m bench sweep --suite quick --workers 1        one job at a time, in this process
+  python -m bench sweep --suite seg-quick                M4oE + segmentation baselines on synthetic-organs
 
 A sweep skips jobs already in the store; rerun the same command to resume an interrupted sweep.""",
     "perf": """examples:
@@ -50,6 +58,7 @@ bound: one forward+backward of a single backbone over K*(M+1)*B rows.""",
     "cost": """examples:
   python -m bench cost --method i2moe --dataset synthetic-mvmt
   python -m bench cost --method attention intermediate i2moe --dataset digits-halves --preset paper --json
+  python -m bench cost --method m4oe swinunet unet --dataset synthetic-organs --preset paper --set batch_size=2
 
 Builds each model (no training) and measures parameters (total, trainable, active per sample),
 forward FLOPs per sample, the median time of a training step, inference latency and peak memory.""",

@@ -38,6 +38,19 @@ def flops_per_sample(model: torch.nn.Module, batch: dict) -> float:
         model.train(was_training)
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak: CUDA's counter, or on Linux the process's VmHWM (``clear_refs`` 5), so
+    several measurements in one process (``bench cost`` over methods) do not inherit each other's peak."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
 def peak_memory_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))

@@ -32,7 +32,7 @@ from methods import parse_method, resolve_hparams, task_loss
 from . import __version__
 from .checkpoint import Checkpointer
 from .config import SEG_EPOCHS_BY_PRESET, SEG_TRAIN_DEFAULTS, ConfigError, RunConfig, TrainConfig, split_overrides
-from .cost import flops_per_sample, parameter_counts, peak_memory_bytes, timed_inference
+from .cost import flops_per_sample, parameter_counts, peak_memory_bytes, reset_peak_memory, timed_inference
 from .metrics import evaluate_task, primary_metric
 from .record import RunRecord
 from .seeding import configure_determinism, make_generator, rng_state, seed_everything, set_rng_state
@@ -293,8 +293,7 @@ def run_job(cfg: RunConfig, store: RunStore | None, runs_dir: str | Path = "runs
     gen = make_generator(cfg.seed)
     resumed = ckpt.load(ckpt.last_path) if not force else None
     done: list[dict[str, Any]] = resumed["stages_done"] if resumed is not None else []
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    reset_peak_memory(device)
     model = None
     for si, stage in enumerate(stages):
         if si < len(done):
@@ -447,6 +446,7 @@ def cost_job(cfg: RunConfig, steps: int = 10, runs_dir: str | Path = "runs") -> 
     device, data, cls, supported = _setup(cfg, runs_dir)
     if supported is not True:
         raise ConfigError(str(supported))
+    reset_peak_memory(device)
     model = _build_model(cls, data, cfg, device, cls.stages(cfg.hparams)[-1].hparams)
     opts = _batch_options(model, data, cfg.train, train=True)
     eval_opts = _batch_options(model, data, cfg.train)

@@ -6,6 +6,10 @@ dataset, so the best single-modality model is always in the table.
 ``quick``: every method on every embedded dataset, 3 seeds, ``small`` preset and a short
 budget (20 epochs, patience 5): a few minutes on a 2-core CPU, and a leaderboard that still
 separates methods.
+
+``seg-quick``: the segmentation track on the embedded ``synthetic-organs`` (3 domains): M4oE and
+its baselines (per-dataset and joint Swin-UNet, 2-D U-Net, the 3-D U-Net proxy), 3 seeds, the
+``tiny`` preset with its segmentation budget (24 epochs); about 15 minutes on a 2-core CPU.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ EMBEDDED_DATASETS = ("wdbc", "digits-halves", "diabetes-views", "synthetic-pid:u
                      "synthetic-pid:synergy", "synthetic-pid:mixed", "synthetic-mvmt")
 BASELINES = ("single", "early", "late", "intermediate", "attention", "moe", "soft-moe")
 QUICK_METHODS = (*BASELINES, "i2moe")
+SEGMENTATION_METHODS = ("m4oe", "swinunet", "swinunet-joint", "unet", "unet3d")
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,8 @@ SUITES: dict[str, Suite] = {
                    EMBEDDED_DATASETS, QUICK_METHODS, (0, 1, 2), "small", {"epochs": 20, "patience": 5}),
     "full-offline": Suite("full-offline", "every method on every embedded dataset, 5 seeds, small preset, full budget",
                           EMBEDDED_DATASETS, QUICK_METHODS, (0, 1, 2, 3, 4), "small", {"epochs": 100, "patience": 15}),
+    "seg-quick": Suite("seg-quick", "M4oE and the segmentation baselines on synthetic-organs, 3 seeds, tiny preset",
+                       ("synthetic-organs",), SEGMENTATION_METHODS, (0, 1, 2), "tiny", {}),
 }
 
 

@@ -45,16 +45,15 @@ from datasets.spec import DatasetSpec
 
 from .base import Stage
 from .registry import register_method
-from .seg_base import SegMethod
 from .swin_unet import ROUTINGS, SwinUNet, load_stage1
-from .swinunet import SWIN_DEFAULTS, stack_logits, swin_config
+from .swinunet import SwinMethod, stack_logits, swin_config
 
 #: the stacked expert weights of an MoE FFN (``methods.swin_unet.MoEFFN``), frozen by freeze_experts
 EXPERT_PARAMS = ("w1", "b1", "w2", "b2")
 
 
 @register_method
-class M4oE(SegMethod):
+class M4oE(SwinMethod):
     name = "m4oe"
     description = "M4oE (MICCAI 2024): Swin-UNet with per-dataset FFN experts + gate, per-dataset heads, 2 stages"
 
@@ -73,7 +72,7 @@ class M4oE(SegMethod):
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
-        return {**super().defaults(), **SWIN_DEFAULTS, "routing": "gated", "moe_where": "both", "num_experts": 0,
+        return {**super().defaults(), "routing": "gated", "moe_where": "both", "num_experts": 0,
                 "two_stage": True, "stage1_fraction": 0.5, "reinit_heads": True, "freeze_experts": False}
 
     @classmethod

@@ -47,8 +47,16 @@ def stack_logits(logits: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(logits) if logits else torch.empty(0)
 
 
+class SwinMethod(SegMethod):
+    """Base of the Swin-UNet methods: the backbone knobs as hparams."""
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {**super().defaults(), **SWIN_DEFAULTS}
+
+
 @register_method
-class SwinUNetPerDataset(SegMethod):
+class SwinUNetPerDataset(SwinMethod):
     name = "swinunet"
     description = "Swin-UNet (dense FFN), one network per dataset: the direct ablation of M4oE"
 
@@ -56,27 +64,19 @@ class SwinUNetPerDataset(SegMethod):
         super().__init__(spec, hparams)
         self.nets = nn.ModuleList(SwinUNet(swin_config(hparams, self.in_chans, (c,), "dense")) for c in self.classes)
 
-    @classmethod
-    def defaults(cls) -> dict[str, Any]:
-        return {**super().defaults(), **SWIN_DEFAULTS}
-
     def predict_logits(self, x: torch.Tensor, domain: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         zeros = torch.zeros(len(x), dtype=torch.long, device=x.device)
         return stack_logits(self.nets[domain](x, zeros).logits), {}
 
 
 @register_method
-class SwinUNetJoint(SegMethod):
+class SwinUNetJoint(SwinMethod):
     name = "swinunet-joint"
     description = "Swin-UNet (dense FFN) shared by all datasets, one head per dataset"
 
     def __init__(self, spec: DatasetSpec, hparams: dict[str, Any]):
         super().__init__(spec, hparams)
         self.net = SwinUNet(swin_config(hparams, self.in_chans, self.classes, "dense"))
-
-    @classmethod
-    def defaults(cls) -> dict[str, Any]:
-        return {**super().defaults(), **SWIN_DEFAULTS}
 
     def predict_logits(self, x: torch.Tensor, domain: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         d = torch.full((len(x),), domain, dtype=torch.long, device=x.device)
