@@ -17,6 +17,7 @@ HEADLINE = {
     "multiclass": ("accuracy", "balanced_accuracy", "macro_f1", "auroc", "ece"),
     "multilabel": ("micro_f1", "macro_f1", "mean_ap", "subset_accuracy"),
     "regression": ("mae", "rmse", "pearson_r"),
+    "segmentation": ("dice", "hd95", "nsd", "iou"),  # per dataset: mean over organs of the per-case means
 }
 ALL_HEADLINE = tuple(dict.fromkeys(m for ms in HEADLINE.values() for m in ms))
 
