@@ -22,7 +22,7 @@ the plain Swin-UNet FFN. ``moe_where`` = ``both`` (every block [code]), ``enc`` 
 dataset d maps to expert d in the dataset's domain order.
 
 Deviations from the reference, each a named switch with the reference one step away:
-``in_chans=1`` instead of repeating the slice to 3 channels (the network's ``in_chans``);
+the slice is fed as one channel (``repeat_channels=3`` repeats it to 3 channels as the code does);
 ``dice_weight=0.6`` (the code's training loss uses 0.7: ``--set dice_weight=0.7``); the
 validation loss is the mean over all batches in eval mode (the code: last batch, train mode;
 not switchable, it is a bug); evaluation in the original image geometry and HD95 in mm
@@ -67,7 +67,7 @@ class M4oE(SwinMethod):
             raise ValueError(f"routing=hard needs num_experts == number of datasets ({self.num_domains}), got {experts}")
         if not 0.0 < float(hparams["stage1_fraction"]) < 1.0:
             raise ValueError(f"stage1_fraction must be in (0, 1), got {hparams['stage1_fraction']}")
-        self.net = SwinUNet(swin_config(hparams, self.in_chans, self.classes, routing, experts,
+        self.net = SwinUNet(swin_config(hparams, self.net_chans, self.classes, routing, experts,
                                         str(hparams["moe_where"])))
 
     @classmethod
@@ -105,7 +105,7 @@ class M4oE(SwinMethod):
 
     def predict_logits(self, x: torch.Tensor, domain: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         d = torch.full((len(x),), domain, dtype=torch.long, device=x.device)
-        out = self.net(x, d)
+        out = self.net(self.net_input(x), d)
         return stack_logits(out.logits), ({"gates": out.gates} if out.gates is not None else {})
 
     def interpret(self, aux: dict[str, np.ndarray], truth: dict[str, np.ndarray]) -> dict[str, float]:

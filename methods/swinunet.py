@@ -28,7 +28,8 @@ from .swin_unet import SwinUNet, SwinUNetConfig
 
 #: paper-size defaults [code]; the presets shrink them for CPU
 SWIN_DEFAULTS: dict[str, Any] = {"img_size": 224, "patch_size": 4, "embed_dim": 96, "depths": "2,2,2,2",
-                                 "num_heads": "3,6,12,24", "window_size": 7, "mlp_ratio": 4.0, "drop_path": 0.2}
+                                 "num_heads": "3,6,12,24", "window_size": 7, "mlp_ratio": 4.0, "drop_path": 0.2,
+                                 "repeat_channels": 1}
 
 
 def swin_config(hparams: dict[str, Any], in_chans: int, head_classes: tuple[int, ...], routing: str,
@@ -48,11 +49,23 @@ def stack_logits(logits: list[torch.Tensor]) -> torch.Tensor:
 
 
 class SwinMethod(SegMethod):
-    """Base of the Swin-UNet methods: the backbone knobs as hparams."""
+    """Base of the Swin-UNet methods: the backbone knobs as hparams. ``repeat_channels=3``
+    repeats each input channel three times, as the reference code feeds a CT slice to a
+    3-channel patch embedding; the default 1 feeds the slice as it is [ours]."""
+
+    def __init__(self, spec: DatasetSpec, hparams: dict[str, Any]):
+        super().__init__(spec, hparams)
+        self.repeat = int(hparams["repeat_channels"])
+        if self.repeat < 1:
+            raise ValueError(f"repeat_channels must be >= 1, got {self.repeat}")
+        self.net_chans = self.in_chans * self.repeat
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
         return {**super().defaults(), **SWIN_DEFAULTS}
+
+    def net_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.repeat_interleave(self.repeat, dim=1) if self.repeat > 1 else x
 
 
 @register_method
@@ -62,11 +75,11 @@ class SwinUNetPerDataset(SwinMethod):
 
     def __init__(self, spec: DatasetSpec, hparams: dict[str, Any]):
         super().__init__(spec, hparams)
-        self.nets = nn.ModuleList(SwinUNet(swin_config(hparams, self.in_chans, (c,), "dense")) for c in self.classes)
+        self.nets = nn.ModuleList(SwinUNet(swin_config(hparams, self.net_chans, (c,), "dense")) for c in self.classes)
 
     def predict_logits(self, x: torch.Tensor, domain: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         zeros = torch.zeros(len(x), dtype=torch.long, device=x.device)
-        return stack_logits(self.nets[domain](x, zeros).logits), {}
+        return stack_logits(self.nets[domain](self.net_input(x), zeros).logits), {}
 
 
 @register_method
@@ -76,8 +89,8 @@ class SwinUNetJoint(SwinMethod):
 
     def __init__(self, spec: DatasetSpec, hparams: dict[str, Any]):
         super().__init__(spec, hparams)
-        self.net = SwinUNet(swin_config(hparams, self.in_chans, self.classes, "dense"))
+        self.net = SwinUNet(swin_config(hparams, self.net_chans, self.classes, "dense"))
 
     def predict_logits(self, x: torch.Tensor, domain: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         d = torch.full((len(x),), domain, dtype=torch.long, device=x.device)
-        return stack_logits(self.net(x, d).logits), {}
+        return stack_logits(self.net(self.net_input(x), d).logits), {}

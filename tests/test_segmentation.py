@@ -128,10 +128,11 @@ def test_paper_size_parameter_counts_match_the_reference():
     assert abs(m4oe - 60.4e6) / 60.4e6 < 0.005
     dense = count_parameters(paper_config(routing="dense", num_experts=1, in_chans=3, head_classes=(9,)))
     assert abs(dense - 27.17e6) / 27.17e6 < 0.005
-    # through the harness: the registered method at --preset paper builds the same network
-    hp = _hp("m4oe", "paper", routing="gated-code")
+    # through the harness: the registered method at --preset paper builds the same network, from a
+    # 1-channel dataset with the reference's repeat-to-RGB switch
+    hp = _hp("m4oe", "paper", routing="gated-code", repeat_channels=3)
     with torch.device("meta"):
-        model = M4oE(_spec((14, 3, 16), chans=3), hp)
+        model = M4oE(_spec((14, 3, 16), chans=1), hp)
     assert sum(p.numel() for p in model.parameters()) == m4oe
 
 
