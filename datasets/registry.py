@@ -63,7 +63,7 @@ def parse_name(full: str) -> tuple[DatasetEntry, str | None]:
     if variant and entry.variants and variant not in entry.variants:
         raise UnknownDataset(f"dataset {base!r} has no variant {variant!r}; choose one of: {', '.join(entry.variants)}")
     if entry.open_variant and not variant:
-        raise UnknownDataset(f"dataset {base!r} needs {entry.open_variant} after a colon, e.g. {base}:<{entry.open_variant}>")
+        raise UnknownDataset(f"dataset {base!r} needs {entry.open_variant} after a colon ({base}:PATH)")
     if variant and not entry.variants and not entry.open_variant:
         raise UnknownDataset(f"dataset {base!r} has no variants (got {full!r})")
     return entry, (variant or entry.default_variant)
