@@ -191,12 +191,11 @@ def _record(cfg: RunConfig, status: str, **kw) -> RunRecord:
 @functools.lru_cache(maxsize=4)
 def _load_data(dataset: str, split_seed: int, data_root: str | None, cache_dir: str | None = None) -> MultimodalData:
     """Datasets are immutable once built; a sweep reuses them across methods and seeds.
-    Segmentation datasets preprocess into (and reuse) ``cache_dir`` (``$BENCH_CACHE_DIR``, else
-    ``<runs dir>/cache``)."""
+    Segmentation datasets preprocess into (and reuse) ``cache_dir`` (see :func:`_setup`)."""
     entry, _ = parse_name(dataset)
     options = {} if entry.embedded else {"data_root": data_root}
     if entry.segmentation:
-        options["cache_dir"] = cache_dir or str(Path("runs") / "cache")
+        options["cache_dir"] = cache_dir
     return load_dataset(dataset, split_seed, **options)
 
 
@@ -236,9 +235,7 @@ def _batch_options(model, data, tc: TrainConfig, train: bool = False) -> dict[st
 
 
 def _epoch_batches(data, tc: TrainConfig, opts: dict[str, Any]) -> int:
-    if not _is_seg(data):
-        return math.ceil(len(data.splits["train"]) / tc.batch_size)
-    return sum(1 for _ in range(0, data.epoch_size("train", **opts), tc.batch_size))
+    return math.ceil(data.epoch_size("train", **opts) / tc.batch_size)
 
 
 def _validate(model, data, tc: TrainConfig, device: torch.device, opts: dict[str, Any]) -> tuple[float, float]:
@@ -294,7 +291,6 @@ def run_job(cfg: RunConfig, store: RunStore | None, runs_dir: str | Path = "runs
     resumed = ckpt.load(ckpt.last_path) if not force else None
     done: list[dict[str, Any]] = resumed["stages_done"] if resumed is not None else []
     reset_peak_memory(device)
-    model = None
     for si, stage in enumerate(stages):
         if si < len(done):
             continue
@@ -387,10 +383,6 @@ def run_job(cfg: RunConfig, store: RunStore | None, runs_dir: str | Path = "runs
                                                                   "history", "train_time", "step_times", "loaded")}}]
         model.load_state_dict(best_weights)
 
-    if model is None:  # resumed after the last stage finished but before the record was written
-        stage = stages[-1]
-        model = _build_model(cls, data, cfg, device, stage.hparams)
-        model.load_state_dict(ckpt.load(ckpt.dir / f"stage{len(stages) - 1}.pt")["model"])
     best_weights = model.state_dict()
     ckpt.save(ckpt.best_path, {"model": best_weights, "epoch": done[-1]["best_epoch"]})
     eval_opts = _batch_options(model, data, tc)

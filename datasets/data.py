@@ -128,6 +128,10 @@ class MultimodalData:
         for start in range(0, stop, batch_size):
             yield self.batch(idx[start:start + batch_size])
 
+    def epoch_size(self, split: str) -> int:
+        """Rows in one pass over a split (the runner sizes its schedule with it)."""
+        return len(self.splits[split])
+
     def example_batch(self, split: str, n: int) -> Batch:
         """The first ``n`` rows of a split (cost measurement)."""
         return self.batch(self.splits[split][:n])

@@ -106,6 +106,7 @@ class SegmentationData:
         self.ids = [f"{self.domains[int(d)].name}/{c.case_id}" for c, d in zip(self.cases, self.case_domain)]
         self._slices: dict[str, np.ndarray] = {}
         self._fg_slices: dict[int, np.ndarray] = {}
+        self._fg_voxels: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.cases)
@@ -157,6 +158,12 @@ class SegmentationData:
                     and bool((np.asarray(self.cases[c].label[z]) > 0).any())]
             self._fg_slices[domain] = rows[np.asarray(keep, dtype=np.int64)] if keep else rows[:0]
         return self._fg_slices[domain]
+
+    def _foreground_voxels(self, c: int) -> np.ndarray:
+        """(n, 3) coordinates of case ``c``'s foreground voxels (found once per case)."""
+        if c not in self._fg_voxels:
+            self._fg_voxels[c] = np.argwhere(np.asarray(self.cases[c].label) > 0).astype(np.int32)
+        return self._fg_voxels[c]
 
     def _epoch_rows(self, split: str, generator: torch.Generator | None, balance: str, fg_oversample: float) -> np.ndarray:
         rows = self.slice_index(split)
@@ -223,8 +230,7 @@ class SegmentationData:
     def _patch_batches(self, split: str, batch_size: int, generator: torch.Generator | None, patch: tuple[int, int, int],
                        drop_last: bool) -> Iterator[dict]:
         case_idx = np.asarray(self.splits[split])
-        n_slices = len(self.slice_index(split))
-        n = max(len(case_idx), int(np.ceil(n_slices / patch[0])))
+        n = self.epoch_size(split, dims=3, patch=patch)
         g = generator if generator is not None else torch.Generator().manual_seed(0)  # val: fixed patches
         picks = case_idx[torch.randint(len(case_idx), (n,), generator=g).numpy()] if generator is not None \
             else np.resize(case_idx, n)
@@ -243,7 +249,7 @@ class SegmentationData:
         shape = lab.shape
         centre = None
         if rng.random() < 1 / 3:  # nnU-Net: a third of the patches are forced to contain foreground
-            fg = np.argwhere(np.asarray(lab) > 0)
+            fg = self._foreground_voxels(c)
             if len(fg):
                 centre = fg[rng.integers(len(fg))]
         if centre is None:

@@ -104,8 +104,7 @@ class M4oE(SwinMethod):
         return {"restored": restored, "new": sorted(new), "reinitialised": reinit}
 
     def predict_logits(self, x: torch.Tensor, domain: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        d = torch.full((len(x),), domain, dtype=torch.long, device=x.device)
-        out = self.net(self.net_input(x), d)
+        out = self.run_net(self.net, x, domain)
         return stack_logits(out.logits), ({"gates": out.gates} if out.gates is not None else {})
 
     def interpret(self, aux: dict[str, np.ndarray], truth: dict[str, np.ndarray]) -> dict[str, float]:

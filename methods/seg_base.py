@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -139,6 +138,3 @@ class SegMethod(Method):
             dice_sum = dice_sum + dl * len(rows) / n
         parts = {"ce": ce_sum, "dice": dice_sum}
         return parts["ce"] + parts["dice"], parts
-
-    def interpret(self, aux: dict[str, np.ndarray], truth: dict[str, np.ndarray]) -> dict[str, float]:
-        return {}

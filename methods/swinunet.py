@@ -64,8 +64,11 @@ class SwinMethod(SegMethod):
     def defaults(cls) -> dict[str, Any]:
         return {**super().defaults(), **SWIN_DEFAULTS}
 
-    def net_input(self, x: torch.Tensor) -> torch.Tensor:
-        return x.repeat_interleave(self.repeat, dim=1) if self.repeat > 1 else x
+    def run_net(self, net: SwinUNet, x: torch.Tensor, domain: int):
+        """``net`` on a batch of one dataset (``domain`` = that dataset's index in ``net``),
+        with the input channels repeated ``repeat_channels`` times."""
+        d = torch.full((len(x),), domain, dtype=torch.long, device=x.device)
+        return net(x.repeat_interleave(self.repeat, dim=1) if self.repeat > 1 else x, d)
 
 
 @register_method
@@ -78,8 +81,7 @@ class SwinUNetPerDataset(SwinMethod):
         self.nets = nn.ModuleList(SwinUNet(swin_config(hparams, self.net_chans, (c,), "dense")) for c in self.classes)
 
     def predict_logits(self, x: torch.Tensor, domain: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        zeros = torch.zeros(len(x), dtype=torch.long, device=x.device)
-        return stack_logits(self.nets[domain](self.net_input(x), zeros).logits), {}
+        return stack_logits(self.run_net(self.nets[domain], x, 0).logits), {}
 
 
 @register_method
@@ -92,5 +94,4 @@ class SwinUNetJoint(SwinMethod):
         self.net = SwinUNet(swin_config(hparams, self.net_chans, self.classes, "dense"))
 
     def predict_logits(self, x: torch.Tensor, domain: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        d = torch.full((len(x),), domain, dtype=torch.long, device=x.device)
-        return stack_logits(self.net(self.net_input(x), d).logits), {}
+        return stack_logits(self.run_net(self.net, x, domain).logits), {}
