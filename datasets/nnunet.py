@@ -25,9 +25,18 @@ What is validated:
 * files: one image per channel for every case, no unknown channel indices, file names of the
   form ``<case>_<XXXX>``, a label for every training case, no label without images, and
   ``numTraining`` equal to the number of training cases.
-* contents: readable (not truncated) 3-D NIfTI; all channels of a case and its label on the same
-  grid (equal shapes, affines equal within ``atol=1e-3``); no NaN/Inf in images; label values
-  integer and listed in ``dataset.json`` ``labels``.
+* contents: readable (not truncated) 3-D NIfTI-1 or -2; a ``.nii.gz`` is decompressed to its end
+  so that gzip verifies its CRC32 and length (nibabel alone stops after the voxel bytes, so a
+  flipped bit could give wrong voxels without error); all channels of a case and its label on the
+  same grid (equal shapes, affines equal within ``atol=1e-3``); no NaN/Inf in images; label values
+  integer and listed in ``dataset.json`` ``labels``. Every read goes through one function, so
+  ``load_case`` (hence preprocessing and training) verifies the checksum as ``check_dataset`` does.
+* training-path rules (``check_dataset`` only; ``nnunet:<folder>`` refuses the same): label values
+  contiguous 0..K-1 and at least one labelled training case (:func:`training_problems`, shared
+  with ``seg_sources.nnunet_source``); at least 3 cases for the train/val/test split
+  (``seg_data.split_cases`` itself); and, when every channel is named CT, foreground (label > 0)
+  with non-constant intensities in the training split for CT normalisation -- flagged when some
+  split seed could give a training split without it, from the same samples ``seg_preprocess`` takes.
 
 Inputs are only read, never modified. Nothing is downloaded: the folder must already exist
 locally; a missing folder or ``dataset.json`` raises :class:`DatasetNotFound` saying what was
@@ -36,9 +45,12 @@ the tests and by synthetic dataset generators).
 """
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import os
 import re
+import shutil
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,12 +65,14 @@ from .spec import DatasetError, DatasetFormatError, DatasetNotFound
 
 __all__ = [
     "NnunetCase", "NnunetDataset", "open_dataset", "load_case", "check_dataset", "reorient_to_ras",
-    "write_case", "write_dataset_json",
+    "write_case", "write_dataset_json", "modality_of", "training_problems",
 ]
 
 NIFTI_ENDINGS = (".nii.gz", ".nii")
 AFFINE_ATOL = 1e-3
 _CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
+_GZIP_CHUNK = 1 << 20
+_NIFTI_CLASSES = {348: nib.Nifti1Image, 540: nib.Nifti2Image}   # header size -> image class
 _READ_ERRORS = (ImageFileError, HeaderDataError, zlib.error, EOFError, OSError, ValueError, MemoryError)
 _LAYOUT_HINT = "an nnU-Net v2 raw dataset folder holds dataset.json, imagesTr/<case>_<XXXX>.nii.gz and labelsTr/<case>.nii.gz"
 
@@ -300,15 +314,65 @@ class _Vol:
     data: np.ndarray
 
 
+def _gunzip_verified(raw: io.BufferedIOBase) -> io.BytesIO:
+    """Decompress a whole ``.gz`` stream, so that gzip checks every member's CRC32 and length.
+
+    nibabel alone stops once it has the voxel bytes and never reaches the trailer, so a flipped bit
+    in the compressed data could yield wrong voxels without any error. Memory: the compressed side
+    streams in 1 MiB reads; the decompressed file is held once while the array is copied out of it.
+    """
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=raw, mode="rb") as gz:
+        shutil.copyfileobj(gz, out, _GZIP_CHUNK)
+    out.seek(0)
+    return out
+
+
+def _nifti_class(head: bytes) -> type[nib.Nifti1Image] | type[nib.Nifti2Image]:
+    """NIfTI-1 or -2 from the header-size field (either byte order), as nib.load decides."""
+    for order in ("little", "big"):
+        size = int.from_bytes(head[:4], order)
+        if size in _NIFTI_CLASSES:
+            return _NIFTI_CLASSES[size]
+    raise ImageFileError(f"header size field {int.from_bytes(head[:4], 'little')} is neither 348 (NIfTI-1) "
+                         "nor 540 (NIfTI-2)")
+
+
 def _read(path: Path) -> _Vol:
-    """Read one NIfTI file fully; any failure becomes a one-line DatasetFormatError naming it."""
+    """Read one NIfTI file fully; any failure becomes a one-line DatasetFormatError naming it.
+
+    Every reader (load_case, check_dataset, so preprocessing and training too) goes through here,
+    so a ``.nii.gz`` is always checksum-verified before its voxels are used.
+    """
+    def unreadable(e: BaseException) -> DatasetFormatError:
+        return DatasetFormatError(f"{path}: unreadable or truncated NIfTI ({type(e).__name__}: {_one_line(e)}); "
+                                  "re-export or re-copy the file")
+
+    buf = None
+    if path.name.endswith(".gz"):
+        try:
+            raw = open(path, "rb")
+        except OSError as e:
+            raise unreadable(e) from None
+        with raw:
+            try:
+                buf = _gunzip_verified(raw)
+            except _READ_ERRORS as e:
+                raise DatasetFormatError(
+                    f"{path}: truncated or corrupt gzip file (gzip checksum mismatch / corrupt data; "
+                    f"{type(e).__name__}: {_one_line(e)}); re-export or re-copy the file") from None
     try:
-        img = nib.load(str(path))
-        data = np.asarray(img.dataobj)
+        if buf is not None:
+            cls = _nifti_class(buf.read(4))
+            buf.seek(0)
+            img = cls.from_stream(buf)
+            data = np.asarray(img.dataobj)
+            img = type(img)(data, img.affine, img.header)  # the array is a copy: drop the decompressed buffer
+        else:
+            img = nib.load(str(path))
+            data = np.asarray(img.dataobj)
     except _READ_ERRORS as e:
-        raise DatasetFormatError(
-            f"{path}: unreadable or truncated NIfTI ({type(e).__name__}: {_one_line(e)}); "
-            "re-export or re-copy the file") from None
+        raise unreadable(e) from None
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise DatasetFormatError(f"{path}: not a NIfTI image ({type(img).__name__}); convert it to NIfTI")
     if data.ndim != 3:
@@ -388,7 +452,7 @@ def load_case(ds: NnunetDataset, case: NnunetCase | str, validate: bool = True,
     ``meta``: ``spacing`` (mm, header zooms, after reorientation), ``affine`` (4x4), ``orientation``
     (axis codes, e.g. ``("R", "A", "S")``), ``original_orientation``, ``shape`` (X, Y, Z), ``case_id``.
     With ``reorient`` (default) image and label are reoriented to RAS with ``nib.as_closest_canonical``.
-    Unreadable/truncated files and shape mismatches always raise :class:`DatasetFormatError`;
+    Unreadable/truncated/corrupt files and shape mismatches always raise :class:`DatasetFormatError`;
     ``validate`` (default) also checks affines, NaN/Inf in images and label values.
     """
     if isinstance(case, str):
@@ -404,7 +468,12 @@ def load_case(ds: NnunetDataset, case: NnunetCase | str, validate: bool = True,
         problems += _value_problems(images, label, set(ds.labels.values()))
     if problems:
         raise problems[0]
+    return _assemble(case.case_id, images, label, reorient)
 
+
+def _assemble(case_id: str, images: list[_Vol], label: _Vol | None,
+              reorient: bool) -> tuple[np.ndarray, np.ndarray | None, dict]:
+    """Read volumes -> load_case's arrays and meta (shared with check_dataset's training-path checks)."""
     ref = images[0].img
     original = tuple(nib.aff2axcodes(ref.affine))
     vols = [nib.Nifti1Image(v.data, v.img.affine, v.img.header) for v in images]
@@ -414,7 +483,7 @@ def load_case(ds: NnunetDataset, case: NnunetCase | str, validate: bool = True,
         lab_img = reorient_to_ras(lab_img) if lab_img is not None else None
     arrays = [np.asarray(v.dataobj) for v in vols]
     if len({a.shape for a in arrays}) != 1:  # only reachable with validate=False and differing affines
-        raise DatasetFormatError(f"{case.images[0]}: channels of case {case.case_id!r} have different "
+        raise DatasetFormatError(f"{images[0].path}: channels of case {case_id!r} have different "
                                  "orientations; load with validate=True to see which file differs")
     image = np.ascontiguousarray(np.stack(arrays).astype(np.float32, copy=False))
     lab = None
@@ -424,11 +493,11 @@ def load_case(ds: NnunetDataset, case: NnunetCase | str, validate: bool = True,
             raw = np.rint(np.nan_to_num(raw))
         lab = np.ascontiguousarray(raw.astype(_label_dtype(raw), copy=False))
         if lab.shape != image.shape[1:]:
-            raise DatasetFormatError(f"{case.label}: label orientation differs from the image after reorientation; "
+            raise DatasetFormatError(f"{label.path}: label orientation differs from the image after reorientation; "
                                      "load with validate=True to see the affine mismatch")
     out_img = vols[0]
     meta = {
-        "case_id": case.case_id,
+        "case_id": case_id,
         "spacing": tuple(float(z) for z in out_img.header.get_zooms()[:3]),
         "affine": np.array(out_img.affine, dtype=np.float64),
         "orientation": tuple(nib.aff2axcodes(out_img.affine)),
@@ -438,7 +507,7 @@ def load_case(ds: NnunetDataset, case: NnunetCase | str, validate: bool = True,
     return image, lab, meta
 
 
-def _inspect_case(raw: _RawCase, allowed: set[int] | None) -> list[DatasetError]:
+def _inspect_case(raw: _RawCase, allowed: set[int] | None) -> tuple[list[DatasetError], list[_Vol], _Vol | None]:
     problems: list[DatasetError] = []
     images: list[_Vol] = []
     for _, path in sorted(raw.images.items()):
@@ -455,21 +524,121 @@ def _inspect_case(raw: _RawCase, allowed: set[int] | None) -> list[DatasetError]
     problems += _shape_problems(images, label)
     problems += _affine_problems(images, label)
     problems += _value_problems(images, label, allowed)
-    return problems
+    return problems, images, label
+
+
+# ----------------------------------------------------------------------------------------------
+# rules of the training path (nnunet: datasets -> seg_sources -> seg_data -> seg_preprocess)
+# ----------------------------------------------------------------------------------------------
+
+def modality_of(channel_names: Sequence[str]) -> str:
+    """The modality training assigns: CT when every channel is named CT (CT normalisation), else MR."""
+    return "CT" if all(c.strip().upper() == "CT" for c in channel_names) else "MR"
+
+
+def training_problems(root: Path, labels: dict[str, int] | None,
+                      case_ids: Sequence[str] | None) -> list[DatasetFormatError]:
+    """What ``nnunet_source`` rejects beyond the layout; shared so that data check and training agree.
+
+    ``labels``/``case_ids`` None: unknown (already reported), not checked.
+    """
+    out = []
+    values = sorted(labels.values()) if labels is not None else None
+    if values is not None and values != list(range(len(values))):
+        out.append(DatasetFormatError(f"{root / 'dataset.json'}: label values {values} must be contiguous 0..K-1 "
+                                      "for per-dataset segmentation heads; renumber the labels"))
+    if case_ids is not None and not case_ids:
+        out.append(DatasetFormatError(f"{root / 'labelsTr'}: no labelled training cases; "
+                                      "segmentation needs imagesTr/ cases with labelsTr/ labels"))
+    return out
+
+
+def _n_train(root: Path, case_ids: Sequence[str]) -> tuple[int | None, list[DatasetFormatError]]:
+    """Training-split size (seed-independent) from the split the training path uses, or its refusal."""
+    from .seg_data import split_cases  # lazy: imports torch
+
+    try:
+        return len(split_cases(case_ids, 0)["train"]), []
+    except DatasetFormatError as e:
+        return None, [DatasetFormatError(f"{root / 'labelsTr'}: {e}; add labelled cases to imagesTr/ + labelsTr/")]
+
+
+def _ct_samples(image: np.ndarray, label: np.ndarray) -> list[tuple[int, float, float]]:
+    """Per channel (count, min, max) of the foreground voxels that CT statistics sample from one case;
+    the same arrays, crop and stride as ``seg_preprocess._process_case``."""
+    from .seg_preprocess import CT_SAMPLE_STRIDE, _nonzero_crop
+
+    img = image.transpose(0, 3, 2, 1)                        # (C, X, Y, Z) -> (C, Z, Y, X)
+    crop, _ = _nonzero_crop(img)
+    sl = tuple(slice(a, b) for a, b in crop)
+    fg = label.transpose(2, 1, 0).astype(np.int16)[sl] > 0
+    out = []
+    for c in range(img.shape[0]):
+        s = img[c][sl][fg][::CT_SAMPLE_STRIDE]
+        out.append((int(s.size), float(s.min()), float(s.max())) if s.size else (0, 0.0, 0.0))
+    return out
+
+
+def _ct_problems(root: Path, channel_names: dict[int, str], samples: dict[str, list[tuple[int, float, float]]],
+                 n_cases: int, n_train: int) -> list[DatasetFormatError]:
+    """CT normalisation needs non-constant foreground intensities in the training split; flag it when
+    any split of ``n_train`` cases (some split seed) could lack them. ``samples`` may cover only the
+    readable cases: fewer cases only hide problems, never invent them."""
+    empty = [cid for cid, s in samples.items() if s[0][0] == 0]
+    if len(empty) >= n_train:
+        seeds = "every split seed" if len(empty) == n_cases else "some split seeds"
+        return [DatasetFormatError(
+            f"{root / 'labelsTr'}: {len(empty)} of {n_cases} labelled cases have no foreground (label > 0) in the "
+            f"non-zero image region; CT normalisation (every channel named CT) takes its statistics from the "
+            f"foreground of the {n_train} training case(s), empty for {seeds}; label foreground in more cases")]
+    out = []
+    for c, name in channel_names.items():
+        by_value: dict[float, int] = {}
+        for s in samples.values():
+            n, lo, hi = s[c]
+            if n and lo == hi:
+                by_value[lo] = by_value.get(lo, 0) + 1
+        for v, k in sorted(by_value.items()):
+            if len(empty) + k >= n_train:
+                seeds = "every split seed" if len(empty) + k == n_cases else "some split seeds"
+                out.append(DatasetFormatError(
+                    f"{root / 'imagesTr'}: channel {c} ({name}) has the single foreground intensity {v:g} in {k} "
+                    f"case(s) and no foreground in {len(empty)}; CT z-scoring over the {n_train} training case(s) is "
+                    f"undefined (std 0) for {seeds}; check the intensities or the channel name"))
+                break
+    return out
 
 
 def check_dataset(root: str | os.PathLike) -> list[str]:
     """Every problem in an nnU-Net v2 raw folder, one line each naming the file; ``[]`` means clean.
 
-    Reads every file (so it costs one full pass over the data). Raises :class:`DatasetNotFound` only
-    when ``root`` itself is missing; a missing ``dataset.json`` is reported as a line and the files
-    are still checked (channels inferred from file names, label values unchecked).
+    Covers the training path's rules too, so that ``bench data check`` rejects what loading
+    ``nnunet:<folder>`` would (it is stricter in places: it also reads imagesTs/, and flags CT
+    statistics that only some split seeds break). Reads every file (one full pass over the data). Raises
+    :class:`DatasetNotFound` only when ``root`` itself is missing; a missing ``dataset.json`` is
+    reported as a line and the files are still checked (channels inferred from file names, label
+    values and dataset.json-dependent training rules unchecked).
     """
     root = Path(root)
     meta, train, test, problems = _scan(root)
     allowed = set(meta.labels.values()) if meta.labels is not None else None
-    for raw in train + test:
-        problems += _inspect_case(raw, allowed)
+    channels = meta.channel_names
+    ct = channels is not None and modality_of(list(channels.values())) == "CT"
+    samples: dict[str, list[tuple[int, float, float]]] = {}
+    for split, raws in (("Tr", train), ("Ts", test)):
+        for raw in raws:
+            found, images, label = _inspect_case(raw, allowed)
+            problems += found
+            if ct and split == "Tr" and not found and label is not None and list(raw.images) == list(channels):
+                image, lab, _ = _assemble(raw.case_id, images, label, reorient=True)
+                samples[raw.case_id] = _ct_samples(image, lab)
+    ids = [r.case_id for r in train] if (root / "imagesTr").is_dir() else None
+    problems += training_problems(root, meta.labels, ids)
+    if ids:
+        n_train, split_problems = _n_train(root, ids)
+        problems += split_problems
+        if ct and n_train is not None:
+            problems += _ct_problems(root, channels, samples, len(ids), n_train)
     return [str(p) for p in problems]
 
 

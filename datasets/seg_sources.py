@@ -1,6 +1,6 @@
 """Segmentation sources: where the M4oE benchmarks' volumes are on disk, as the organisers release them.
 
-Why this module exists: the M4oE-seg track (specs/m4oe-seg.md) trains one model on several
+Why this module exists: the M4oE-seg track (docs/segmentation.md) trains one model on several
 segmentation datasets that each come in their *own* official layout. A :class:`SegSource` is the
 common, format-free description of one such dataset (name, modality, label map, channel names, the
 labelled cases and their files). Preprocessing (``seg_preprocess.py``) and conversion
@@ -62,7 +62,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .nnunet import NnunetCase, NnunetDataset, load_case, open_dataset
+from .nnunet import NnunetCase, NnunetDataset, load_case, modality_of, open_dataset, training_problems
 from .spec import DatasetFormatError, DatasetNotFound
 
 __all__ = [
@@ -340,17 +340,13 @@ def atlas23_source(data_root: str | os.PathLike | None = None) -> SegSource:
 def nnunet_source(path: str | os.PathLike, name: str | None = None) -> SegSource:
     """Any nnU-Net v2 raw folder (labelled ``imagesTr``/``labelsTr`` cases); ``name`` defaults to the folder name."""
     ds = open_dataset(path)
-    values = sorted(ds.labels.values())
-    if values != list(range(len(values))):
-        raise DatasetFormatError(f"{ds.root / 'dataset.json'}: label values {values} must be contiguous 0..K-1 "
-                                 "for per-dataset segmentation heads; renumber the labels")
+    cases = tuple(SegSourceCase(c.case_id, c.images, c.label) for c in ds.cases if c.label is not None)
+    problems = training_problems(ds.root, ds.labels, [c.case_id for c in cases])
+    if problems:
+        raise problems[0]
     labels = {v: k for k, v in sorted(ds.labels.items(), key=lambda kv: kv[1])}
     channels = tuple(ds.channel_names[c] for c in sorted(ds.channel_names))
-    modality = "CT" if all(c.strip().upper() == "CT" for c in channels) else "MR"
-    cases = tuple(SegSourceCase(c.case_id, c.images, c.label) for c in ds.cases if c.label is not None)
-    if not cases:
-        raise DatasetFormatError(f"{ds.root / 'labelsTr'}: no labelled training cases; "
-                                 "segmentation needs imagesTr/ cases with labelsTr/ labels")
+    modality = modality_of(channels)
     return SegSource(name or ds.root.name, modality, labels, channels, cases, ds.root)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -34,8 +35,8 @@ def _arrays(seed: int):
     return chans, label
 
 
-def _make(root: Path, case_ids=("case_b", "case_a"), num_training=None, **kw) -> dict[str, tuple]:
-    """A clean 2-channel dataset; cases written out of order to exercise sorting."""
+def _make(root: Path, case_ids=("case_b", "case_a", "case_c"), num_training=None, **kw) -> dict[str, tuple]:
+    """A clean 2-channel dataset of 3 cases (training needs 3); written out of order to exercise sorting."""
     write_dataset_json(root, CHANNELS, LABELS, len(case_ids) if num_training is None else num_training)
     written = {}
     for i, cid in enumerate(case_ids):
@@ -69,7 +70,7 @@ def test_clean_dataset_opens_and_loads(tmp_path):
     ds = open_dataset(root)
     assert isinstance(ds, NnunetDataset)
     assert ds.channel_names == CHANNELS and ds.labels == LABELS and ds.file_ending == ".nii.gz"
-    assert [c.case_id for c in ds.cases] == ["case_a", "case_b"]
+    assert [c.case_id for c in ds.cases] == ["case_a", "case_b", "case_c"]
     assert ds.test_cases == ()
     for case in ds.cases:
         assert isinstance(case, NnunetCase)
@@ -124,7 +125,7 @@ def test_flipped_x_is_reoriented_to_ras(tmp_path):
     root = tmp_path / "Dataset004_LAS"
     affine = np.diag([-SPACING[0], SPACING[1], SPACING[2], 1.0])
     affine[0, 3] = 10.0
-    written = _make(root, case_ids=("c1",), affine=affine)
+    written = _make(root, case_ids=("c1", "c2", "c3"), affine=affine)
     ds = open_dataset(root)
     chans, lab = written["c1"]
 
@@ -281,7 +282,7 @@ def test_label_without_images(tmp_path):
 def test_num_training_mismatch(tmp_path):
     root = tmp_path / "Dataset017"
     _make(root, num_training=5)
-    with pytest.raises(DatasetFormatError, match="numTraining is 5 but imagesTr/ holds 2") as exc:
+    with pytest.raises(DatasetFormatError, match="numTraining is 5 but imagesTr/ holds 3") as exc:
         open_dataset(root)
     assert str(root / "dataset.json") in str(exc.value)
     assert len(check_dataset(root)) == 1
@@ -333,7 +334,7 @@ def test_region_based_labels_rejected(tmp_path):
 
 def test_check_dataset_lists_all_problems_at_once(tmp_path):
     root = tmp_path / "Dataset021"
-    _make(root, num_training=3)                                   # problem 1: numTraining mismatch
+    _make(root, num_training=4)                                   # problem 1: numTraining mismatch
     truncated = root / "imagesTr" / "case_a_0001.nii.gz"
     _truncate(truncated)                                          # problem 2: truncated image
     chans, lab = _arrays(0)
@@ -392,3 +393,107 @@ def test_write_helpers_round_trip(tmp_path):
         write_case(root, "c", [np.zeros(SHAPE), np.zeros((2, 2, 2))], None, SPACING)
     with pytest.raises(ValueError):
         write_case(root, "c", [np.zeros(SHAPE)], None, (1.0, 0.0, 1.0))
+
+
+# ------------------------------------------------------------------------------------------------
+# data check rejects exactly what training (nnunet:<folder>) rejects
+# ------------------------------------------------------------------------------------------------
+
+def _ct(root: Path, n: int, fg=lambda i: True, constant: float | None = None, labels=None) -> None:
+    """A 1-channel CT folder (CT normalisation applies); ``fg(i)``: case i has a foreground box."""
+    write_dataset_json(root, {0: "CT"}, labels or LABELS, n)
+    for i in range(n):
+        rng = np.random.default_rng(i)
+        img = rng.normal(40.0, 10.0, SHAPE).astype(np.float32)
+        lab = np.zeros(SHAPE, np.uint8)
+        if fg(i):
+            lab[2:5, 2:5, 1:3] = 1
+            img[lab > 0] = constant if constant is not None else img[lab > 0] + 100.0
+        write_case(root, f"ct_{i}", [img], lab, SPACING)
+
+
+def _empty_folders(root: Path) -> None:
+    write_dataset_json(root, CHANNELS, LABELS, 0)
+    (root / "imagesTr").mkdir()
+    (root / "labelsTr").mkdir()
+
+
+def _label_outside_json(root: Path) -> None:
+    _make(root)
+    chans, lab = _arrays(0)
+    lab[0, 0, 0] = 7
+    write_case(root, "case_a", chans, lab, SPACING)
+
+
+def _ct_seed_dependent(root: Path) -> None:
+    _ct(root, 5, fg=lambda i: i >= 3)   # 3 of 5 cases without foreground; 3 training cases per split
+
+
+TRAINING_RULES = {   # name: (folder writer, check_dataset line fragment, path the line names, training error fragment)
+    "no cases (empty imagesTr/)": (_empty_folders, "no labelled training cases", "labelsTr",
+                                   "no labelled training cases"),
+    "fewer than 3 cases": (lambda r: _make(r, case_ids=("a", "b")), "need at least 3 labelled cases", "labelsTr",
+                           "need at least 3 labelled cases"),
+    "non-contiguous labels": (lambda r: _ct(r, 3, labels={"background": 0, "liver": 1, "tumor": 3}),
+                              "must be contiguous 0..K-1", "dataset.json", "must be contiguous"),
+    "CT without foreground": (lambda r: _ct(r, 3, fg=lambda i: False), "empty for every split seed", "labelsTr",
+                              "no foreground (label > 0) voxels in the CT statistics cases"),
+    "CT foreground in too few cases": (_ct_seed_dependent, "empty for some split seeds", "labelsTr",
+                                       "no foreground (label > 0) voxels in the CT statistics cases"),
+    "CT constant foreground": (lambda r: _ct(r, 3, constant=5.0), "single foreground intensity 5", "imagesTr",
+                               "are constant (std 0.0)"),
+    "missing channel file": (lambda r: (_make(r), (r / "imagesTr" / "case_c_0001.nii.gz").unlink()),
+                             "missing channel 1", "imagesTr/case_c_0001.nii.gz", "missing channel 1"),
+    "label value not in dataset.json": (_label_outside_json, "not in dataset.json labels", "labelsTr/case_a.nii.gz",
+                                        "not in dataset.json labels"),
+}
+
+
+def _split_seed_that_fails(root: Path) -> int:
+    """A split seed whose training split holds only cases without foreground (exists by construction)."""
+    from datasets.seg_data import split_cases
+
+    ids = [c.case_id for c in open_dataset(root).cases]
+    empty = {"ct_0", "ct_1", "ct_2"}
+    return next(s for s in range(1000) if set(split_cases(ids, s)["train"]) <= empty)
+
+
+@pytest.mark.parametrize("rule", list(TRAINING_RULES))
+def test_check_dataset_rejects_what_training_rejects(tmp_path, rule):
+    from datasets import load_dataset
+
+    write, fragment, named, run_fragment = TRAINING_RULES[rule]
+    root = tmp_path / "Dataset040_Rule"
+    write(root)
+    lines = check_dataset(root)
+    assert len(lines) == 1, lines
+    _single_line(lines[0])
+    assert fragment in lines[0] and lines[0].startswith(str(root / named)), lines
+    seed = _split_seed_that_fails(root) if rule == "CT foreground in too few cases" else 0
+    with pytest.raises(DatasetError, match=re.escape(run_fragment)):
+        load_dataset("nnunet:" + str(root), seed, cache_dir=str(tmp_path / "cache"))
+
+
+@pytest.mark.parametrize("kind", ["MR (CT+PET channels)", "CT"])
+def test_clean_folder_passes_check_and_training(tmp_path, kind):
+    from datasets import load_dataset
+
+    root = tmp_path / "Dataset041_Clean"
+    if kind == "CT":
+        _ct(root, 5, fg=lambda i: i >= 2)   # 2 empty cases < 3 training cases: every split seed has foreground
+    else:
+        _make(root)
+    assert check_dataset(root) == []
+    for seed in (0, 1):
+        data = load_dataset("nnunet:" + str(root), seed, cache_dir=str(tmp_path / "cache"))
+        assert len(data) == len(open_dataset(root).cases)
+
+
+def test_nnunet_source_shares_the_label_and_case_rules(tmp_path):
+    from datasets.seg_sources import nnunet_source
+
+    root = tmp_path / "Dataset042"
+    _empty_folders(root)
+    with pytest.raises(DatasetFormatError) as exc:
+        nnunet_source(root)
+    assert str(exc.value) == check_dataset(root)[0]
