@@ -3,19 +3,22 @@
 A method implements ``forward(batch) -> Output``. The default :meth:`Method.loss` sums the
 masked per-task losses and every auxiliary loss the forward put in ``Output.losses`` (each with
 its gradient, each logged by name), so most methods only write ``__init__`` and ``forward``.
-Class methods ``defaults``, ``search_space`` and ``supports`` describe the method to the
+Class methods ``defaults``, ``hparam_rules``, ``search_space`` and ``supports`` describe the method to the
 harness; nothing about seeds, splits, optimisers or metrics lives here.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from datasets.spec import DatasetSpec, TaskSpec
+
+if TYPE_CHECKING:
+    from .hparam_rules import Rule
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,15 @@ class Method(nn.Module):
     def defaults(cls) -> dict[str, Any]:
         """Paper (or harness) defaults of every hparam the method reads."""
         return {}
+
+    @classmethod
+    def hparam_rules(cls) -> dict[str, Rule]:
+        """A validation rule per hparam (``methods.hparam_rules``), so that values which cannot work
+        are refused before a run starts: the shared rule of each ``defaults()`` key. Override to
+        change one (``{**super().hparam_rules(), key: Rule(...)}``) or to add a rule of a new key."""
+        from .hparam_rules import rules_for
+
+        return rules_for(cls.defaults())
 
     @classmethod
     def search_space(cls, trial) -> dict[str, Any]:

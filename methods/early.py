@@ -6,6 +6,8 @@ flattened and concatenated into one vector for one MLP. Absent modalities are ze
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from datasets.spec import ModalitySpec
@@ -25,6 +27,13 @@ class EarlyFusion(Method):
     @classmethod
     def defaults(cls):
         return {**ENCODER_DEFAULTS}
+
+    @classmethod
+    def hparam_rules(cls):
+        """``image_encoder`` acts only when every modality is an image (stacked as channels);
+        with any other modality all inputs are flattened into one MLP."""
+        rules = super().hparam_rules()
+        return {**rules, "image_encoder": replace(rules["image_encoder"], applies_to_all=True)}
 
     def __init__(self, spec, hparams):
         super().__init__(spec, hparams)

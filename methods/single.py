@@ -8,6 +8,7 @@ from __future__ import annotations
 from .base import ENCODER_DEFAULTS, Method, Output
 from .encoders import build_encoder, pool
 from .heads import TaskHeads
+from .hparam_rules import Rule
 from .registry import register_method
 
 
@@ -21,6 +22,11 @@ class Single(Method):
     @classmethod
     def defaults(cls):
         return {"modality": "", **ENCODER_DEFAULTS}
+
+    @classmethod
+    def hparam_rules(cls):
+        """Any string: the constructor checks ``modality`` against the dataset's modality names."""
+        return {**super().hparam_rules(), "modality": Rule("str", doc="a modality name of the dataset (single:<modality>)")}
 
     def __init__(self, spec, hparams):
         super().__init__(spec, hparams)
