@@ -1,4 +1,4 @@
-"""Guard against the Hugging Face ``datasets`` package shadowing ours (architecture.md note)."""
+"""Guard against the Hugging Face ``datasets`` package shadowing ours (docs/datasets.md "The package name")."""
 from __future__ import annotations
 
 

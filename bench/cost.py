@@ -1,4 +1,4 @@
-"""Cost of a model, measured the same way for every method (protocol.md "Cost").
+"""Cost of a model, measured the same way for every method (docs/protocol.md "Cost").
 
 - parameters: total and trainable (sparse MoE methods add their active-per-sample count via
   ``active_parameters()`` when they define it);

@@ -4,12 +4,12 @@
 A *domain* is one source dataset with its own label map (``flare22``, ``atlas23``, the three
 ``synthetic-organs`` parts...). Every domain is one ``segmentation`` task of the
 :class:`DatasetSpec`, named after the domain, with that domain's classes: M4oE keeps one head per
-dataset and no union label space (m4oe-seg.md). A sample (slice or patch) belongs to exactly one
+dataset and no union label space (docs/segmentation.md). A sample (slice or patch) belongs to exactly one
 domain; ``batch["domain"]`` holds its index and ``batch["label"]`` its label map (``-1`` =
 ignore). For the dataset contract, ``targets[task]`` is that same label tensor and
 ``target_mask[task]`` is True for the rows of that domain.
 
-Choices (m4oe-seg.md, protocol.md):
+Choices (docs/segmentation.md "Data serving", docs/protocol.md "Splits"):
 
 * Splits are per domain, patient level (a case is a patient), 70/10/20 train/val/test of the
   labelled cases, seeded by the split seed [ours; the reference has no split lists]; every

@@ -1,7 +1,7 @@
 """nnU-Net-v1-like preprocessing of a :class:`~datasets.seg_sources.SegSource`, cached on disk.
 
 Why: M4oE's authors preprocessed every dataset with nnU-Net v1 before slicing it for their 2-D
-Swin-UNet (specs/m4oe-seg.md, "Data preparation"). We reproduce the steps that change what the model
+Swin-UNet (docs/segmentation.md "Preprocessing"). We reproduce the steps that change what the model
 sees -- crop, resample to a common spacing, intensity normalisation -- without depending on
 nnU-Net, and keep what evaluation in the original geometry needs (the original label, the crop box
 and both spacings) so :func:`to_original` can undo them.

@@ -1,6 +1,6 @@
 """Deterministic, patient-safe train/val/test splits keyed by the split seed.
 
-The split seed is separate from the training seed (protocol.md): every method and every
+The split seed is separate from the training seed (docs/protocol.md "Splits"): every method and every
 training seed sees the same split. Where patient (group) ids exist, whole groups are assigned to
 one split so no patient leaks across splits; otherwise the split is stratified on the primary
 label when there is one. Fractions default to 60/20/20.

@@ -1,4 +1,4 @@
-"""``synthetic-organs``: the embedded, offline stand-in for FLARE22 / AMOS22 / ATLAS23 (datasets.md).
+"""``synthetic-organs``: the embedded, offline stand-in for FLARE22 / AMOS22 / ATLAS23 (docs/datasets.md).
 
 Why: the M4oE-seg pipeline (several datasets, each with its own modality and label set, read from
 NIfTI, preprocessed, sliced, evaluated in the original geometry) must run end to end in tests, CI

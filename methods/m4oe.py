@@ -1,5 +1,5 @@
 """M4oE (Jiang & Shen, MICCAI 2024): one Swin-UNet over several datasets, with dataset-specific
-FFN experts in every transformer block, a gate, and one head per dataset (m4oe-seg.md).
+FFN experts in every transformer block, a gate, and one head per dataset (docs/segmentation.md).
 
 Registered as ``m4oe``. The network is ``methods.swin_unet.SwinUNet``; this class adds the
 harness side: hparams, the two training stages and the gate interpretation.
@@ -44,6 +44,7 @@ import torch
 from datasets.spec import DatasetSpec
 
 from .base import Stage
+from .hparam_rules import Rule, integer
 from .registry import register_method
 from .swin_unet import ROUTINGS, SwinUNet, load_stage1
 from .swinunet import SwinMethod, stack_logits, swin_config
@@ -74,6 +75,11 @@ class M4oE(SwinMethod):
     def defaults(cls) -> dict[str, Any]:
         return {**super().defaults(), "routing": "gated", "moe_where": "both", "num_experts": 0,
                 "two_stage": True, "stage1_fraction": 0.5, "reinit_heads": True, "freeze_experts": False}
+
+    @classmethod
+    def hparam_rules(cls) -> dict[str, Rule]:
+        """``num_experts`` 0 means one expert per dataset here."""
+        return {**super().hparam_rules(), "num_experts": integer(0, note="0 = one expert per dataset")}
 
     @classmethod
     def search_space(cls, trial) -> dict[str, Any]:

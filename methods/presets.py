@@ -11,7 +11,7 @@ _FUSION = {
     "small": {"hidden": 32, "layers": 1, "heads": 4, "dropout": 0.1},
     "paper": {"hidden": 256, "layers": 2, "heads": 8, "dropout": 0.1},
 }
-#: Segmentation models (m4oe-seg.md): Swin-UNet knobs (paper = the reference's 224/96/[2,2,2,2]/
+#: Segmentation models (docs/segmentation.md): Swin-UNet knobs (paper = the reference's 224/96/[2,2,2,2]/
 #: [3,6,12,24]/window 7; tiny = the spec's CPU size), the smp U-Net (paper = smp's default U-Net
 #: with a ResNet-34 encoder), and the MONAI 3-D U-Net proxy (paper = BasicUNet's default widths).
 _SEGMENTATION = {

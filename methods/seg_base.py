@@ -5,9 +5,9 @@ own label map (``datasets.seg_data``). A batch mixes domains: ``batch["domain"]`
 ``batch["label"]`` holds the labels (``-1`` = ignore). A method implements
 :meth:`SegMethod.predict_logits` ``(x, domain) -> (logits, aux)`` for a batch of one domain; the
 shared :meth:`forward` groups a mixed batch by domain, so every sample is scored with its own
-head and its own class count and no argmax ever runs over padded channels (m4oe-seg.md).
+head and its own class count and no argmax ever runs over padded channels (docs/segmentation.md "Models").
 
-Loss (m4oe-seg.md "Training"), identical for every segmentation method so the comparison is
+Loss (docs/segmentation.md "Training"), identical for every segmentation method so the comparison is
 fair: ``ce_weight * CE + dice_weight * Dice`` per domain group, CE with ``ignore_index=-1`` and
 uniform class weights, Dice = 1 - soft Dice on softmax outputs with a squared-sum denominator,
 smooth 1e-5, averaged over all classes including background, computed over the group as the

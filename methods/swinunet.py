@@ -1,4 +1,4 @@
-"""Swin-UNet segmentation baselines: the M4oE backbone without experts (m4oe-seg.md, baselines.md).
+"""Swin-UNet segmentation baselines: the M4oE backbone without experts (docs/segmentation.md "Models").
 
 * ``swinunet``: the dense-FFN Swin-UNet *trained per dataset*: one independent network per
   domain (its own weights, its own head); a sample only ever touches its domain's network, so

@@ -1,4 +1,4 @@
-"""2-D U-Net segmentation baselines on segmentation-models-pytorch (baselines.md), no pretrained
+"""2-D U-Net segmentation baselines on segmentation-models-pytorch (docs/segmentation.md "Models"), no pretrained
 weights (nothing is downloaded; ``encoder_weights=None``).
 
 * ``unet``: smp ``Unet`` with the dataset's channels stacked as input channels (early fusion

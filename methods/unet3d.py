@@ -1,4 +1,4 @@
-"""``unet3d``: a small 3-D U-Net, the from-scratch nnU-Net-style proxy (m4oe-seg.md "Baselines").
+"""``unet3d``: a small 3-D U-Net, the from-scratch nnU-Net-style proxy (docs/segmentation.md "Models").
 
 MONAI's ``BasicUNet`` (4 down/up-sampling levels, instance norm, LeakyReLU, as nnU-Net's
 default 3-D U-Net), trained on random 3-D patches (a third centred on foreground, as nnU-Net
