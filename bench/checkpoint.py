@@ -1,22 +1,51 @@
-"""Atomic checkpoints for resuming a killed run exactly where it stopped.
+"""Checkpoints for resuming a killed run exactly where it stopped, loaded safely.
 
-``last.pt`` (written after every epoch, one file so one write) holds model, the best weights so
-far, optimiser, scheduler, RNG and batch-order generator states plus the selection history;
-``best.pt`` (written once, at the end) holds the weights selected on validation. Files are written to a temporary name and renamed, so a kill mid-write leaves the
-previous checkpoint intact.
+``last.pt`` (written after every epoch) holds the model, the best weights so far, optimiser,
+scheduler, RNG and batch-order generator states and the selection history; when training has
+finished it is rewritten with ``finished=True`` and the selected weights, which closes the window
+in which a kill after the last epoch but before the record is stored would train again.
+``stage<N>.pt`` holds a multi-stage method's selected weights of stage N, ``best.pt`` the final
+selected weights.
+
+Safety (docs/design.md, "Checkpoints"):
+
+* Files load with ``torch.load(weights_only=True)``: tensors and plain containers only, so a
+  planted pickle never runs code. Everything saved is made of those (RNG states included:
+  :mod:`bench.seeding` stores NumPy's state as a tensor).
+* Every file records the job key and a format version; an unreadable file, a foreign one (another
+  job's key, another format) or one that does not load safely is renamed to
+  ``<name>.rejected-<time>`` with a one-line warning, and the job starts afresh.
+* Files are written to a temporary name unique to the process and renamed, so a kill mid-write
+  leaves the previous file intact and two processes never write one temporary file.
+* A full disk or another I/O error raises :class:`CheckpointWriteError`, one line naming the file.
 """
 from __future__ import annotations
 
+import errno
 import os
+import sys
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
 
+FORMAT = 2
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (disk full, permissions, I/O error), as one line."""
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
 
 class Checkpointer:
-    def __init__(self, directory: str | Path):
+    def __init__(self, directory: str | Path, key: str = ""):
         self.dir = Path(directory)
+        self.key = key
 
     @property
     def last_path(self) -> Path:
@@ -26,20 +55,55 @@ class Checkpointer:
     def best_path(self) -> Path:
         return self.dir / "best.pt"
 
+    def stage_path(self, index: int) -> Path:
+        return self.dir / f"stage{index}.pt"
+
     def save(self, path: Path, state: dict[str, Any]) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        """Write ``state`` (plus key and format) atomically; raises CheckpointWriteError."""
+        tmp = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as fh:  # a Python file object, so a full disk surfaces as OSError(ENOSPC)
+                torch.save({**state, "_key": self.key, "_format": FORMAT}, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            why = "disk full: free space or point --runs-dir elsewhere" if exc.errno in (errno.ENOSPC, errno.EDQUOT) \
+                else (exc.strerror or str(exc))
+            raise CheckpointWriteError(exc.errno, f"cannot write checkpoint {path}: {why}") from None
 
     def load(self, path: Path) -> dict[str, Any] | None:
+        """The checkpoint's state, or None when absent. A file that is unreadable, unsafe or
+        another job's is set aside with a warning and None is returned (the job starts afresh)."""
         if not path.exists():
             return None
         try:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        except Exception:  # noqa: BLE001 - an unreadable checkpoint means: start this job afresh
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - whatever is wrong with the file, do not trust it
+            self._reject(path, f"it does not load as a safe checkpoint ({_one_line(exc)})")
             return None
+        if not isinstance(state, dict) or state.get("_format") != FORMAT:
+            self._reject(path, f"it is not a bench checkpoint of format {FORMAT}")
+            return None
+        if self.key and state.get("_key") != self.key:
+            self._reject(path, f"it belongs to job {state.get('_key')!r}, not {self.key!r}")
+            return None
+        return state
+
+    def _reject(self, path: Path, why: str) -> None:
+        aside = path.with_name(f"{path.name}.rejected-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+        try:
+            os.replace(path, aside)
+            warn(f"set aside {path} as {aside.name}: {why}; the job starts afresh")
+        except OSError:
+            warn(f"ignoring {path}: {why}; the job starts afresh")
 
     def discard_last(self) -> None:
-        if self.last_path.exists():
-            self.last_path.unlink()
+        self.last_path.unlink(missing_ok=True)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return (text[:200] + "...") if len(text) > 200 else text

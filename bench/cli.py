@@ -45,16 +45,24 @@ Segmentation datasets train with M4oE's protocol (SGD, poly LR 0.015, batch 36, 
   python -m bench sweep --suite quick --runs-dir /tmp/runs --retry-failed
   python -m bench sweep --suite quick --workers 1        one job at a time, in this process
   python -m bench sweep --suite seg-quick                M4oE + segmentation baselines on synthetic-organs
+  python -m bench sweep --suite quick --dry-run          list each job: done / to run / stale (and why)
 
-A sweep skips jobs already in the store; rerun the same command to resume an interrupted sweep.""",
+A sweep skips jobs already in the store; rerun the same command to resume an interrupted sweep.
+Several sweeps may share one store (terminals or machines, e.g. --store postgresql://...): each
+job is claimed before it runs, so no job runs twice; a dead worker's claim expires.
+A job is stale when the store holds it for other code or data (its key changed).""",
     "perf": """examples:
-  python -m bench perf --method i2moe
-  python -m bench perf --method i2moe --json
-  python -m bench perf --method i2moe --device cuda --sizes paper --modalities 3
+  python -m bench perf i2moe
+  python -m bench perf i2moe --json
+  python -m bench perf i2moe --device cuda --sizes paper --modalities 3
+  python -m bench perf leaderboard                  bench leaderboard over 10,000 synthetic runs
+  python -m bench perf leaderboard --runs 1000 --reps 3
 
-Prints, for each size and number of modalities, the training-step time of I2MoE's loop
+i2moe: for each size and number of modalities, the training-step time of I2MoE's loop
 (oracle) and batched implementations measured in one run, their ratio, memory, and a lower
-bound: one forward+backward of a single backbone over K*(M+1)*B rows.""",
+bound: one forward+backward of a single backbone over K*(M+1)*B rows.
+leaderboard: wall time of `python -m bench leaderboard` (a fresh interpreter each time) over a
+synthetic store, min / median / max of --reps runs, and the same on an empty store.""",
     "cost": """examples:
   python -m bench cost --method i2moe --dataset synthetic-mvmt
   python -m bench cost --method attention intermediate i2moe --dataset digits-halves --preset paper --json
@@ -80,7 +88,12 @@ from dataset.json, NaN/Inf, missing channel files, numTraining mismatch. Files a
     "leaderboard": """examples:
   python -m bench leaderboard
   python -m bench leaderboard --dataset wdbc --format csv --out wdbc.csv
-  python -m bench leaderboard --store postgresql://user@host/bench --format json""",
+  python -m bench leaderboard --store postgresql://user@host/bench --format json
+  python -m bench leaderboard --suite quick --all-versions
+
+Rows are configurations: runs that differ in any setting (hparams, budget, preset, split seed,
+threads, code or data) are never averaged; n counts distinct seeds. Only the newest run of each
+job is used unless --all-versions is given.""",
 }
 
 
@@ -99,6 +112,9 @@ def _add_job_args(p: argparse.ArgumentParser) -> None:
                    help="M4oE routing (same as --set routing=...)")
     p.add_argument("--moe-where", choices=("enc", "dec", "both"), help="M4oE: blocks with experts (--set moe_where=...)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per job (part of the job key; default: torch's default, divided by --workers "
+                        "in a sweep)")
     p.add_argument("--data-root", default=None, help="root of external datasets (default $BENCH_DATA_ROOT or ./data)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -137,17 +153,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="parallel worker processes for the local executor (default: min(2, CPU cores))")
     p.add_argument("--retry-failed", action="store_true", help="rerun jobs recorded as failed")
     p.add_argument("--no-leaderboard", action="store_true", help="do not print the leaderboard at the end")
+    p.add_argument("--dry-run", action="store_true", help="list each job as done / to run / stale (and why); run nothing")
+    p.add_argument("--json", action="store_true", help="with --dry-run: print the plan as JSON")
     _add_job_args(p)
     p.set_defaults(preset=None)
     _add_store_args(p)
 
     p = sub.add_parser("perf", help="performance benchmark of a method's implementations", epilog=EPILOGS["perf"],
                        formatter_class=fmt)
-    p.add_argument("--method", required=True, help="method to benchmark (supported: i2moe)")
+    p.add_argument("target", nargs="?", choices=("i2moe", "leaderboard"), help="what to benchmark")
+    p.add_argument("--method", help="same as the target (kept for `--method i2moe`)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--runs", type=int, default=10_000, help="leaderboard: runs in the synthetic store (default 10000)")
     p.add_argument("--sizes", nargs="+", default=["quick", "paper"], choices=("quick", "paper"), help="sizes to measure")
     p.add_argument("--modalities", nargs="+", type=int, default=[2, 3, 4], help="numbers of modalities (default 2 3 4)")
-    p.add_argument("--reps", type=int, default=20, help="timed repetitions per measurement (median reported)")
+    p.add_argument("--reps", type=int, default=None,
+                   help="timed repetitions per measurement (default 20 for i2moe, 5 for leaderboard)")
     p.add_argument("--json", action="store_true", help="print one JSON list of rows")
 
     p = sub.add_parser("cost", help="parameters, FLOPs, step time and memory of methods, without training",
@@ -174,7 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write to this file instead of stdout")
     p.add_argument("--split", default="test", choices=("test", "val"), help="which split's metrics (default test)")
     p.add_argument("--dataset", action="append", help="only these datasets (repeatable)")
-    p.add_argument("--method", action="append", help="only these methods (repeatable)")
+    p.add_argument("--method", action="append", help="only these methods or labels (repeatable)")
+    p.add_argument("--suite", help="only runs stored by this suite's sweeps")
+    p.add_argument("--all-versions", action="store_true",
+                   help="also runs superseded by a newer run of the same job (e.g. before a code change)")
     _add_store_args(p)
     return parser
 
@@ -263,8 +287,13 @@ def cmd_run(args) -> int:
     _preflight(args.method, args.dataset, args.data_root)
     cfg = build_config(args.method, args.dataset, seed=args.seed, split_seed=args.split_seed, preset=args.preset,
                        sets=_job_sets(args), device=args.device, deterministic=not args.no_deterministic,
-                       data_root=args.data_root)
-    record = run_job(cfg, _store(args), args.runs_dir, progress=not args.no_progress and not args.json, force=args.force)
+                       data_root=args.data_root, threads=args.threads)
+    store = _store(args)
+    holder = store.claim_holder(cfg.key())
+    if holder and not args.force:
+        print(f"job {cfg.key()} is running in another process ({holder}); waiting for its result", file=sys.stderr)
+    record = run_job(cfg, store, args.runs_dir, progress=not args.no_progress and not args.json, force=args.force,
+                     strict=True, wait=True)
     if args.json:
         print(record.to_json())
     else:
@@ -276,7 +305,7 @@ def cmd_run(args) -> int:
 
 
 def _print_record(record) -> None:
-    print(f"{record.method} on {record.dataset}, seed {record.seed}: {record.status}"
+    print(f"{record.label or record.method} on {record.dataset}, seed {record.seed}: {record.status}"
           + (f" ({record.reason})" if record.reason else "") + f"  [key {record.key}]")
     for task, metrics in record.metrics.get("test", {}).items():
         shown = {k: v for k, v in metrics.items()
@@ -293,12 +322,11 @@ def _print_record(record) -> None:
 
 
 def cmd_sweep(args) -> int:
-    from results import runs_frame, summarize, to_markdown
-
     from .config import ConfigError
     from .suites import get_suite
-    from .sweep import expand, run_sweep
+    from .sweep import expand, plan, run_sweep, sweep_threads
 
+    suite_name = None
     if args.suite:
         if args.methods or args.datasets:
             raise ConfigError("give either --suite or --methods/--datasets, not both")
@@ -307,41 +335,61 @@ def cmd_sweep(args) -> int:
         except KeyError as exc:
             raise ConfigError(exc.args[0]) from None
         methods, datasets, seeds = list(suite.methods), list(suite.datasets), list(args.seeds or suite.seeds)
-        preset, train = args.preset or suite.preset, suite.train
+        preset, train, suite_name = args.preset or suite.preset, suite.train, suite.name
     elif args.methods and args.datasets:
         methods, datasets, seeds, preset, train = args.methods, args.datasets, args.seeds or [0, 1, 2], args.preset or "small", {}
     else:
         raise ConfigError("sweep needs --suite NAME, or both --methods and --datasets (see --help)")
-    for d in datasets:
-        _preflight(None, d, args.data_root)
-    jobs = expand(methods, datasets, seeds, preset=preset, sets=_job_sets(args), train=train,
-                  split_seed=args.split_seed, device=args.device, data_root=args.data_root)
-    store = _store(args)
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    for d in datasets:
+        _preflight(None, d, args.data_root)
+    threads = args.threads or (sweep_threads(args.workers) if args.device.startswith("cpu") else None)
+    jobs = expand(methods, datasets, seeds, preset=preset, sets=_job_sets(args), train=train,
+                  split_seed=args.split_seed, device=args.device, data_root=args.data_root, threads=threads)
+    store = _store(args)
+    if args.dry_run:
+        return _print_plan(plan(jobs, store, args.retry_failed), args)
     report = run_sweep(jobs, store, args.runs_dir, retry_failed=args.retry_failed, progress=not args.no_progress,
-                       workers=args.workers)
+                       workers=args.workers, suite=suite_name)
     print(f"sweep: {report.planned} jobs planned, {report.already_done} already done, {report.ran} run, "
-          f"{len(report.failed)} failed, {len(report.skipped)} skipped, {len(report.unavailable)} unavailable",
-          file=sys.stderr)
+          f"{report.ran_elsewhere} run by other workers, {len(report.failed)} failed, {len(report.skipped)} skipped, "
+          f"{len(report.unavailable)} unavailable", file=sys.stderr)
     for line in report.failed + report.skipped + report.unavailable:
         print(f"  {line}", file=sys.stderr)
     if not args.no_leaderboard:
-        keys = {j.key() for j in jobs}
-        frame = runs_frame(store)
-        print(to_markdown(summarize(frame[frame["key"].isin(keys)])))
+        from results import leaderboard, load_results
+
+        print(leaderboard(load_results(store, split="test", headline_only=True, keys={j.key() for j in jobs})))
     return EXIT_FAILED if report.failed else 0
 
 
-def cmd_leaderboard(args) -> int:
-    from results import render, runs_frame, summarize
+def _print_plan(planned, args) -> int:
+    from collections import Counter
 
-    frame = runs_frame(_store(args))
-    if args.dataset:
-        frame = frame[frame["dataset"].isin(args.dataset)]
+    from tabulate import tabulate
+
+    if args.json:
+        print(json.dumps([{"key": p.job.key(), "label": p.job.label(), "dataset": p.job.dataset, "seed": p.job.seed,
+                           "state": p.state, "why": p.why} for p in planned]))
+    else:
+        print(tabulate([[p.job.label(), p.job.dataset, p.job.seed, p.state, p.why, p.job.key()] for p in planned],
+                       headers=["configuration", "dataset", "seed", "state", "why", "key"], tablefmt="github"))
+    counts = Counter(p.state for p in planned)
+    print("dry run: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) + "; nothing was run",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_leaderboard(args) -> int:
+    from results import leaderboard, load_results
+
+    results = load_results(_store(args), split=args.split, headline_only=True, latest=not args.all_versions,
+                           datasets=args.dataset, suite=args.suite)
     if args.method:
-        frame = frame[frame["method"].isin(args.method)]
-    text = render(summarize(frame, split=args.split), args.format)
+        frame = results.frame
+        results.frame = frame[frame["method"].isin(args.method) | frame["label"].isin(args.method)]
+    text = leaderboard(results, args.format, split=args.split)
     if args.out:
         Path(args.out).write_text(text + ("\n" if not text.endswith("\n") else ""))
         print(f"wrote {args.out}", file=sys.stderr)
@@ -354,10 +402,15 @@ def cmd_perf(args) -> int:
     from tabulate import tabulate
 
     from .config import ConfigError
+
+    target = args.target or args.method
+    if target == "leaderboard":
+        return _perf_leaderboard(args)
+    if target != "i2moe":
+        raise ConfigError(f"perf benchmarks: i2moe, leaderboard (got {target!r}); e.g. python -m bench perf i2moe")
     from .perf import as_dicts, run_perf
 
-    if args.method != "i2moe":
-        raise ConfigError(f"perf supports: i2moe (got {args.method!r})")
+    args.reps = 20 if args.reps is None else args.reps
     if args.reps < 1 or any(not 2 <= m <= 8 for m in args.modalities):
         raise ConfigError("--reps must be >= 1 and --modalities values in 2..8")
     import torch
@@ -385,6 +438,27 @@ def cmd_perf(args) -> int:
     return 0
 
 
+def _perf_leaderboard(args) -> int:
+    from .config import ConfigError
+    from .perf_leaderboard import run_leaderboard_perf
+
+    reps = 5 if args.reps is None else args.reps
+    if reps < 1 or args.runs < 1:
+        raise ConfigError("--reps and --runs must be >= 1")
+    out = run_leaderboard_perf(args.runs, reps, progress=lambda what: print(f"perf: {what}", file=sys.stderr))
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    lb, empty = out["leaderboard_s"], out["empty_store_s"]
+    print(f"bench leaderboard over {out['runs']:,} runs ({out['store_mb']:.1f} MiB store), a fresh interpreter each "
+          f"time, {reps} repetitions:")
+    print(f"  {out['runs']:,} runs: min {lb['min']:.2f} s, median {lb['median']:.2f} s, max {lb['max']:.2f} s; "
+          f"peak memory {out['peak_rss_mb']:.0f} MiB")
+    print(f"  empty store: min {empty['min']:.2f} s, median {empty['median']:.2f} s, max {empty['max']:.2f} s")
+    print(f"  median ratio full / empty: {out['ratio_full_over_empty']:.2f}x; writing the store took {out['write_s']:.1f} s")
+    return 0
+
+
 def cmd_cost(args) -> int:
     from tabulate import tabulate
 
@@ -397,7 +471,7 @@ def cmd_cost(args) -> int:
     for method in args.method:
         _preflight(method, args.dataset, args.data_root)
         cfg = build_config(method, args.dataset, split_seed=args.split_seed, preset=args.preset,
-                           sets=_job_sets(args), device=args.device, data_root=args.data_root)
+                           sets=_job_sets(args), device=args.device, data_root=args.data_root, threads=args.threads)
         rows.append(cost_job(cfg, args.steps))
     if args.json:
         print(json.dumps(rows))
@@ -433,11 +507,22 @@ def cmd_data(args) -> int:
         return 0
 
     problems = check_dataset(args.path)
+    out: dict = {"path": args.path, "problems": problems}
+    if not problems:  # what a job's key records (names, sizes, times) and what it stands for (contents)
+        from datasets import parse_name
+
+        from .identity import content_fingerprint, files_fingerprint
+
+        files, root = parse_name(f"nnunet:{args.path}")[0].input_files(None, args.path)
+        out.update(files=len(files), fingerprint=files_fingerprint(files, root),
+                   content_sha256=content_fingerprint(files, root))
     if args.json:
-        print(json.dumps(problems))
+        print(json.dumps(out))
     else:
         for line in problems:
             print(line)
+        if not problems:
+            print(f"files: {out['files']}, fingerprint (job key): {out['fingerprint']}, content: {out['content_sha256']}")
         print(f"{args.path}: {len(problems)} problem(s)" if problems else f"{args.path}: no problems found",
               file=sys.stderr)
     return EXIT_FAILED if problems else 0
@@ -449,9 +534,10 @@ COMMANDS = {"list": cmd_list, "perf": cmd_perf, "data": cmd_data, "cost": cmd_co
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from ._imports import check_datasets_package
+        if args.command != "leaderboard":  # the leaderboard reads only the store
+            from ._imports import check_datasets_package
 
-        check_datasets_package()
+            check_datasets_package()
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("interrupted: finished jobs are stored; rerun the same command to resume", file=sys.stderr)
@@ -459,12 +545,20 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the CLI turns every error into one line
         if args.debug:
             raise
-        from datasets import DatasetError
-
+        from .checkpoint import CheckpointWriteError
         from .config import ConfigError
-        from .store import StoreError
+        from .errors import StoreError
 
-        known = (ConfigError, DatasetError, StoreError, ImportError)
-        msg = str(exc) if isinstance(exc, known) else f"{exc.__class__.__name__}: {exc} (rerun with --debug for the traceback)"
+        known: tuple[type, ...] = (ConfigError, StoreError, ImportError)
+        if "datasets" in sys.modules:
+            from datasets import DatasetError
+
+            known += (DatasetError,)
+        one_line = " ".join(str(exc).split())
+        if isinstance(exc, CheckpointWriteError):
+            print(f"error: {exc.strerror}", file=sys.stderr)
+            return EXIT_FAILED
+        msg = one_line if isinstance(exc, known) else \
+            f"{exc.__class__.__name__}: {one_line} (rerun with --debug for the traceback)"
         print(f"error: {msg}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, known) else EXIT_FAILED

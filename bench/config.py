@@ -1,18 +1,23 @@
 """Run configuration: what one job is, resolved from defaults, preset and ``--set`` overrides.
 
-The job key is a hash of everything that can change a result (method, dataset, seeds, preset,
-resolved hparams, training budget, device, determinism, code version), which makes re-running a
-sweep idempotent: a key already complete in the store is skipped.
+Three identities are derived from a :class:`RunConfig` (docs/identity.md):
+
+* ``key``: everything that can change a result: method, dataset, seeds, preset, resolved hparams,
+  training budget, device, determinism, CPU thread count, the code fingerprint and the data
+  fingerprint. A key already complete in the store is skipped, which makes sweeps idempotent.
+* ``config_id``: the key without the training seed. Runs that share it are the same
+  configuration run with different seeds; results group by it and count distinct seeds.
+* ``request_id``: the key without the code and data fingerprints: what the user asked for. A
+  stored run with the same request but another key is *stale* (the code or data changed).
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
-
-from . import __version__
 
 
 class ConfigError(ValueError):
@@ -21,7 +26,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class TrainConfig:
-    """Uniform training protocol; the same defaults for every method (protocol.md).
+    """Uniform training protocol; the same defaults for every method (docs/protocol.md "Training and selection").
 
     Selection and early stopping use ``select`` on the **validation** split only: ``loss``
     (mean validation task loss, lower is better; the default because it is defined for every
@@ -59,6 +64,9 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "val_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "weight_decay", "grad_clip", "fg_oversample"):
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"{name} must be a finite number, got {getattr(self, name)}")
         for name in ("lr", "weight_decay", "grad_clip", "patience", "max_steps"):
             if getattr(self, name) < 0 or (name == "lr" and self.lr == 0):
                 raise ConfigError(f"{name} must be {'> 0' if name == 'lr' else '>= 0'}, got {getattr(self, name)}")
@@ -78,9 +86,16 @@ SEG_TRAIN_DEFAULTS: dict[str, Any] = {"optimizer": "sgd", "lr": 0.015, "weight_d
 SEG_EPOCHS_BY_PRESET: dict[str, int] = {"tiny": 24, "small": 40, "paper": 100}
 
 
+#: fields of the key that say which code and data computed a result (not part of the request)
+PROVENANCE_FIELDS = ("code_version", "data")
+
+
 @dataclass
 class RunConfig:
-    """One job. ``hparams`` holds the method's fully resolved hyper-parameters."""
+    """One job. ``hparams`` holds the method's fully resolved hyper-parameters; ``threads`` the
+    CPU threads the job runs with (floating-point sums depend on it); ``code_version`` and
+    ``data_fingerprint`` say which code and input files compute it (``bench.identity``).
+    ``label_fields`` are the settings that differ from the protocol defaults (for labels only)."""
 
     method: str
     dataset: str
@@ -92,20 +107,58 @@ class RunConfig:
     device: str = "cpu"
     deterministic: bool = True
     data_root: str | None = None
+    threads: int | None = None
+    code_version: str = ""
+    data_fingerprint: str | None = None
+    label_fields: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def key_fields(self) -> dict[str, Any]:
+        device = self.device.split(":")[0]
         return {"method": self.method, "dataset": self.dataset, "seed": self.seed, "split_seed": self.split_seed,
                 "preset": self.preset, "hparams": self.hparams, "train": dataclasses.asdict(self.train),
-                "device": self.device.split(":")[0], "deterministic": self.deterministic, "code_version": __version__}
+                "device": device, "deterministic": self.deterministic,
+                "threads": self.threads if device == "cpu" else None,
+                "code_version": self.code_version, "data": self.data_fingerprint}
 
     def key(self) -> str:
-        blob = json.dumps(self.key_fields(), sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+        return _digest(self.key_fields())
+
+    def config_id(self) -> str:
+        """The key without the training seed: one configuration, any seed."""
+        return _digest({k: v for k, v in self.key_fields().items() if k != "seed"})
+
+    def request_id(self) -> str:
+        """The key without the code and data fingerprints: what was asked for."""
+        return _digest({k: v for k, v in self.key_fields().items() if k not in PROVENANCE_FIELDS})
+
+    def label(self) -> str:
+        """Readable name of the configuration: ``early[epochs=2]``, ``attention@tiny``."""
+        return config_label(self.method, self.label_fields)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["key"] = self.key()
+        d.update(key=self.key(), config_id=self.config_id(), request_id=self.request_id())
         return d
+
+
+def _digest(fields: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def config_label(method: str, fields: dict[str, Any]) -> str:
+    """``method@preset[k=v,...]``: the preset when not ``small``, then the other label fields."""
+    preset = fields.get("preset")
+    rest = {k: v for k, v in fields.items() if k != "preset"}
+    text = method + (f"@{preset}" if preset else "")
+    if rest:
+        text += "[" + ",".join(f"{k}={format_value(v)}" for k, v in sorted(rest.items())) + "]"
+    return text
 
 
 def coerce(key: str, raw: str, default: Any) -> Any:
@@ -122,10 +175,12 @@ def coerce(key: str, raw: str, default: Any) -> Any:
             return int(raw)
         if isinstance(default, float):
             value = float(raw)
-            if value != value:
-                raise ValueError
+            if not math.isfinite(value):
+                raise OverflowError
             return value
         return raw
+    except OverflowError:
+        raise ConfigError(f"--set {key}={raw}: expected a finite number") from None
     except ValueError:
         kind = type(default).__name__
         raise ConfigError(f"--set {key}={raw}: expected a {kind} value") from None

@@ -42,40 +42,16 @@ from sklearn import metrics as skm
 
 from datasets.spec import TaskSpec
 
+from .catalogue import METRIC_DIRECTION, PRIMARY, higher_is_better  # noqa: F401  (re-exported)
+
 ECE_BINS = 15
 NAN = float("nan")
 
-METRIC_DIRECTION: dict[str, bool] = {
-    "accuracy": True, "balanced_accuracy": True, "macro_f1": True, "auroc": True, "auprc": True,
-    "ece": False, "nll": False,
-    "micro_f1": True, "mean_ap": True, "subset_accuracy": True, "bce": False,
-    "mae": False, "rmse": False, "mse": False, "pearson_r": True, "sign_accuracy": True,
-    "agreement": True,  # interpretation: dominant expert == planted interaction type (I2MoE on synthetic-pid)
-    "dice": True, "iou": True, "nsd": True, "hd95": False,  # segmentation (bench.seg_eval), per-class as <name>_<organ>
-    "gate_match": True,  # M4oE: own dataset's expert dominates (gate weights / entropies are descriptive)
-}
-_PER_CLASS_PREFIXES = ("auroc_", "auprc_", "agreement_", "dice_", "iou_", "nsd_")
-_LOWER_PREFIXES = ("hd95_",)
-
-
-def higher_is_better(metric_name: str) -> bool:
-    """Direction of a metric name, including per-class names such as ``auroc_<label>``."""
-    if metric_name in METRIC_DIRECTION:
-        return METRIC_DIRECTION[metric_name]
-    if metric_name.startswith(_PER_CLASS_PREFIXES):
-        return True
-    if metric_name.startswith(_LOWER_PREFIXES):
-        return False
-    raise KeyError(f"unknown metric {metric_name!r}; known: {sorted(METRIC_DIRECTION)} and auroc_*/auprc_*")
-
-
 def primary_metric(task: TaskSpec) -> tuple[str, bool]:
     """The metric used to rank methods on ``task``: (name, higher_is_better)."""
-    primary = {"binary": "accuracy", "multiclass": "accuracy", "multilabel": "macro_f1", "regression": "mae",
-               "segmentation": "dice"}
-    if task.kind not in primary:
+    if task.kind not in PRIMARY:
         raise ValueError(f"task {task.name!r}: no primary metric for kind {task.kind!r} in bench.metrics")
-    return primary[task.kind], METRIC_DIRECTION[primary[task.kind]]
+    return PRIMARY[task.kind], METRIC_DIRECTION[PRIMARY[task.kind]]
 
 
 @dataclass

@@ -1,163 +1,79 @@
 """The one function that runs one job: ``(method, dataset, seed, hparams, budget) -> RunRecord``.
 
-It owns everything that must be uniform across methods (protocol.md): seeding and determinism,
-the split, optimiser and schedule, the epoch/step budget, early stopping and checkpoint
-selection on the **validation split only**, a single test evaluation with the selected weights
-at the end, NaN/Inf detection, checkpoint + resume, progress display and cost measurement.
+``run_job`` orchestrates; the pieces live beside it: configs and their checks in
+``bench.jobs``, the training loop in ``bench.training``, evaluation in ``bench.evaluation``,
+checkpoints in ``bench.checkpoint`` and the store in ``bench.store``. What must be uniform across
+methods is owned here (docs/protocol.md): seeding and determinism, thread count, the split, the
+stages and their budgets, selection on the **validation split only**, a single test evaluation
+with the selected weights at the end, NaN/Inf detection, checkpoint + resume, cost measurement.
 No code path here computes a test metric during training.
+
+Failure handling (docs/design.md): a job that cannot be configured raises ``ConfigError``
+before training (``bench run`` exits 2); any other exception inside a job becomes a ``failed``
+record with its type, message and traceback tail, so a sweep goes on. Missing or corrupt data
+(``DatasetError``), a full disk (``CheckpointWriteError``), store errors and interrupts are not
+the job's fault and propagate.
 """
 from __future__ import annotations
 
-import copy
+import contextlib
 import datetime as _dt
-import functools
 import math
 import os
 import platform
 import statistics
 import subprocess
 import time
-from dataclasses import dataclass
+import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
-from datasets import MultimodalData, canonical_name, load_dataset, parse_name
-from methods import parse_method, resolve_hparams, task_loss
+from datasets import DatasetError, MultimodalData
+from methods import parse_method
 
 from . import __version__
-from .checkpoint import Checkpointer
-from .config import SEG_EPOCHS_BY_PRESET, SEG_TRAIN_DEFAULTS, ConfigError, RunConfig, TrainConfig, split_overrides
+from .catalogue import build_catalogue
+from .checkpoint import Checkpointer, CheckpointWriteError
+from .config import ConfigError, RunConfig, TrainConfig
 from .cost import flops_per_sample, parameter_counts, peak_memory_bytes, reset_peak_memory, timed_inference
-from .metrics import evaluate_task, primary_metric
+from .errors import StoreError
+from .evaluation import evaluate, is_segmentation, to_device
+from .jobs import build_config, hparam_overrides, load_data
 from .record import RunRecord
 from .seeding import configure_determinism, make_generator, rng_state, seed_everything, set_rng_state
-from .seg_eval import evaluate_cases, seg_val_loss
-from .store import RunStore
+from .training import (
+    EarlyStopping,
+    NonFiniteLoss,
+    StageRun,
+    StageState,
+    make_optimizer,
+    make_schedule,
+    train_stage,
+    train_step,
+)
 
-#: step times kept for the median step time (the most recent ones; bounded so checkpoints stay small)
-STEP_TIMES_KEPT = 256
+if TYPE_CHECKING:  # the store is handed in; importing it here would tie run identity to store code
+    from .store import RunStore
 
+__all__ = ["build_config", "run_job", "cost_job", "JobBusy", "NonFiniteLoss"]
 
-class NonFiniteLoss(RuntimeError):
-    def __init__(self, step: int, parts: dict[str, float]):
-        self.step, self.parts = step, parts
-        super().__init__(f"non-finite loss at step {step}: {parts}")
-
-
-def build_config(method: str, dataset: str, seed: int = 0, split_seed: int = 0, preset: str = "small",
-                 sets: dict[str, str] | None = None, train: dict[str, Any] | None = None, device: str = "cpu",
-                 deterministic: bool = True, data_root: str | None = None) -> RunConfig:
-    """Resolve names, preset and ``--set`` overrides into a :class:`RunConfig` (raises ConfigError)."""
-    cls, from_name = parse_method(method)
-    defaults = cls.defaults()
-    train_over, hp_over = split_overrides(sets or {}, defaults)
-    try:
-        hparams = resolve_hparams(defaults, preset, {**from_name, **hp_over})
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    arg = getattr(cls, "name_arg", None)
-    name = f"{cls.name}:{hparams[arg]}" if arg and hparams.get(arg) else cls.name
-    entry, _ = parse_name(dataset)
-    seg_defaults = {**SEG_TRAIN_DEFAULTS, "epochs": SEG_EPOCHS_BY_PRESET[preset]} if entry.segmentation else {}
-    try:
-        tc = TrainConfig(**{**seg_defaults, **(train or {}), **train_over}).validate()
-    except TypeError as exc:
-        raise ConfigError(f"bad training setting: {exc}") from None
-    return RunConfig(method=name, dataset=canonical_name(dataset), seed=seed, split_seed=split_seed, preset=preset,
-                     hparams=hparams, train=tc, device=device, deterministic=deterministic, data_root=data_root)
+#: lines of traceback kept in a failed record
+TRACEBACK_LINES = 12
+#: seconds between looks at a job another process is running (``bench run`` waits for it)
+WAIT_POLL_S = 2.0
 
 
-@dataclass
-class SplitEval:
-    loss: float
-    metrics: dict[str, dict[str, float]]
-    cases: pd.DataFrame | None
-    aux: dict[str, np.ndarray]      # per-sample interpretation tensors, in split order (per_case only)
-    extras: dict[str, np.ndarray]   # the dataset's per-sample ground truth for the split (per_case only)
+class JobBusy(RuntimeError):
+    """The job is claimed by another live worker."""
 
+    def __init__(self, key: str, holder: str):
+        super().__init__(key, holder)   # args are what a worker process pickles back
+        self.key, self.holder = key, holder
 
-def _to_device(batch: dict, device: torch.device) -> dict:
-    if device.type == "cpu":
-        return batch
-    return {k: ({kk: vv.to(device, non_blocking=True) for kk, vv in v.items()} if isinstance(v, dict)
-                else v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
-
-
-@torch.no_grad()
-def evaluate_split(model, data: MultimodalData, split: str, batch_size: int, device: torch.device,
-                   per_case: bool = False, with_metrics: bool = True) -> SplitEval:
-    """Predict a whole split in eval mode; loss, metrics per task (unless ``with_metrics`` is
-    False: per-epoch validation under ``select=loss`` needs only the loss); with ``per_case``, also
-    the per-case frame and the per-sample ``aux`` outputs and ground truth (interpretation)."""
-    model.eval()
-    preds: dict[str, list[torch.Tensor]] = {t: [] for t in data.spec.task_names}
-    aux: dict[str, list[torch.Tensor]] = {}
-    for batch in data.batches(split, batch_size):
-        out = model(_to_device(batch, device))
-        for t in preds:
-            preds[t].append(out.preds[t].float().cpu())
-        for name, value in (out.aux.items() if per_case else ()):
-            if torch.is_tensor(value) and value.dim() >= 1 and value.shape[0] == len(batch["index"]):
-                aux.setdefault(name, []).append(value.float().cpu())
-    idx = data.splits[split]
-    ids = [data.ids[i] for i in idx]
-    loss, metrics, frames = 0.0, {}, []
-    for task in data.spec.tasks:
-        p = torch.cat(preds[task.name])
-        y, m = data.targets[task.name][idx], data.target_mask[task.name][idx]
-        loss += float(task_loss(task, p, y, m))
-        if not (with_metrics or per_case):
-            continue
-        ev = evaluate_task(task, p, y, m, ids)
-        metrics[task.name] = ev.metrics
-        if per_case:
-            frames.append(ev.per_case.assign(task=task.name))
-    aux_arrays = {name: torch.cat(parts).numpy() for name, parts in aux.items()}
-    extras = {name: np.asarray(values)[idx] for name, values in data.extras.items()} if per_case else {}
-    cases = None
-    if per_case:
-        cases = pd.concat(frames, ignore_index=True)
-        extra = pd.DataFrame({"case_id": ids})
-        for name, v in aux_arrays.items():
-            extra[f"aux_{name}"] = v.reshape(len(v), -1).tolist() if v.ndim > 1 else v
-        for name, values in extras.items():
-            extra[f"truth_{name}"] = values
-        cases = cases.merge(extra, on="case_id", how="left")
-    return SplitEval(loss, metrics, cases, aux_arrays, extras)
-
-
-def _selection_score(ev: SplitEval, data: MultimodalData, select: str) -> float:
-    """Lower is better."""
-    if select == "loss":
-        return ev.loss
-    values = []
-    for task in data.spec.tasks:
-        name, higher = primary_metric(task)
-        v = ev.metrics[task.name][name]
-        values.append(-v if higher else v)
-    return float(np.mean(values))
-
-
-def _make_optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if tc.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
-    if tc.optimizer == "adam":
-        return torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
-    return torch.optim.SGD(params, lr=tc.lr, weight_decay=tc.weight_decay, momentum=0.9)
-
-
-def _make_schedule(opt, tc: TrainConfig, total_steps: int):
-    if tc.schedule == "constant":
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
-    if tc.schedule == "poly":  # (1 - it / max_it)^0.9 per iteration, no warm-up (M4oE / Swin-UNet)
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: (1 - min(step, total_steps) / total_steps) ** 0.9)
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
+    def __str__(self) -> str:
+        return f"job {self.key} is running in another process ({self.holder})"
 
 
 _GIT: str | None = None
@@ -182,30 +98,24 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _record(cfg: RunConfig, status: str, **kw) -> RunRecord:
+def _record(cfg: RunConfig, status: str, suite: str | None = None, purpose: str = "eval", **kw) -> RunRecord:
     return RunRecord(key=cfg.key(), method=cfg.method, dataset=cfg.dataset, seed=cfg.seed, split_seed=cfg.split_seed,
-                     preset=cfg.preset, code_version=__version__, config=cfg.to_dict(), status=status,
-                     created_at=_now(), **kw)
-
-
-@functools.lru_cache(maxsize=4)
-def _load_data(dataset: str, split_seed: int, data_root: str | None, cache_dir: str | None = None) -> MultimodalData:
-    """Datasets are immutable once built; a sweep reuses them across methods and seeds.
-    Segmentation datasets preprocess into (and reuse) ``cache_dir`` (see :func:`_setup`)."""
-    entry, _ = parse_name(dataset)
-    options = {} if entry.embedded else {"data_root": data_root}
-    if entry.segmentation:
-        options["cache_dir"] = cache_dir
-    return load_dataset(dataset, split_seed, **options)
+                     preset=cfg.preset, code_version=cfg.code_version, config=cfg.to_dict(), status=status,
+                     created_at=_now(), config_id=cfg.config_id(), request_id=cfg.request_id(), label=cfg.label(),
+                     label_fields=dict(cfg.label_fields), purpose=purpose, suite=suite, **kw)
 
 
 def _setup(cfg: RunConfig, runs_dir: str | Path = "runs") -> tuple[torch.device, MultimodalData, type, bool | str]:
-    """Determinism, seeds and data for a job; returns (device, data, method class, supports())."""
+    """Determinism, threads, seeds and data for a job; returns (device, data, method class, supports())."""
     device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {cfg.device}: CUDA is not available on this machine")
     configure_determinism(cfg.deterministic)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     cache = os.environ.get("BENCH_CACHE_DIR") or str(Path(runs_dir) / "cache")
-    data = _load_data(cfg.dataset, cfg.split_seed, cfg.data_root, cache)
+    data = load_data(cfg.dataset, cfg.split_seed, cfg.data_root, cache)
     cls, _ = parse_method(cfg.method)
     return device, data, cls, cls.supports(data.spec)
 
@@ -216,46 +126,18 @@ def _build_model(cls, data: MultimodalData, cfg: RunConfig, device: torch.device
     try:
         return cls(data.spec, cfg.hparams if hparams is None else hparams).to(device)
     except ValueError as exc:  # bad hparam values found by the method
-        raise ConfigError(str(exc)) from None
-
-
-def _is_seg(data) -> bool:
-    return bool(getattr(data, "is_segmentation", False))
+        raise ConfigError(f"{cfg.method} on {cfg.dataset}: {exc}") from None
 
 
 def _batch_options(model, data, tc: TrainConfig, train: bool = False) -> dict[str, Any]:
     """Options for ``data.batches``: the method's (slice size / patch) plus, for segmentation
     training, the harness's sampling and augmentation settings."""
-    if not _is_seg(data):
+    if not is_segmentation(data):
         return {}
     opts = dict(model.data_options())
     if train:
         opts.update(augment=tc.augment, fg_oversample=tc.fg_oversample, balance=tc.balance)
     return opts
-
-
-def _epoch_batches(data, tc: TrainConfig, opts: dict[str, Any]) -> int:
-    return math.ceil(data.epoch_size("train", **opts) / tc.batch_size)
-
-
-def _validate(model, data, tc: TrainConfig, device: torch.device, opts: dict[str, Any]) -> tuple[float, float]:
-    """(validation loss, selection score; lower is better) on the validation split only."""
-    if not _is_seg(data):
-        val = evaluate_split(model, data, "val", tc.batch_size, device, with_metrics=tc.select != "loss")
-        return val.loss, _selection_score(val, data, tc.select)
-    loss = seg_val_loss(model, data, "val", tc.batch_size, device, opts)
-    if tc.select == "loss":
-        return loss, loss
-    metrics, _, _ = evaluate_cases(model, data, "val", tc.batch_size, device, opts, tc.eval_space, tc.metric_compat)
-    return loss, -float(np.nanmean([metrics[t.name]["dice"] for t in data.spec.tasks]))
-
-
-def _overrides(cls, cfg: RunConfig) -> dict[str, Any]:
-    """hparams that differ from the method's defaults at the run's preset (the name argument,
-    e.g. ``single:left``, is already in the method name)."""
-    base = resolve_hparams(cls.defaults(), cfg.preset, {})
-    arg = getattr(cls, "name_arg", None)
-    return {k: v for k, v in cfg.hparams.items() if k != arg and base.get(k) != v}
 
 
 def _stage_epochs(stages, epochs: int) -> list[int]:
@@ -264,139 +146,166 @@ def _stage_epochs(stages, epochs: int) -> list[int]:
     return out + [max(1, epochs - sum(out))]
 
 
+@contextlib.contextmanager
+def _claimed(store: RunStore | None, key: str, wait: bool):
+    """Hold the job's claim (and renew it) while the job runs; raise JobBusy, or with ``wait``
+    poll until the holder finishes or dies. Yields False when the job got done meanwhile."""
+    if store is None:
+        yield True
+        return
+    from .store import Heartbeat, Owner, claim_ttl
+
+    owner = str(Owner.current())
+    while True:
+        holder = store.claim(key, owner)
+        if holder is None:
+            break
+        if not wait:
+            raise JobBusy(key, holder)
+        time.sleep(WAIT_POLL_S)
+        if store.status(key) in ("ok", "skipped"):
+            yield False
+            return
+    try:
+        with Heartbeat(store, key, owner, interval=max(1.0, claim_ttl() / 6)):
+            yield True
+    finally:
+        with contextlib.suppress(Exception):
+            store.release(key, owner)
+
+
 def run_job(cfg: RunConfig, store: RunStore | None, runs_dir: str | Path = "runs", progress: bool = True,
-            force: bool = False) -> RunRecord:
+            force: bool = False, *, strict: bool = False, wait: bool = False, suite: str | None = None,
+            purpose: str = "eval", callbacks: tuple = ()) -> RunRecord:
     """Run (or resume) one job and store its record. Returns the stored record if already done.
 
-    A method with several stages (``Method.stages``) trains them in order; each stage has its own
-    optimiser and schedule and its weights are selected on validation; the next stage starts from
-    them through ``Method.load_stage``. ``last.pt`` records the stage, so a killed run resumes
-    inside the stage it was in."""
+    ``strict`` (``bench run``): a method that does not support the dataset, or a value the model
+    rejects, raises ConfigError instead of storing a ``skipped``/``failed`` record. ``wait``:
+    when another worker holds the job, wait for it instead of raising :class:`JobBusy`.
+    ``callbacks`` are extra validation callbacks (e.g. a tuning pruner) after early stopping."""
     key = cfg.key()
     if store is not None and not force:
         existing = store.get(key)
         if existing is not None and existing.status in ("ok", "skipped"):
             return existing
+    with _claimed(store, key, wait) as ours:
+        if store is not None and not (ours and force):  # another worker may have finished it meanwhile
+            existing = store.get(key)
+            if existing is not None and existing.status in ("ok", "skipped"):
+                return existing
+        try:
+            return _run_claimed(cfg, store, Path(runs_dir), progress, force, strict, suite, purpose, callbacks)
+        except (DatasetError, CheckpointWriteError, StoreError):
+            raise
+        except ConfigError:
+            if strict:
+                raise
+            return _failed(cfg, store, suite, purpose)
+        except Exception:  # noqa: BLE001 - a job's own failure is recorded; the sweep goes on
+            return _failed(cfg, store, suite, purpose)
+
+
+def _failed(cfg: RunConfig, store, suite, purpose, summary: dict | None = None) -> RunRecord:
+    """A ``failed`` record for the exception being handled: type, message, traceback tail."""
+    import sys
+
+    exc = sys.exc_info()[1]
+    tail = "".join(traceback.format_exception(exc)).rstrip().splitlines()[-TRACEBACK_LINES:]
+    message = " ".join(str(exc).split()) or "(no message)"
+    record = _record(cfg, "failed", suite, purpose, error=f"{exc.__class__.__name__}: {message}",
+                     env=environment(torch.device(cfg.device)),
+                     summary={"error_type": exc.__class__.__name__, "traceback": tail, **(summary or {})})
+    if store is not None:
+        store.put(record)
+    return record
+
+
+def _run_claimed(cfg: RunConfig, store, runs_dir: Path, progress: bool, force: bool, strict: bool,
+                 suite: str | None, purpose: str, callbacks: tuple) -> RunRecord:
+    key = cfg.key()
     device, data, cls, supported = _setup(cfg, runs_dir)
     if supported is not True:
-        record = _record(cfg, "skipped", reason=str(supported), env=environment(device))
+        if strict:
+            raise ConfigError(f"{cfg.method} cannot run on {cfg.dataset}: {supported}")
+        record = _record(cfg, "skipped", suite, purpose, reason=str(supported), env=environment(device))
         if store is not None:
             store.put(record)
         return record
     tc = cfg.train
     stages = cls.stages(cfg.hparams)
     stage_epochs = _stage_epochs(stages, tc.epochs)
-    ckpt = Checkpointer(Path(runs_dir) / "checkpoints" / key)
+    ckpt = Checkpointer(runs_dir / "checkpoints" / key, key)
     gen = make_generator(cfg.seed)
     resumed = ckpt.load(ckpt.last_path) if not force else None
     done: list[dict[str, Any]] = resumed["stages_done"] if resumed is not None else []
     reset_peak_memory(device)
+    model = None
     for si, stage in enumerate(stages):
         if si < len(done):
             continue
         model = _build_model(cls, data, cfg, device, stage.hparams)
-        opts = _batch_options(model, data, tc, train=True)
-        eval_opts = _batch_options(model, data, tc)
+        opts, eval_opts = _batch_options(model, data, tc, train=True), _batch_options(model, data, tc)
         epochs = stage_epochs[si]
-        total_steps = epochs * _epoch_batches(data, tc, opts)
+        total_steps = epochs * math.ceil(data.epoch_size("train", **opts) / tc.batch_size)
         total_steps = min(tc.max_steps, total_steps) if tc.max_steps else total_steps
-        st = {"epoch": 0, "step": 0, "best_score": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [],
-              "train_time": 0.0, "step_times": [], "loaded": None}
-        best_weights = None
-        within = resumed is not None and resumed.get("stage", 0) == si
+        state, best_weights = StageState(), None
         if si > 0:  # also when resuming inside the stage: load_stage may freeze parameters
-            previous = ckpt.load(ckpt.dir / f"stage{si - 1}.pt")
+            previous = ckpt.load(ckpt.stage_path(si - 1))
             if previous is None:
                 raise RuntimeError(f"checkpoint of stage {si - 1} is missing under {ckpt.dir}; rerun with --force")
-            st["loaded"] = model.load_stage(previous["model"], stage)
-        opt = _make_optimizer(model, tc)
-        sched = _make_schedule(opt, tc, total_steps)
-        if within:
+            state.loaded = model.load_stage(previous["model"], stage)
+        opt = make_optimizer(model, tc)
+        sched = make_schedule(opt, tc, total_steps)
+        if resumed is not None and resumed.get("stage", 0) == si:
             model.load_state_dict(resumed["model"])
             opt.load_state_dict(resumed["optimizer"])
             sched.load_state_dict(resumed["schedule"])
             gen.set_state(resumed["generator"])
             set_rng_state(resumed["rng"])
-            st, best_weights = resumed["state"], resumed["best_model"]
+            state, best_weights = StageState.from_dict(resumed["state"]), resumed["best_model"]
         resumed = None
-        desc = f"{cfg.method} | {cfg.dataset} | seed {cfg.seed}" + (f" | {stage.name}" if len(stages) > 1 else "")
-        bar = tqdm(total=epochs, initial=st["epoch"], desc=desc, disable=True if not progress else None, leave=False,
-                   unit="ep", dynamic_ncols=True)
+
+        def save(st: StageState, best: dict | None, si=si, model=model, opt=opt, sched=sched) -> None:
+            ckpt.save(ckpt.last_path, {"model": model.state_dict(), "best_model": best, "optimizer": opt.state_dict(),
+                                       "schedule": sched.state_dict(), "generator": gen.get_state(), "rng": rng_state(),
+                                       "state": st.to_dict(), "stage": si, "stages_done": done})
+
+        run = StageRun(tc, device, epochs, opts, eval_opts, gen, (EarlyStopping(tc.patience), *callbacks), save,
+                       f"{cfg.method} | {cfg.dataset} | seed {cfg.seed}" + (f" | {stage.name}" if len(stages) > 1 else ""),
+                       progress)
         try:
-            while st["epoch"] < epochs and not (tc.max_steps and st["step"] >= tc.max_steps):
-                model.train()
-                epoch_start, losses = time.perf_counter(), []
-                for batch in data.batches("train", tc.batch_size, gen, **opts):
-                    t0 = time.perf_counter()
-                    batch = _to_device(batch, device)
-                    out = model(batch)
-                    total, parts = model.loss(out, batch)
-                    if not bool(torch.isfinite(total)):
-                        raise NonFiniteLoss(st["step"], {k: v.item() for k, v in parts.items()})
-                    opt.zero_grad(set_to_none=True)
-                    total.backward()
-                    if tc.grad_clip:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-                    opt.step()
-                    sched.step()
-                    st["step"] += 1
-                    losses.append(total.detach().item())
-                    st["step_times"] = st["step_times"][-(STEP_TIMES_KEPT - 1):] + [time.perf_counter() - t0]
-                    if tc.max_steps and st["step"] >= tc.max_steps:
-                        break
-                st["train_time"] += time.perf_counter() - epoch_start
-                st["epoch"] += 1
-                entry = {"epoch": st["epoch"] - 1, "train_loss": float(np.mean(losses)) if losses else float("nan")}
-                last_epoch = st["epoch"] >= epochs or bool(tc.max_steps and st["step"] >= tc.max_steps)
-                if st["epoch"] % tc.val_every == 0 or last_epoch or best_weights is None:
-                    val_loss, score = _validate(model, data, tc, device, eval_opts)
-                    if not math.isfinite(score):
-                        raise NonFiniteLoss(st["step"], {"val_selection_score": score})
-                    if score < st["best_score"]:
-                        st.update(best_score=score, best_epoch=st["epoch"] - 1, bad_epochs=0)
-                        best_weights = copy.deepcopy(model.state_dict())
-                    else:
-                        st["bad_epochs"] += 1
-                    entry.update(val_loss=val_loss, val_score=score)
-                    bar.set_postfix(train=f"{entry['train_loss']:.3f}", val=f"{score:.3f}", best=st["best_epoch"])
-                st["history"].append(entry)
-                ckpt.save(ckpt.last_path, {"model": model.state_dict(), "best_model": best_weights,
-                                           "optimizer": opt.state_dict(), "schedule": sched.state_dict(),
-                                           "generator": gen.get_state(), "rng": rng_state(), "state": st,
-                                           "stage": si, "stages_done": done})
-                bar.update(1)
-                if tc.patience and st["bad_epochs"] >= tc.patience:
-                    break
+            state, best_weights = train_stage(model, data, run, opt, sched, state, best_weights)
         except NonFiniteLoss as exc:
-            bar.close()
-            record = _record(cfg, "failed", error=str(exc), env=environment(device),
-                             summary={"failed_step": exc.step, "loss_parts": exc.parts, "history": st["history"],
+            record = _record(cfg, "failed", suite, purpose, error=str(exc), env=environment(device),
+                             summary={"failed_step": exc.step, "loss_parts": exc.parts, "history": state.history,
                                       "stage": stage.name})
             if store is not None:
                 store.put(record)
             ckpt.discard_last()
             return record
-        bar.close()
         if len(stages) > 1:
-            ckpt.save(ckpt.dir / f"stage{si}.pt", {"model": best_weights, "epoch": st["best_epoch"]})
-        done = done + [{"name": stage.name, **{k: st[k] for k in ("epoch", "step", "best_score", "best_epoch",
-                                                                  "history", "train_time", "step_times", "loaded")}}]
+            ckpt.save(ckpt.stage_path(si), {"model": best_weights, "epoch": state.best_epoch})
+        done = done + [{"name": stage.name, **{k: v for k, v in state.to_dict().items() if k != "stopped"}}]
         model.load_state_dict(best_weights)
+        if si == len(stages) - 1:  # training is over: from here a rerun goes straight to evaluation
+            ckpt.save(ckpt.last_path, {"finished": True, "stages_done": done, "model": model.state_dict()})
+    if model is None:  # resumed after training had finished
+        state_dict = resumed["model"]
+        model = _build_model(cls, data, cfg, device, stages[-1].hparams)
+        if len(stages) > 1:
+            model.load_stage(ckpt.load(ckpt.stage_path(len(stages) - 2))["model"], stages[-1])
+        model.load_state_dict(state_dict)
+    return _finish(cfg, store, ckpt, data, cls, model, device, done, suite, purpose)
 
-    best_weights = model.state_dict()
-    ckpt.save(ckpt.best_path, {"model": best_weights, "epoch": done[-1]["best_epoch"]})
+
+def _finish(cfg: RunConfig, store, ckpt: Checkpointer, data, cls, model, device, done: list[dict[str, Any]],
+            suite: str | None, purpose: str) -> RunRecord:
+    """The one test evaluation with the selected weights, cost, and the record."""
+    tc = cfg.train
+    ckpt.save(ckpt.best_path, {"model": model.state_dict(), "epoch": done[-1]["best_epoch"]})
     eval_opts = _batch_options(model, data, tc)
-    if _is_seg(data):
-        val_metrics, _, _ = evaluate_cases(model, data, "val", tc.batch_size, device, eval_opts, tc.eval_space,
-                                           tc.metric_compat)
-        test_metrics, cases, test_aux = evaluate_cases(model, data, "test", tc.batch_size, device, eval_opts,
-                                                       tc.eval_space, tc.metric_compat)   # the one test evaluation
-        truth = {"domain": data.case_domain[data.splits["test"]], "domain_names": np.array([d.name for d in data.domains])}
-        val, test = SplitEval(float("nan"), val_metrics, None, {}, {}), SplitEval(float("nan"), test_metrics, cases,
-                                                                                    test_aux, truth)
-    else:
-        val = evaluate_split(model, data, "val", tc.batch_size, device)
-        test = evaluate_split(model, data, "test", tc.batch_size, device, per_case=True)  # the one test evaluation
+    val = evaluate(model, data, "val", tc, device, eval_opts)
+    test = evaluate(model, data, "test", tc, device, eval_opts, per_case=True)   # the one test evaluation
     interpretation = model.interpret(test.aux, test.extras)
     if interpretation:
         test.metrics["interpretation"] = interpretation
@@ -404,26 +313,28 @@ def run_job(cfg: RunConfig, store: RunStore | None, runs_dir: str | Path = "runs
     warm = step_times[min(5, len(step_times) // 5):] or step_times
     first = data.example_batch("test", tc.batch_size, **eval_opts)
     cost = {**parameter_counts(model),
-            "flops_per_sample": flops_per_sample(model, _to_device(first, device)),
+            "flops_per_sample": flops_per_sample(model, to_device(first, device)),
             "peak_memory_bytes": peak_memory_bytes(device),
             "train_time_s": sum(d["train_time"] for d in done),
             "step_time_s": statistics.median(warm) if warm else float("nan"),
-            **timed_inference(lambda b: model(_to_device(b, device)), data.batches("test", tc.batch_size, **eval_opts),
+            **timed_inference(lambda b: model(to_device(b, device)), data.batches("test", tc.batch_size, **eval_opts),
                               device)}
-    if len(stages) > 1:
+    if len(done) > 1:
         cost.update({f"train_time_s_{d['name']}": d["train_time"] for d in done})
     last = done[-1]
     summary = {"epochs_run": sum(d["epoch"] for d in done), "steps": sum(d["step"] for d in done),
                "best_epoch": last["best_epoch"], "selection": tc.select, "best_val_score": last["best_score"],
                "history": last["history"], "missing_modality": getattr(cls, "missing_modality", "unspecified"),
                "model_hparams": dict(model.hparams), "dataset_source": data.spec.source,
-               "hparam_overrides": _overrides(cls, cfg)}
-    if len(stages) > 1:
+               "hparam_overrides": hparam_overrides(cls, cfg)}
+    if len(done) > 1:
         summary["stages"] = [{k: d[k] for k in ("name", "epoch", "step", "best_epoch", "best_score", "history",
                                                 "train_time")} | {"new_parameters": (d["loaded"] or {}).get("new", [])}
                              for d in done]
-    record = _record(cfg, "ok", metrics={"val": val.metrics, "test": test.metrics}, cost=cost, env=environment(device),
-                     summary=summary, checkpoint=str(ckpt.best_path))
+    metrics = {"val": val.metrics, "test": test.metrics}
+    catalogue = build_catalogue({t.name: t.kind for t in data.spec.tasks}, metrics)
+    record = _record(cfg, "ok", suite, purpose, metrics=metrics, cost=cost, env=environment(device), summary=summary,
+                     checkpoint=str(ckpt.best_path), catalogue=catalogue)
     if store is not None:
         store.put(record, test.cases)
     ckpt.discard_last()
@@ -442,7 +353,7 @@ def cost_job(cfg: RunConfig, steps: int = 10, runs_dir: str | Path = "runs") -> 
     model = _build_model(cls, data, cfg, device, cls.stages(cfg.hparams)[-1].hparams)
     opts = _batch_options(model, data, cfg.train, train=True)
     eval_opts = _batch_options(model, data, cfg.train)
-    opt = _make_optimizer(model, cfg.train)
+    opt = make_optimizer(model, cfg.train)
     gen = make_generator(cfg.seed)
     batches = []
     for batch in data.batches("train", cfg.train.batch_size, gen, drop_last=True, **opts):
@@ -452,20 +363,17 @@ def cost_job(cfg: RunConfig, steps: int = 10, runs_dir: str | Path = "runs") -> 
     times = []
     model.train()
     for i in range(steps + 2):
-        batch = _to_device(batches[i % len(batches)], device)
+        batch = to_device(batches[i % len(batches)], device)
         t0 = time.perf_counter()
-        total, _ = model.loss(model(batch), batch)
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
+        train_step(model, batch, opt, 0.0, i)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         if i >= 2:
             times.append(time.perf_counter() - t0)
-    first = _to_device(data.example_batch("test", cfg.train.batch_size, **eval_opts), device)
+    first = to_device(data.example_batch("test", cfg.train.batch_size, **eval_opts), device)
     model.eval()
     with torch.no_grad():
-        latency = timed_inference(lambda b: model(_to_device(b, device)),
+        latency = timed_inference(lambda b: model(to_device(b, device)),
                                   data.batches("test", cfg.train.batch_size, **eval_opts), device)
     return {"method": cfg.method, "dataset": cfg.dataset, "preset": cfg.preset, **parameter_counts(model),
             "flops_per_sample": flops_per_sample(model, first), "step_time_s": statistics.median(times),

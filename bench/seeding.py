@@ -1,4 +1,4 @@
-"""One seed for everything random in a job, and the determinism switches (protocol.md).
+"""One seed for everything random in a job, and the determinism switches (docs/protocol.md "Seeds and determinism").
 
 ``seed_everything`` seeds Python, NumPy and torch (CPU and all CUDA devices).
 ``configure_determinism`` turns on ``torch.use_deterministic_algorithms``, cuDNN deterministic
@@ -38,15 +38,22 @@ def make_generator(seed: int) -> torch.Generator:
 
 
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every global RNG state, made of tensors and plain values only, so that checkpoints holding
+    it load with ``torch.load(weights_only=True)`` (``bench.checkpoint``)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                   "has_gauss": int(has_gauss), "cached": float(cached)}
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

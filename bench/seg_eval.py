@@ -1,4 +1,4 @@
-"""Evaluating a segmentation model on full 3-D volumes (protocol.md "Metrics", m4oe-seg.md "Metrics").
+"""Evaluating a segmentation model on full 3-D volumes (docs/protocol.md "Metrics", docs/segmentation.md).
 
 * 2-D models predict slice-wise: every axial slice of a case is resized to the model's
   ``slice_size`` (bicubic), predicted with the case's own domain head, argmax'ed, resized back
@@ -65,10 +65,10 @@ def seg_val_loss(model, data: SegmentationData, split: str, batch_size: int, dev
                  options: dict[str, Any]) -> float:
     """Mean loss over all batches of the split, in eval mode, without augmentation [ours: the
     reference uses only the last batch and train mode]."""
-    from .runner import _to_device
+    from .evaluation import to_device
 
     model.eval()
-    losses = [float(model.loss(model(b := _to_device(batch, device)), b)[0])
+    losses = [float(model.loss(model(b := to_device(batch, device)), b)[0])
               for batch in data.batches(split, batch_size, **options)]
     return float(np.mean(losses))
 

@@ -1,9 +1,16 @@
 """Sweeps: expand (methods x datasets x seeds) into job configs and run the missing ones.
 
-Every job has an idempotent key, so a sweep skips keys already done in the store; an
-interrupted sweep resumes (the interrupted job itself from its last checkpoint) and a finished
-sweep reruns nothing. Executor ``local``: in-process one job at a time (``workers=1``), or a
-pool of worker processes on this machine (``workers > 1``).
+Every job has an idempotent key, so a sweep skips keys already done in the store; an interrupted
+sweep resumes (the interrupted job itself from its last checkpoint) and a finished sweep reruns
+nothing. Executor ``local``: in-process one job at a time (``workers=1``), or a pool of worker
+processes on this machine (``workers > 1``), each with ``cores // workers`` torch threads; the
+thread count is part of every job's key, since floating-point sums depend on it.
+
+Several sweeps may share one store (terminals or machines): each job is claimed before it runs
+(``bench.store.claims``), a job claimed by another live worker is set aside and looked at again
+until it is done there or its claim dies, and each sweep reports what it ran and what others
+ran. :func:`plan` tells, without running anything, which jobs are done, to run, stale (stored
+with other code or data, and which) or running elsewhere (``bench sweep --dry-run``).
 """
 from __future__ import annotations
 
@@ -11,18 +18,24 @@ import multiprocessing
 import os
 import signal
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import time
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
-from datasets import DatasetError, parse_name
+from datasets import DatasetError
 
 from .config import RunConfig
-from .runner import _load_data, build_config, run_job
+from .jobs import build_config, default_threads, modality_names
+from .runner import JobBusy, run_job
 from .store import RunStore
+
+#: seconds between looks at jobs other workers are running
+POLL_S = 2.0
 
 
 @dataclass
@@ -30,50 +43,109 @@ class SweepReport:
     planned: int = 0
     already_done: int = 0
     ran: int = 0
+    ran_elsewhere: int = 0
     failed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     unavailable: list[str] = field(default_factory=list)
 
 
-def _modalities(dataset: str, split_seed: int) -> list[str]:
-    entry, _ = parse_name(dataset)
-    return _load_data(dataset, split_seed, None).spec.modality_names if entry.embedded else []
+def sweep_threads(workers: int) -> int:
+    """CPU threads of each of ``workers`` parallel jobs (all of them share the cores)."""
+    return max(1, default_threads() // max(1, workers))
 
 
 def expand(methods: list[str], datasets: list[str], seeds: list[int], preset: str = "small",
            sets: dict[str, str] | None = None, train: dict[str, Any] | None = None, split_seed: int = 0,
-           device: str = "cpu", data_root: str | None = None) -> list[RunConfig]:
+           device: str = "cpu", data_root: str | None = None, threads: int | None = None) -> list[RunConfig]:
+    """Job configs; ``single`` becomes ``single:<modality>`` for every modality (for
+    segmentation datasets: every image channel) of each dataset."""
     jobs: list[RunConfig] = []
     for dataset in datasets:
         names: list[str] = []
         for method in methods:
-            names += [f"single:{m}" for m in _modalities(dataset, split_seed)] if method == "single" else [method]
+            if method == "single":
+                names += [f"single:{m}" for m in modality_names(dataset, split_seed, data_root)]
+            else:
+                names.append(method)
         for method in names:
             for seed in seeds:
                 jobs.append(build_config(method, dataset, seed=seed, split_seed=split_seed, preset=preset, sets=sets,
-                                         train=train, device=device, data_root=data_root))
+                                         train=train, device=device, data_root=data_root, threads=threads))
     return jobs
 
 
 def _job_line(job: RunConfig) -> str:
-    return f"{job.method} {job.dataset} seed {job.seed}"
+    return f"{job.label()} {job.dataset} seed {job.seed}"
 
 
-def _run_one(job: RunConfig, store: RunStore, runs_dir: str | Path, retry_failed: bool):
-    """Run one job; returns its record, or the DatasetError text when its data is unavailable."""
+# ------------------------------------------------------------------------------------------ plan
+
+@dataclass
+class PlannedJob:
+    job: RunConfig
+    state: str          # done | failed | skipped | to run | stale | running elsewhere
+    why: str = ""
+
+
+def plan(jobs: list[RunConfig], store: RunStore, retry_failed: bool = False) -> list[PlannedJob]:
+    """What a sweep would do with each job, and why, from the store alone."""
+    done = {}
+    for status in ("ok", "skipped", "failed"):
+        for key in store.done_keys((status,)):
+            done[key] = status
+    stored = store.by_request(j.request_id() for j in jobs)
+    out = []
+    for job in jobs:
+        key = job.key()
+        status = done.get(key)
+        if status == "ok":
+            out.append(PlannedJob(job, "done"))
+        elif status == "skipped":
+            out.append(PlannedJob(job, "skipped", "the method does not support the dataset"))
+        elif status == "failed" and not retry_failed:
+            out.append(PlannedJob(job, "failed", "stored as failed; --retry-failed reruns it"))
+        elif store.claim_holder(key):
+            out.append(PlannedJob(job, "running elsewhere", store.claim_holder(key) or ""))
+        else:
+            older = [r for r in stored.get(job.request_id(), []) if r["key"] != key]
+            if older:
+                out.append(PlannedJob(job, "stale", _why_stale(older[0], job)))
+            else:
+                out.append(PlannedJob(job, "to run", "retry of a failed run" if status == "failed" else ""))
+    return out
+
+
+def _why_stale(old: dict[str, Any], job: RunConfig) -> str:
+    reasons = []
+    if old["code_version"] != job.code_version:
+        reasons.append(f"code changed ({old['code_version']} -> {job.code_version})")
+    if old.get("data") != job.data_fingerprint:
+        reasons.append(f"data changed ({old.get('data') or 'not fingerprinted'} -> {job.data_fingerprint})")
+    return "; ".join(reasons) or "stored under another key"
+
+
+# ------------------------------------------------------------------------------------------- run
+
+def _run_one(job: RunConfig, store: RunStore, runs_dir: str | Path, retry_failed: bool, suite: str | None):
+    """Run one job; returns its record, the DatasetError text when its data is unavailable, or
+    a :class:`JobBusy` when another worker holds it."""
     try:
-        return run_job(job, store, runs_dir, progress=False, force=retry_failed and store.status(job.key()) == "failed")
+        return run_job(job, store, runs_dir, progress=False, suite=suite,
+                       force=retry_failed and store.status(job.key()) == "failed")
     except DatasetError as exc:
         return str(exc)
+    except JobBusy as exc:
+        return exc
 
 
 _WORKER_STORE: RunStore | None = None
 _TRACKER_WARNING = "ignore:resource_tracker:UserWarning"
 
 
-def _worker_init(store_url: str, threads: int) -> None:
+def _worker_init(store_url: str) -> None:
     """Pool worker set-up: die with the parent (a SIGKILLed sweep leaves no orphans that could
-    write records behind a resumed one), one torch thread pool per worker, one store connection."""
+    write records behind a resumed one) and open one store connection. Each job sets its own
+    thread count from its config."""
     global _WORKER_STORE
     try:
         import ctypes
@@ -81,29 +153,30 @@ def _worker_init(store_url: str, threads: int) -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-    import torch
-
-    torch.set_num_threads(threads)
     _WORKER_STORE = RunStore(store_url)
 
 
-def _worker_run(job: RunConfig, runs_dir: str, retry_failed: bool):
-    return _run_one(job, _WORKER_STORE, runs_dir, retry_failed)
+def _worker_run(job: RunConfig, runs_dir: str, retry_failed: bool, suite: str | None):
+    return _run_one(job, _WORKER_STORE, runs_dir, retry_failed, suite)
 
 
 def run_sweep(jobs: list[RunConfig], store: RunStore, runs_dir: str | Path, retry_failed: bool = False,
-              progress: bool = True, on_record: Callable | None = None, workers: int = 1) -> SweepReport:
-    """Run the jobs not yet done. ``workers > 1`` runs them in that many processes (each with
-    ``cores // workers`` torch threads): small models are bound by per-step overhead, so two
-    single-threaded jobs finish sooner than two two-threaded ones in turn. Each job's record is
-    written by the process that ran it, in one transaction, as with one worker."""
+              progress: bool = True, on_record: Callable | None = None, workers: int = 1,
+              suite: str | None = None) -> SweepReport:
+    """Run the jobs not yet done, in ``workers`` processes (each job with the threads its config
+    names). Jobs another worker holds are retried until they are done there; a job whose worker
+    died is taken over. Each job's record is written by the process that ran it, in one transaction."""
     report = SweepReport(planned=len(jobs))
     done = store.done_keys(("ok", "skipped") if retry_failed else ("ok", "skipped", "failed"))
-    todo = [j for j in jobs if j.key() not in done]
+    todo = deque(j for j in jobs if j.key() not in done)
     report.already_done = len(jobs) - len(todo)
     bar = tqdm(total=len(todo), desc="sweep", unit="job", disable=True if not progress else None, dynamic_ncols=True)
+    waiting: list[RunConfig] = []   # held by other workers
 
     def collect(job: RunConfig, result) -> None:
+        if isinstance(result, JobBusy):
+            waiting.append(job)
+            return
         bar.update(1)
         bar.set_postfix_str(_job_line(job))
         if isinstance(result, str):
@@ -117,36 +190,77 @@ def run_sweep(jobs: list[RunConfig], store: RunStore, runs_dir: str | Path, retr
         if on_record:
             on_record(result)
 
+    def recheck() -> None:
+        """Jobs held elsewhere: count those done there, requeue those whose claim died."""
+        still = []
+        for job in waiting:
+            status = store.status(job.key())
+            if status in ("ok", "skipped", "failed") and not (retry_failed and status == "failed"):
+                report.ran_elsewhere += 1
+                bar.update(1)
+            elif store.claim_holder(job.key()) is None:
+                todo.append(job)
+            else:
+                still.append(job)
+        waiting[:] = still
+
     try:
         if workers <= 1 or len(todo) <= 1:
-            for job in todo:
-                collect(job, _run_one(job, store, runs_dir, retry_failed))
+            while todo or waiting:
+                while todo:
+                    job = todo.popleft()
+                    collect(job, _run_one(job, store, runs_dir, retry_failed, suite))
+                if waiting:
+                    time.sleep(POLL_S)
+                    recheck()
         else:
-            threads = max(1, (os.cpu_count() or 1) // workers)
-            # multiprocessing's resource tracker (a helper process started with this interpreter's
-            # -W options) warns about the pool's queue semaphores when Ctrl-C stops the pool; they
-            # are cleaned up all the same, so keep that warning off the user's terminal
-            if _TRACKER_WARNING not in sys.warnoptions:
-                sys.warnoptions.append(_TRACKER_WARNING)
-            ctx = multiprocessing.get_context("spawn")
-            pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(store.url, threads))
-            # workers start with SIGINT ignored (an ignored signal stays ignored in the spawned
-            # interpreter): Ctrl-C reaches only this process, which stops the workers itself
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-            try:
-                futures = {pool.submit(_worker_run, job, str(runs_dir), retry_failed): job for job in todo}
-            finally:
-                signal.signal(signal.SIGINT, previous)
-            try:
-                for fut in as_completed(futures):
-                    collect(futures[fut], fut.result())
-            except BaseException:
-                # interrupted: stop now; a job killed mid-way leaves no record and resumes next time
-                for proc in list(getattr(pool, "_processes", {}).values()):
-                    proc.terminate()
-                pool.shutdown(wait=True, cancel_futures=True)  # joins the dead workers, frees their queues
-                raise
-            pool.shutdown()
+            _run_pool(todo, waiting, store, runs_dir, retry_failed, suite, workers, collect, recheck)
     finally:
         bar.close()
     return report
+
+
+def _run_pool(todo: deque, waiting: list, store: RunStore, runs_dir, retry_failed: bool, suite: str | None,
+              workers: int, collect: Callable, recheck: Callable) -> None:
+    # multiprocessing's resource tracker (a helper process started with this interpreter's -W
+    # options) warns about the pool's queue semaphores when Ctrl-C stops the pool; they are cleaned
+    # up all the same, so keep that warning off the user's terminal
+    if _TRACKER_WARNING not in sys.warnoptions:
+        sys.warnoptions.append(_TRACKER_WARNING)
+    ctx = multiprocessing.get_context("spawn")
+    # workers start with SIGINT ignored (an ignored signal stays ignored in the spawned
+    # interpreter): Ctrl-C reaches only this process, which stops the workers itself
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(store.url,))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    running: dict = {}
+    try:
+        while todo or running or waiting:
+            while todo and len(running) < workers:
+                job = todo.popleft()
+                previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+                try:
+                    running[pool.submit(_worker_run, job, str(runs_dir), retry_failed, suite)] = job
+                finally:
+                    signal.signal(signal.SIGINT, previous)
+            if running:
+                finished, _ = wait(list(running), timeout=POLL_S, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    collect(running.pop(fut), fut.result())
+            else:
+                time.sleep(POLL_S)
+            if waiting and (not running or not todo):
+                recheck()
+    except BaseException:
+        # interrupted: stop now; a job killed mid-way leaves no record and resumes next time
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)  # joins the dead workers, frees their queues
+        raise
+    pool.shutdown()
+
+
+def default_workers() -> int:
+    return min(2, os.cpu_count() or 1)

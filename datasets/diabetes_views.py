@@ -9,13 +9,15 @@ from __future__ import annotations
 import numpy as np
 from sklearn.datasets import load_diabetes
 
+from .packaged import sklearn_files
 from .prepare import build_data
 from .registry import register_dataset
 from .spec import DatasetSpec, ModalitySpec, TaskSpec
 
 
 @register_dataset("diabetes-views", "Diabetes progression, clinical vs serum views, regression",
-                  modalities="2 tabular (clinical 4 / serum 6)", tasks="regression")
+                  modalities="2 tabular (clinical 4 / serum 6)", tasks="regression",
+                  input_files=sklearn_files("diabetes_data_raw.csv.gz", "diabetes_target.csv.gz"))
 def build(variant: str | None, split_seed: int) -> "MultimodalData":  # noqa: F821
     raw = load_diabetes(scaled=False)
     x = raw.data.astype(np.float32)

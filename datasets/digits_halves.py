@@ -9,13 +9,15 @@ from __future__ import annotations
 import numpy as np
 from sklearn.datasets import load_digits
 
+from .packaged import sklearn_files
 from .prepare import build_data
 from .registry import register_dataset
 from .spec import DatasetSpec, ModalitySpec, TaskSpec
 
 
 @register_dataset("digits-halves", "8x8 handwritten digits, left and right half as two image views, 10 classes",
-                  modalities="2 image2d (left / right half, 1x8x4)", tasks="multiclass (10)")
+                  modalities="2 image2d (left / right half, 1x8x4)", tasks="multiclass (10)",
+                  input_files=sklearn_files("digits.csv.gz"))
 def build(variant: str | None, split_seed: int) -> "MultimodalData":  # noqa: F821
     raw = load_digits()
     img = (raw.images.astype(np.float32) / 16.0)[:, None]  # (N, 1, 8, 8)

@@ -2,7 +2,7 @@
 
 Each reads the official release layout (or its nnU-Net v2 conversion) from the data root
 (``--data-root`` or ``BENCH_DATA_ROOT``, default ``./data``); ``datasets.seg_sources`` knows the
-layouts and label maps (m4oe-seg.md "Dataset adapters"). Nothing is downloaded: when the files
+layouts and label maps (docs/segmentation.md "Dataset adapters"). Nothing is downloaded: when the files
 are absent, the dataset's ``check`` (and its builder) raises :class:`DatasetNotFound` naming the
 folder searched, the files expected there, and where to obtain the data. Found data goes
 through the common segmentation path (``datasets.segmentation.build_segmentation``): split per
@@ -21,6 +21,14 @@ def data_root(explicit: str | os.PathLike | None = None) -> Path:
     return Path(explicit or os.environ.get("BENCH_DATA_ROOT") or "data").expanduser()
 
 
+def source_files(sources: list[SegSource]) -> tuple[list[Path], Path]:
+    """Every file the sources are read from (their cases and any ``dataset.json``), and their common root."""
+    files = [p for s in sources for p in s.files]
+    files += [s.root / "dataset.json" for s in sources if (s.root / "dataset.json").is_file()]
+    root = Path(os.path.commonpath([str(s.root) for s in sources])) if sources else None
+    return files, root
+
+
 def _register(name: str, description: str, modalities: str, tasks: str, sources, variants: tuple[str, ...] = (),
               default_variant: str | None = None) -> None:
     """``sources(data_root, variant) -> SegSource`` raises DatasetNotFound when the data is absent."""
@@ -29,7 +37,9 @@ def _register(name: str, description: str, modalities: str, tasks: str, sources,
         return sources(root, variant).root
 
     @register_dataset(name, description, variants=variants, default_variant=default_variant, embedded=False,
-                      modalities=modalities, tasks=tasks, check=check, segmentation=True)
+                      modalities=modalities, tasks=tasks, check=check, segmentation=True,
+                      input_files=lambda root, variant=default_variant: source_files([sources(root, variant)]),
+                      modality_names=lambda root, variant=default_variant: list(sources(root, variant).channels))
     def build(variant: str | None, split_seed: int, data_root: str | None = None, cache_dir: str | None = None):
         from .segmentation import build_segmentation
 

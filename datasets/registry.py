@@ -7,6 +7,7 @@ as ``synthetic-pid:synergy`` selects a variant; a bare name uses the builder's d
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from .data import MultimodalData
@@ -30,6 +31,11 @@ class DatasetEntry:
     check: Callable[..., object] | None = None  # check(data_root, variant) raises DatasetNotFound when data is absent
     segmentation: bool = False  # segmentation tasks: the builder takes cache_dir; the seg protocol defaults apply
     open_variant: str = ""      # the variant is free text (e.g. a path for nnunet:PATH); describes it
+    #: input_files(data_root, variant) -> (files, root): the files the builder reads, for the data
+    #: fingerprint in the job key (None: generated from code, which the code fingerprint covers)
+    input_files: Callable[..., tuple[list[Path], Path | None]] | None = None
+    #: modality_names(data_root, variant) -> names, without building the dataset (``single`` expansion)
+    modality_names: Callable[..., list[str]] | None = None
 
 
 _REGISTRY: dict[str, DatasetEntry] = {}
@@ -38,12 +44,13 @@ _REGISTRY: dict[str, DatasetEntry] = {}
 def register_dataset(name: str, description: str, variants: tuple[str, ...] = (), default_variant: str | None = None,
                      embedded: bool = True, modalities: str = "", tasks: str = "",
                      check: Callable[[str | None], object] | None = None, segmentation: bool = False,
-                     open_variant: str = ""):
+                     open_variant: str = "", input_files: Callable[..., tuple[list[Path], Path | None]] | None = None,
+                     modality_names: Callable[..., list[str]] | None = None):
     def deco(fn):
         if name in _REGISTRY:
             raise ValueError(f"dataset {name!r} registered twice")
         _REGISTRY[name] = DatasetEntry(name, fn, description, tuple(variants), default_variant, embedded, modalities,
-                                       tasks, check, segmentation, open_variant)
+                                       tasks, check, segmentation, open_variant, input_files, modality_names)
         return fn
     return deco
 

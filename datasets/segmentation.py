@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .external import source_files
 from .registry import register_dataset
 from .seg_data import SegDomain, SegmentationData, segmentation_spec, split_cases, write_splits
 from .seg_preprocess import prepare_source
@@ -32,7 +33,7 @@ from .seg_sources import SegSource, amos22_source, atlas23_source, flare22_sourc
 from .spec import DatasetFormatError
 from .synthetic_organs import DOMAINS, synthetic_organs_sources
 
-#: generator parameters of the embedded synthetic-organs dataset (datasets.md: small, e.g. 32x64x64)
+#: generator parameters of the embedded synthetic-organs dataset (docs/segmentation.md "Dataset adapters")
 SYNTHETIC_ORGANS = {"n_cases": 12, "seed": 0, "shape": (32, 64, 64)}
 
 
@@ -88,7 +89,9 @@ def build_synthetic_organs(variant: str | None, split_seed: int, cache_dir: str 
 
 @register_dataset("nnunet", "any nnU-Net v2 raw folder: nnunet:/path/to/DatasetXXX_Name (each channel a modality)",
                   embedded=False, modalities="NIfTI channels", tasks="segmentation (dataset.json labels)",
-                  segmentation=True, open_variant="the path of the folder holding dataset.json")
+                  segmentation=True, open_variant="the path of the folder holding dataset.json",
+                  input_files=lambda root, variant: source_files([nnunet_source(Path(variant).expanduser())]),
+                  modality_names=lambda root, variant: list(nnunet_source(Path(variant).expanduser()).channels))
 def build_nnunet(variant: str | None, split_seed: int, data_root: str | None = None,
                  cache_dir: str | None = None) -> SegmentationData:
     source = nnunet_source(Path(variant).expanduser())
@@ -102,7 +105,9 @@ def _m4oe_sources(data_root: str | None) -> list[SegSource]:
 @register_dataset("m4oe-miccai24", "FLARE22 + ATLAS23 + AMOS22-CT together, the M4oE paper's multi-dataset setting "
                   "(experts/heads 0/1/2 as the reference)", embedded=False, modalities="CT and MRI volumes",
                   tasks="segmentation per dataset (14/3/16 classes)", segmentation=True,
-                  check=lambda root, variant=None: _m4oe_sources(root))
+                  check=lambda root, variant=None: _m4oe_sources(root),
+                  input_files=lambda root, variant=None: source_files(_m4oe_sources(root)),
+                  modality_names=lambda root, variant=None: list(_m4oe_sources(root)[0].channels))
 def build_m4oe_miccai24(variant: str | None, split_seed: int, data_root: str | None = None,
                         cache_dir: str | None = None) -> SegmentationData:
     return build_segmentation("m4oe-miccai24", _m4oe_sources(data_root), split_seed, cache_dir,

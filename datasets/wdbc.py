@@ -9,13 +9,15 @@ from __future__ import annotations
 import numpy as np
 from sklearn.datasets import load_breast_cancer
 
+from .packaged import sklearn_files
 from .prepare import build_data
 from .registry import register_dataset
 from .spec import DatasetSpec, ModalitySpec, TaskSpec
 
 
 @register_dataset("wdbc", "Breast Cancer Wisconsin (Diagnostic), 3 tabular views, malignant vs benign",
-                  modalities="3 tabular (mean / SE / worst, 10 each)", tasks="binary")
+                  modalities="3 tabular (mean / SE / worst, 10 each)", tasks="binary",
+                  input_files=sklearn_files("breast_cancer.csv"))
 def build(variant: str | None, split_seed: int) -> "MultimodalData":  # noqa: F821
     raw = load_breast_cancer()
     x, names = raw.data.astype(np.float32), list(raw.feature_names)

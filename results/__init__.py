@@ -1,5 +1,6 @@
-"""bench's results: tidy frames from the run store, summaries and leaderboards."""
-from .frame import cases_frame, runs_frame
-from .leaderboard import render, summarize, to_markdown
+"""bench's results: tidy frames from the run store, summaries and leaderboards (no torch)."""
+from .frame import Results, cases_frame, load_results, runs_frame
+from .leaderboard import leaderboard, md_escape, render, summarize, to_markdown
 
-__all__ = ["cases_frame", "runs_frame", "render", "summarize", "to_markdown"]
+__all__ = ["Results", "cases_frame", "load_results", "runs_frame", "leaderboard", "md_escape", "render", "summarize",
+           "to_markdown"]

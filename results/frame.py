@@ -1,39 +1,86 @@
-"""Read the run store into tidy pandas frames (results/ never trains anything).
+"""Read the run store into tidy pandas frames (results/ never trains anything, never imports torch).
 
-``runs_frame``: one row per (run, split, task, metric) with method, dataset, seed, value. The
-``method`` column names a configuration, not just a class: hparams set away from the method's
-preset defaults (recorded by the runner as ``summary["hparam_overrides"]``) are appended, e.g.
-``m4oe[routing=hard]``, so differently configured runs are never averaged together.
+Only a few small columns of the ``runs`` table are read (identity, ``metrics``, ``catalogue``,
+``label_fields``), never the whole records, so a store of 10,000 runs loads in well under a second
+(``python -m bench perf leaderboard`` measures it). The metric catalogue stored with each run
+says which metrics are headline ones and which direction is better, so this module needs none of
+the code that computed them.
+
+``runs_frame``: one row per (run, split, task, metric) with the run's ``config_id`` and ``label``,
+so that results group by configuration, never by method name alone. By default only the newest
+run of each request is kept (``latest``): a run redone after a code or data change replaces the
+stale one instead of being averaged with it.
 ``cases_frame``: the stored per-case test predictions of the selected runs, for paired tests.
 """
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+
 import pandas as pd
 
-from bench.store import RunStore
+from bench.store import RESULT_PURPOSES, RunStore
 
-RUN_COLUMNS = ["key", "method", "dataset", "seed", "split_seed", "preset", "split", "task", "metric", "value"]
-
-
-def method_label(rec) -> str:
-    """``method[k=v,...]`` with the run's non-default hparams, or the plain method name."""
-    over = (rec.summary or {}).get("hparam_overrides") or {}
-    return f"{rec.method}[{','.join(f'{k}={v}' for k, v in sorted(over.items()))}]" if over else rec.method
+RUN_COLUMNS = ["key", "config_id", "label", "method", "dataset", "seed", "split_seed", "preset", "code_version",
+               "purpose", "split", "task", "metric", "value", "higher"]
+CONFIG_COLUMNS = ["config_id", "method", "dataset", "label", "label_fields", "code_version"]
 
 
-def runs_frame(store: RunStore, include_cost: bool = False) -> pd.DataFrame:
-    rows = []
-    for rec in store.records(status="ok"):
-        base = {"key": rec.key, "method": method_label(rec), "dataset": rec.dataset, "seed": rec.seed,
-                "split_seed": rec.split_seed, "preset": rec.preset}
-        for split, tasks in rec.metrics.items():
-            for task, metrics in tasks.items():
-                for metric, value in metrics.items():
-                    rows.append({**base, "split": split, "task": task, "metric": metric, "value": float(value)})
-        if include_cost:
-            for metric, value in rec.cost.items():
-                rows.append({**base, "split": "cost", "task": "-", "metric": metric, "value": float(value)})
-    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+@dataclass
+class Results:
+    """Runs as a long frame plus one row per configuration (its label fields, for labels)."""
+
+    frame: pd.DataFrame
+    configs: pd.DataFrame
+
+
+def load_results(store: RunStore, split: str | None = None, headline_only: bool = False, latest: bool = True,
+                 datasets: list[str] | None = None, keys=None, purposes: tuple[str, ...] = RESULT_PURPOSES,
+                 suite: str | None = None) -> Results:
+    """Finished runs of ``purposes`` as a :class:`Results`; ``split`` keeps one split's metrics,
+    ``headline_only`` the catalogue's headline metrics of each task, ``suite`` the runs its sweeps stored."""
+    rows = store.result_rows(purposes=purposes, datasets=datasets, keys=keys, suite=suite)
+    if latest:
+        newest: dict[str, tuple] = {}
+        for r in rows:
+            rid = r[2] or r[0]
+            if rid not in newest or (r[11] or "") > (newest[rid][11] or ""):
+                newest[rid] = r
+        rows = list(newest.values())
+    parsed: dict[str, dict] = {}   # catalogue / label_fields strings repeat across runs: parse each once
+
+    def parse(text: str | None) -> dict:
+        if not text:
+            return {}
+        if text not in parsed:
+            parsed[text] = json.loads(text)
+        return parsed[text]
+
+    out, configs = [], {}
+    for (key, config_id, _rid, label, label_fields, method, dataset, seed, split_seed, preset, code_version, _created,
+         purpose, metrics_text, catalogue_text) in rows:
+        config_id = config_id or key
+        catalogue = parse(catalogue_text)
+        tasks, higher = catalogue.get("tasks", {}), catalogue.get("higher", {})
+        base = (key, config_id, label or method, method, dataset, seed, split_seed, preset, code_version, purpose)
+        for split_name, by_task in json.loads(metrics_text or "{}").items():
+            if split is not None and split_name != split:
+                continue
+            for task, values in by_task.items():
+                shown = tasks.get(task, {}).get("headline") if headline_only else None
+                for metric in (shown if shown is not None else values):
+                    if metric in values:
+                        out.append((*base, split_name, task, metric, float(values[metric]), higher.get(metric)))
+        if config_id not in configs:
+            configs[config_id] = (config_id, method, dataset, label or method, parse(label_fields), code_version)
+    frame = pd.DataFrame(out, columns=RUN_COLUMNS)
+    return Results(frame, pd.DataFrame(list(configs.values()), columns=CONFIG_COLUMNS))
+
+
+def runs_frame(store: RunStore, split: str | None = None, headline_only: bool = False, latest: bool = True,
+               datasets: list[str] | None = None, keys=None) -> pd.DataFrame:
+    """The long frame of :func:`load_results`."""
+    return load_results(store, split, headline_only, latest, datasets, keys).frame
 
 
 def cases_frame(store: RunStore, keys: list[str]) -> pd.DataFrame:
@@ -43,5 +90,6 @@ def cases_frame(store: RunStore, keys: list[str]) -> pd.DataFrame:
         df = store.cases(key)
         if rec is None or df.empty:
             continue
-        frames.append(df.assign(key=key, method=method_label(rec), dataset=rec.dataset, seed=rec.seed))
+        frames.append(df.assign(key=key, config_id=rec.config_id, label=rec.label or rec.method, method=rec.method,
+                                dataset=rec.dataset, seed=rec.seed))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

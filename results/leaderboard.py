@@ -1,44 +1,94 @@
-"""Leaderboard (first cut): mean ± std over seeds per method / dataset / task / metric.
+"""Leaderboard: mean ± std over seeds per configuration / dataset / task / metric.
 
-Standard deviation uses ddof = 1 (the sample standard deviation over seeds), stated in the
-table caption; n is the number of seeds. Markdown tables are rendered with tabulate, one per
-dataset, methods as rows and the headline test metrics as columns, the best mean per column in
-bold. ``csv``/``json`` give the full long-form summary for machines.
+Rows are configurations (``config_id``: everything but the seed), never bare method names, so two
+runs that differ in any setting are never averaged together, and ``n`` counts distinct seeds.
+Each row is labelled by its method and the settings that tell it apart from the other rows of its
+table (``early[epochs=2]``, ``attention@tiny``); settings shared by every row are stated once
+under the table. Standard deviation uses ddof = 1 (the sample standard deviation over seeds).
+Markdown is rendered with tabulate, one table per dataset and task, the best mean per column in
+bold; every label is escaped, so no user string can change the table. ``csv``/``json`` give the
+full long-form summary for machines.
 """
 from __future__ import annotations
+
+import re
 
 import pandas as pd
 from tabulate import tabulate
 
-from bench.metrics import higher_is_better
+from .frame import Results
 
-HEADLINE = {
-    "binary": ("accuracy", "balanced_accuracy", "macro_f1", "auroc", "ece"),
-    "multiclass": ("accuracy", "balanced_accuracy", "macro_f1", "auroc", "ece"),
-    "multilabel": ("micro_f1", "macro_f1", "mean_ap", "subset_accuracy"),
-    "regression": ("mae", "rmse", "pearson_r"),
-    "segmentation": ("dice", "hd95", "nsd", "iou"),  # per dataset: mean over organs of the per-case means
-}
-ALL_HEADLINE = tuple(dict.fromkeys(m for ms in HEADLINE.values() for m in ms))
+SUMMARY_COLUMNS = ["dataset", "task", "metric", "config_id", "label", "method", "mean", "std", "n", "higher"]
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+!|~])")
 
 
-def summarize(frame: pd.DataFrame, split: str = "test") -> pd.DataFrame:
-    """Mean, std (ddof 1) and n over seeds for each (dataset, task, metric, method)."""
-    cols = ["dataset", "task", "metric", "method", "mean", "std", "n"]
+def md_escape(text: str) -> str:
+    """Markdown-escape a user string (labels, hparam values) so it renders literally in a table cell."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def _fmt(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def display_labels(configs: pd.DataFrame) -> tuple[dict[str, str], dict[str, object]]:
+    """(config_id -> label, settings shared by all): each label is the method plus the label
+    fields that are not shared by every configuration given; configurations still alike (they
+    differ only in code, data or threads) get their code version, else a config id prefix."""
+    fields = {r.config_id: dict(r.label_fields or {}) for r in configs.itertuples()}
+    keys = sorted({k for f in fields.values() for k in f})
+    common = {}
+    for k in keys:
+        values = [f.get(k, _MISSING) for f in fields.values()]
+        if values[0] is not _MISSING and all(v == values[0] for v in values):
+            common[k] = values[0]
+    labels = {}
+    for r in configs.itertuples():
+        own = {k: v for k, v in fields[r.config_id].items() if k not in common}
+        preset = own.pop("preset", None)
+        text = r.method + (f"@{preset}" if preset else "")
+        if own:
+            text += "[" + ",".join(f"{k}={_fmt(v)}" for k, v in sorted(own.items())) + "]"
+        labels[r.config_id] = text
+    by_text: dict[str, list] = {}
+    for r in configs.itertuples():
+        by_text.setdefault(labels[r.config_id], []).append(r)
+    for text, group in by_text.items():
+        if len(group) < 2:
+            continue
+        codes = {r.code_version for r in group}
+        for r in group:
+            suffix = f"code {r.code_version}" if len(codes) == len(group) else f"config {r.config_id[:8]}"
+            labels[r.config_id] = f"{text} ({suffix})"
+    return labels, common
+
+
+_MISSING = object()
+
+
+def summarize(results: Results, split: str = "test") -> tuple[pd.DataFrame, dict[str, dict]]:
+    """Mean, std (ddof 1) and n distinct seeds per (dataset, task, metric, configuration); and
+    per dataset the settings shared by all its configurations."""
+    frame = results.frame
     df = frame[frame["split"] == split]
     if df.empty:
-        return pd.DataFrame(columns=cols)
-    g = df.groupby(["dataset", "task", "metric", "method"], sort=True)["value"]
-    out = g.agg(mean="mean", std=lambda v: v.std(ddof=1) if len(v) > 1 else float("nan"), n="count").reset_index()
-    return out[cols]
-
-
-def _direction(metric: str) -> bool | None:
-    """Higher-is-better, or None for descriptive numbers (e.g. mean expert weights): no bold, no arrow."""
-    try:
-        return higher_is_better(metric)
-    except KeyError:
-        return None
+        return pd.DataFrame(columns=SUMMARY_COLUMNS), {}
+    g = df.groupby(["dataset", "task", "metric", "config_id"], sort=False)   # keeps the catalogue's metric order
+    out = g["value"].agg(["mean", "std"]).reset_index()   # pandas' std is the sample std (ddof 1); NaN for one seed
+    out["n"] = g["seed"].nunique().to_numpy()
+    first = g[["method", "higher"]].first().reset_index(drop=True)
+    out["method"], out["higher"] = first["method"].to_numpy(), first["higher"].to_numpy()
+    labels, commons = {}, {}
+    for dataset, part in results.configs.groupby("dataset", sort=True):
+        shown = part[part["config_id"].isin(set(out.loc[out["dataset"] == dataset, "config_id"]))]
+        lab, common = display_labels(shown)
+        labels.update({(dataset, c): t for c, t in lab.items()})
+        commons[dataset] = common
+    out["label"] = [labels.get((d, c), c) for d, c in zip(out["dataset"], out["config_id"])]
+    out = out.sort_values(["dataset", "task"], kind="stable").reset_index(drop=True)
+    return out[SUMMARY_COLUMNS], commons
 
 
 def _cell(mean: float, std: float, bold: bool) -> str:
@@ -46,34 +96,53 @@ def _cell(mean: float, std: float, bold: bool) -> str:
     return f"**{text}**" if bold else text
 
 
-def to_markdown(summary: pd.DataFrame, metrics: tuple[str, ...] = ALL_HEADLINE) -> str:
+def to_markdown(summary: pd.DataFrame, commons: dict[str, dict] | None = None, split: str = "test") -> str:
     if summary.empty:
         return "No completed runs in the store yet: run `python -m bench sweep --suite quick` first."
+    tables: dict[tuple[str, str], dict] = {}
+    for r in summary.itertuples(index=False):   # plain dicts: a pandas lookup per cell is slow on big stores
+        t = tables.setdefault((r.dataset, r.task), {"metrics": {}, "rows": {}})
+        t["metrics"].setdefault(r.metric, None if pd.isna(r.higher) else bool(r.higher))
+        t["rows"].setdefault((r.label, r.config_id), {})[r.metric] = (r.mean, r.std, int(r.n))
     blocks = []
-    for (dataset, task), part in summary.groupby(["dataset", "task"], sort=True):
-        present = set(part["metric"])
-        shown = sorted(present) if task == "interpretation" else [m for m in metrics if m in present]
-        table = part[part["metric"].isin(shown)]
-        n = int(table["n"].max()) if len(table) else 0
-        best = {m: (table[table.metric == m]["mean"].max() if _direction(m) else table[table.metric == m]["mean"].min())
-                for m in shown if _direction(m) is not None}
-        rows = []
-        for method, mpart in table.groupby("method", sort=True):
-            by = mpart.set_index("metric")
-            rows.append([method] + [_cell(by.at[m, "mean"], by.at[m, "std"], m in best and by.at[m, "mean"] == best[m])
-                                    if m in by.index else "" for m in shown])
-        arrows = {True: " ↑", False: " ↓", None: ""}
-        head = [f"{m}{arrows[_direction(m)]}" for m in shown]
-        blocks.append(f"### {dataset} — task `{task}` (test, mean ± std over {n} seeds, ddof=1; best in bold)\n\n"
-                      + tabulate(rows, headers=["method", *head], tablefmt="github"))
+    for (dataset, task), t in sorted(tables.items()):
+        shown, higher = list(t["metrics"]), t["metrics"]
+        best = {}
+        for m in shown:
+            means = [cells[m][0] for cells in t["rows"].values() if m in cells and cells[m][0] == cells[m][0]]
+            if higher[m] is not None and means:
+                best[m] = max(means) if higher[m] else min(means)
+        rows, ns = [], []
+        for (label, _config), cells in sorted(t["rows"].items()):
+            n = max(c[2] for c in cells.values())
+            ns.append(n)
+            rows.append([md_escape(label), n] + [_cell(cells[m][0], cells[m][1], m in best and cells[m][0] == best[m])
+                                                if m in cells else "" for m in shown])
+        arrows = {True: " ↑", False: " ↓"}
+        head = [f"{md_escape(m)}{arrows.get(higher.get(m), '')}" for m in shown]
+        n_min, n_max = min(ns), max(ns)
+        seeds = f"{n_max} seed{'s' if n_max > 1 else ''}" if n_min == n_max else f"{n_min}-{n_max} seeds"
+        text = (f"### {md_escape(dataset)} — task `{task.replace('`', '')}` ({split}, mean ± std over {seeds}, ddof=1; "
+                "best in bold; n = distinct seeds)\n\n" + tabulate(rows, headers=["configuration", "n", *head],
+                                                                    tablefmt="github", disable_numparse=True))
+        common = (commons or {}).get(dataset) or {}
+        if common:
+            text += "\n\nShared by every row: " + ", ".join(md_escape(f"{k}={_fmt(v)}") for k, v in sorted(common.items()))
+        blocks.append(text)
     return "\n\n".join(blocks)
 
 
-def render(summary: pd.DataFrame, fmt: str) -> str:
+def render(summary: pd.DataFrame, fmt: str, commons: dict[str, dict] | None = None, split: str = "test") -> str:
     if fmt == "md":
-        return to_markdown(summary)
+        return to_markdown(summary, commons, split)
     if fmt == "csv":
         return summary.to_csv(index=False)
     if fmt == "json":
         return summary.to_json(orient="records")
     raise ValueError(f"unknown leaderboard format {fmt!r}; choose one of: md, csv, json")
+
+
+def leaderboard(results: Results, fmt: str = "md", split: str = "test") -> str:
+    """The rendered leaderboard of ``results`` (see :func:`summarize`)."""
+    summary, commons = summarize(results, split)
+    return render(summary, fmt, commons, split)

@@ -102,19 +102,24 @@ def test_data_check_lists_every_problem_and_exits_nonzero(tmp_path, capsys):
     from datasets.nnunet import write_case, write_dataset_json
 
     root = tmp_path / "Dataset001_Toy"
-    vol = np.zeros((6, 6, 4), np.float32)
-    lab = np.zeros((6, 6, 4), np.uint8)
-    lab[2:4, 2:4, 1:3] = 1
-    write_dataset_json(root, {0: "CT"}, {"background": 0, "liver": 1}, 2)
-    write_case(root, "case_000", [vol], lab, (1.0, 1.0, 2.0))
-    write_case(root, "case_001", [vol], lab, (1.0, 1.0, 2.0))
+    vol = np.random.default_rng(0).normal(size=(8, 8, 6)).astype(np.float32)
+    lab = np.zeros((8, 8, 6), np.uint8)
+    lab[2:6, 2:6, 1:5] = 1
+    write_dataset_json(root, {0: "CT"}, {"background": 0, "liver": 1}, 3)
+    for i in range(3):
+        write_case(root, f"case_00{i}", [vol], lab, (1.0, 1.0, 2.0))
     assert main(["data", "check", str(root)]) == 0
-    assert "no problems found" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "no problems found" in captured.err
+    assert "fingerprint (job key): 7:" in captured.out and "content: sha256:" in captured.out   # 3x2 files + json
+    assert main(["data", "check", str(root), "--json"]) == 0
+    clean = json.loads(capsys.readouterr().out)
+    assert clean["problems"] == [] and clean["files"] == 7 and clean["content_sha256"].startswith("sha256:")
     bad = lab.copy()
     bad[0, 0, 0] = 7  # not in dataset.json
-    write_case(root, "case_001", [np.zeros((5, 6, 4), np.float32)], bad, (1.0, 1.0, 2.0))
+    write_case(root, "case_001", [np.zeros((5, 8, 6), np.float32)], bad, (1.0, 1.0, 2.0))
     assert main(["data", "check", str(root), "--json"]) == 1
-    problems = json.loads(capsys.readouterr().out)
+    problems = json.loads(capsys.readouterr().out)["problems"]
     assert len(problems) >= 2 and all("case_001" in p for p in problems)
     assert main(["data", "check", str(tmp_path / "nope")]) == 2
     assert "nope" in capsys.readouterr().err

@@ -1,21 +1,32 @@
-"""Results: tidy frame from the store, mean ± std (ddof 1) summaries, Markdown/CSV leaderboards."""
+"""Results: tidy frame from the store, grouping by configuration, mean ± std (ddof 1) summaries, leaderboards."""
 from __future__ import annotations
 
 import io
+import json
 import math
+import subprocess
+import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from bench.catalogue import build_catalogue
 from bench.record import RunRecord
 from bench.store import RunStore, default_url
-from results import render, runs_frame, summarize, to_markdown
+from results import leaderboard, load_results, md_escape, render, runs_frame, summarize, to_markdown
 
 
-def _rec(key, method, seed, acc, mae=None, status="ok"):
-    metrics = {"test": {"label": {"accuracy": acc, "ece": 0.1}}, "val": {"label": {"accuracy": acc - 0.1, "ece": 0.2}}}
-    return RunRecord(key=key, method=method, dataset="toy", seed=seed, split_seed=0, preset="tiny", code_version="x",
-                     config={}, status=status, metrics=metrics if status == "ok" else {})
+def _rec(key, method, seed, acc, status="ok", config_id=None, label_fields=None, request_id=None, created="2026-01-01",
+         code="x", dataset="toy"):
+    metrics = {"test": {"label": {"accuracy": acc, "ece": 0.1, "auroc_a": 0.5}},
+               "val": {"label": {"accuracy": acc - 0.1, "ece": 0.2, "auroc_a": 0.5}}}
+    fields = label_fields or {}
+    return RunRecord(key=key, method=method, dataset=dataset, seed=seed, split_seed=0, preset="tiny", code_version=code,
+                     config={}, status=status, metrics=metrics if status == "ok" else {},
+                     config_id=config_id or f"cfg-{method}", request_id=request_id or f"req-{key}",
+                     label=method, label_fields=fields, created_at=created,
+                     catalogue=build_catalogue({"label": "binary"}, metrics) if status == "ok" else {})
 
 
 @pytest.fixture
@@ -29,47 +40,122 @@ def store(tmp_path):
     return s
 
 
+def _summary(store, split="test"):
+    return summarize(load_results(store, headline_only=True), split)[0]
+
+
 def test_runs_frame_is_tidy_and_ignores_failed(store):
     f = runs_frame(store)
-    assert set(f.columns) >= {"key", "method", "dataset", "seed", "split", "task", "metric", "value"}
+    assert set(f.columns) >= {"key", "config_id", "label", "method", "dataset", "seed", "split", "task", "metric", "value"}
     assert set(f["method"]) == {"alpha", "beta"}
-    assert len(f) == 5 * 2 * 2  # runs x splits x metrics
+    assert len(f) == 5 * 2 * 3  # runs x splits x metrics
+    headline = runs_frame(store, split="test", headline_only=True)
+    assert set(headline["metric"]) == {"accuracy", "ece"} and set(headline["split"]) == {"test"}
 
 
-def test_summary_mean_and_sample_std(store):
-    s = summarize(runs_frame(store)).set_index(["method", "metric"])
+def test_summary_mean_and_sample_std_against_pandas_and_numpy(store):
+    s = _summary(store).set_index(["label", "metric"])
     assert s.loc[("alpha", "accuracy"), "mean"] == pytest.approx(0.85)
-    assert s.loc[("alpha", "accuracy"), "std"] == pytest.approx(0.05)  # sample std of .80 .90 .85 (ddof 1)
+    assert s.loc[("alpha", "accuracy"), "std"] == pytest.approx(np.std([0.80, 0.90, 0.85], ddof=1))
     assert s.loc[("beta", "accuracy"), "std"] == pytest.approx(math.sqrt(0.005))
     assert s.loc[("alpha", "accuracy"), "n"] == 3 and s.loc[("beta", "accuracy"), "n"] == 2
-    val = summarize(runs_frame(store), split="val").set_index(["method", "metric"])
+    val = _summary(store, "val").set_index(["label", "metric"])
     assert val.loc[("alpha", "accuracy"), "mean"] == pytest.approx(0.75)
 
 
 def test_markdown_bolds_best_respecting_direction(store):
-    md = to_markdown(summarize(runs_frame(store)))
+    md = leaderboard(load_results(store, headline_only=True))
     alpha = next(line for line in md.splitlines() if line.startswith("| alpha"))
     beta = next(line for line in md.splitlines() if line.startswith("| beta"))
-    assert "**0.850 ± 0.050**" in alpha and "**" not in beta.split("|")[2]
+    assert "**0.850 ± 0.050**" in alpha and "**" not in beta.split("|")[3]
     assert "accuracy ↑" in md and "ece ↓" in md and "ddof=1" in md
 
 
 def test_csv_round_trips(store):
-    text = render(summarize(runs_frame(store)), "csv")
-    back = pd.read_csv(io.StringIO(text))
-    assert list(back.columns) == ["dataset", "task", "metric", "method", "mean", "std", "n"]
+    summary, commons = summarize(load_results(store, headline_only=True))
+    back = pd.read_csv(io.StringIO(render(summary, "csv")))
+    assert list(back.columns) == ["dataset", "task", "metric", "config_id", "label", "method", "mean", "std", "n",
+                                  "higher"]
     assert len(back) == 4
     with pytest.raises(ValueError, match="unknown leaderboard format"):
-        render(summarize(runs_frame(store)), "xml")
+        render(summary, "xml")
+
+
+def test_rows_are_configurations_and_n_counts_distinct_seeds(tmp_path):
+    s = RunStore(default_url(tmp_path))
+    for seed in (0, 1):
+        s.put(_rec(f"e2-{seed}", "early", seed, 0.7 + seed / 10, config_id="e2", label_fields={"epochs": 2}))
+    s.put(_rec("e3-0", "early", 0, 0.9, config_id="e3", label_fields={"epochs": 3}))
+    summary = _summary(s)
+    acc = summary[summary.metric == "accuracy"].set_index("label")
+    assert sorted(acc.index) == ["early[epochs=2]", "early[epochs=3]"]
+    assert acc.loc["early[epochs=2]", "n"] == 2 and acc.loc["early[epochs=3]", "n"] == 1
+    assert acc.loc["early[epochs=2]", "mean"] == pytest.approx(0.75)
+
+
+def test_labels_show_only_what_differs_and_name_what_is_shared(tmp_path):
+    s = RunStore(default_url(tmp_path))
+    s.put(_rec("a", "early", 0, 0.7, config_id="a", label_fields={"epochs": 20, "patience": 5}))
+    s.put(_rec("b", "late", 0, 0.8, config_id="b", label_fields={"epochs": 20, "patience": 5, "weights": "learned"}))
+    s.put(_rec("c", "late", 0, 0.8, config_id="c", label_fields={"epochs": 20, "patience": 5}, code="y"))
+    s.put(_rec("d", "late", 0, 0.8, config_id="d", label_fields={"epochs": 20, "patience": 5}, code="z"))
+    summary, commons = summarize(load_results(s, headline_only=True))
+    assert set(summary["label"]) == {"early", "late[weights=learned]", "late (code y)", "late (code z)"}
+    assert commons["toy"] == {"epochs": 20, "patience": 5}
+    assert "Shared by every row: epochs=20, patience=5" in to_markdown(summary, commons)
+
+
+def test_only_the_newest_run_of_a_request_is_used_unless_asked(tmp_path):
+    s = RunStore(default_url(tmp_path))
+    s.put(_rec("old", "early", 0, 0.5, config_id="old-code", request_id="r", created="2026-01-01", code="v1"))
+    s.put(_rec("new", "early", 0, 0.9, config_id="new-code", request_id="r", created="2026-02-01", code="v2"))
+    latest = _summary(s)
+    assert set(latest["config_id"]) == {"new-code"}
+    both = summarize(load_results(s, headline_only=True, latest=False))[0]
+    assert set(both["label"]) == {"early (code v1)", "early (code v2)"}
+
+
+def test_user_strings_cannot_break_the_markdown_table(tmp_path):
+    s = RunStore(default_url(tmp_path))
+    evil = "x | **pwn** | 9.999 |"
+    s.put(_rec("a", "early", 0, 0.7, config_id="a", label_fields={"image_encoder": evil}))
+    s.put(_rec("b", "early", 0, 0.8, config_id="b", label_fields={"image_encoder": "cnn"}))
+    md = leaderboard(load_results(s, headline_only=True))
+    table = [line for line in md.splitlines() if line.startswith("|")]
+    cells = [len(line.replace("\\|", "").split("|")) for line in table]
+    assert len(set(cells)) == 1, md   # every row has the header's column count
+    assert "**pwn**" not in md and md_escape(evil) in md
+    assert md_escape("a|b*c_[d]`e") == "a\\|b\\*c\\_\\[d\\]\\`e"
+
+
+def test_results_never_import_torch(tmp_path):
+    """The leaderboard reads the store alone: no torch, no bench.metrics, no datasets."""
+    s = RunStore(default_url(tmp_path))
+    s.put(_rec("a", "early", 0, 0.7))
+    code = ("import sys; from bench.cli import main; rc = main(['leaderboard', '--runs-dir', %r]); "
+            "bad = [m for m in ('torch', 'bench.metrics', 'datasets', 'sklearn') if m in sys.modules]; "
+            "print(rc, bad)") % str(tmp_path)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "0 []", out.stdout + out.stderr
 
 
 def test_runs_with_different_hparams_are_not_averaged_together(tmp_path):
     from bench.runner import build_config, run_job
-    from bench.store import RunStore, default_url
-    from results import runs_frame
 
     store = RunStore(default_url(tmp_path))
     train = {"epochs": 1, "patience": 0}
     run_job(build_config("moe", "wdbc", preset="tiny", train=train), store, tmp_path, progress=False)
     run_job(build_config("moe", "wdbc", preset="tiny", train=train, sets={"top_k": "2"}), store, tmp_path, progress=False)
-    assert set(runs_frame(store)["method"]) == {"moe", "moe[top_k=2]"}
+    assert set(_summary(store)["label"]) == {"moe", "moe[top_k=2]"}
+    stored = {r.label for r in store.records()}
+    assert stored == {"moe@tiny[epochs=1,patience=0]", "moe@tiny[epochs=1,patience=0,top_k=2]"}
+    assert json.loads(leaderboard(load_results(store, headline_only=True), "json"))[0]["n"] == 1
+
+
+def test_perf_leaderboard_prints_figures(capsys):
+    from bench.cli import main
+
+    assert main(["perf", "leaderboard", "--runs", "40", "--reps", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["runs"] == 40 and out["leaderboard_s"]["median"] > 0 and out["empty_store_s"]["min"] > 0
+    assert out["peak_rss_mb"] > 10

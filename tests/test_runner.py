@@ -103,7 +103,7 @@ def test_bad_set_values_and_names():
     with pytest.raises(ConfigError, match="epochs must be >= 1"):
         build_config("early", "wdbc", sets={"epochs": "0"})
     with pytest.raises(ConfigError, match="modality 'x' is not in wdbc.*mean, se, worst"):
-        run_job(build_config("single:x", "wdbc", preset="tiny"), None, "unused", progress=False)
+        run_job(build_config("single:x", "wdbc", preset="tiny"), None, "unused", progress=False, strict=True)
 
 
 def _run_cli(args, runs_dir, **kw):
@@ -143,7 +143,7 @@ def test_sigkill_mid_job_then_resume_matches_uninterrupted_run(tmp_path):
 
 def test_parallel_sweep_stores_every_job_once(tmp_path):
     store = _store(tmp_path)
-    jobs = expand(["early", "late"], ["wdbc"], [0, 1], preset="tiny", train={"epochs": 2, "patience": 0})
+    jobs = expand(["early", "late"], ["wdbc"], [0, 1], preset="tiny", train={"epochs": 2, "patience": 0}, threads=1)
     report = run_sweep(jobs, store, tmp_path, progress=False, workers=2)
     assert report.ran == 4 and not report.failed
     assert store.done_keys() == {j.key() for j in jobs}

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from bench.config import ConfigError
-from bench.runner import _load_data, build_config, cost_job, run_job
+from bench.jobs import load_data as _load_data
+from bench.runner import build_config, cost_job, run_job
 from bench.seg_eval import evaluate_cases
 from bench.store import RunStore, default_url
 from datasets import DatasetFormatError, load_dataset
@@ -173,12 +174,13 @@ def test_freeze_experts_and_reinit_heads():
 
 
 def test_bad_m4oe_settings_are_config_errors(runs):
-    with pytest.raises(ConfigError, match="routing='sparse' is not one of"):
-        run_job(build_config("m4oe", "synthetic-organs", preset="tiny", sets={"routing": "sparse"}), None, runs,
-                progress=False)
+    with pytest.raises(ConfigError, match="routing='sparse': must be one of: hard, gated"):
+        build_config("m4oe", "synthetic-organs", preset="tiny", sets={"routing": "sparse"})
     cfg = build_config("m4oe", "synthetic-organs", preset="tiny", sets={"routing": "hard", "num_experts": "2"})
     with pytest.raises(ConfigError, match="num_experts"):
-        run_job(cfg, None, runs, progress=False)
+        run_job(cfg, None, runs, progress=False, strict=True)
+    failed = run_job(cfg, None, runs, progress=False)   # in a sweep: a failed record, and the sweep goes on
+    assert failed.status == "failed" and "num_experts" in failed.error
 
 
 def test_segmentation_protocol_defaults_are_the_reference_training_setup():
@@ -331,7 +333,7 @@ def test_two_stage_run_killed_in_stage_two_resumes_to_the_same_result(runs, monk
                        sets={"img_size": "32", "window_size": "2"})
     whole = run_job(cfg, None, runs / "whole", progress=False)
 
-    class Killed(Exception):
+    class Killed(BaseException):  # a kill, not an error: an Exception would become a failed record
         pass
 
     real_save = Checkpointer.save

@@ -1,0 +1,90 @@
+"""Bring a run store to the current schema, in place, keeping every record (docs/store.md).
+
+Opening a store checks its alembic revision with one query; only a store that is behind is
+migrated (alembic is imported then, not on every open). A store written before revisions
+existed (a ``runs`` table and no ``alembic_version``) is stamped ``0001`` first. Migrations
+hold a lock so that two processes opening an old store at once do not both migrate it: a file
+lock beside an SQLite file, an advisory lock on PostgreSQL.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from pathlib import Path
+
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Engine
+
+from .schema import SCHEMA_HEAD
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_PG_LOCK_ID = 0x62656E6368  # "bench"
+
+
+class SchemaTooNew(RuntimeError):
+    pass
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The store's revision: None for an empty database, ``"0001"`` for an unversioned v1 store."""
+    with engine.connect() as conn:
+        tables = set(inspect(conn).get_table_names())
+        if "alembic_version" in tables:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one_or_none()
+        return "0001" if "runs" in tables else None
+
+
+def _known_revisions() -> list[str]:
+    return sorted(p.name.split("_")[0] for p in (MIGRATIONS / "versions").glob("[0-9]*.py"))
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine):
+    url = engine.url
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        with open(f"{url.database}.migrate.lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+    elif url.get_backend_name() == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text(f"SELECT pg_advisory_lock({_PG_LOCK_ID})"))
+            try:
+                yield
+            finally:
+                conn.execute(text(f"SELECT pg_advisory_unlock({_PG_LOCK_ID})"))
+    else:
+        yield
+
+
+def alembic_config(connection=None):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def ensure_schema(engine: Engine) -> str | None:
+    """Upgrade the store to ``SCHEMA_HEAD`` if it is behind; returns the revision it had."""
+    before = current_revision(engine)
+    if before == SCHEMA_HEAD:
+        return before
+    if before is not None and before not in _known_revisions():
+        raise SchemaTooNew(f"the run store has schema revision {before}, newer than this bench understands "
+                           f"(head {SCHEMA_HEAD}); upgrade bench or use another --store")
+    with _migration_lock(engine):
+        before = current_revision(engine)  # another process may have migrated while we waited
+        if before == SCHEMA_HEAD:
+            return before
+        from alembic import command
+
+        with engine.begin() as conn:
+            cfg = alembic_config(conn)
+            if before is not None and "alembic_version" not in inspect(conn).get_table_names():
+                command.stamp(cfg, before)
+            command.upgrade(cfg, SCHEMA_HEAD)
+    return before
