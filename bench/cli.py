@@ -119,9 +119,16 @@ def _add_job_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse prints usage and the error on two lines or more; bench's errors are one line."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(prog="python -m bench", description="Benchmark multimodal fusion and MoE methods "
+    parser = _Parser(prog="python -m bench", description="Benchmark multimodal fusion and MoE methods "
                                      "under one protocol.", epilog=EPILOGS["main"], formatter_class=fmt)
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -17,7 +17,7 @@ What is written [ours where noted]:
   (``FLARE22_Tr_0001``, ``amos_0001``, ``atlas23_0000``); AMOS Tr and Va cases both go to
   ``imagesTr`` (both are labelled).
 * ``dataset.json``: ``channel_names`` (``{"0": "CT"}``, ``{"0": "MR"}`` or ``{"0": "CE-T1"}``),
-  ``labels`` (name -> value, the spec's label maps), ``numTraining``, ``file_ending`` (``.nii.gz``
+  ``labels`` (name -> value, the releases' label maps), ``numTraining``, ``file_ending`` (``.nii.gz``
   as released; a mix of endings in one source is refused).
 * Files are hard-linked when ``link`` (default) and the file system allows it, else copied with
   metadata (``shutil.copy2``); no voxel is read or rewritten, so conversion is fast and exact. A hard

@@ -16,7 +16,7 @@ Per case, in this order (nnU-Net v1 order: crop, then resample, then normalise):
 3. Resample to the target spacing: the median over the source's cases of the per-axis spacing,
    unless ``target_spacing`` is given. nnU-Net's extra rule for anisotropic data (10th percentile
    on the coarse axis; separate in-plane/out-of-plane resampling with order 0 along z) is not
-   applied [ours: the spec and brief ask for the median and one interpolation order]. New shape
+   applied [ours: the median spacing and one interpolation order per array kind, docs/segmentation.md]. New shape
    ``round(crop_shape * spacing / target)`` (at least 1). Images: ``scipy.ndimage.zoom`` with
    ``order=image_order`` (3 = nnU-Net's cubic spline); labels: order 0 (nearest). ``grid_mode=True``
    with ``mode="nearest"`` [ours], i.e. voxel edges aligned and edge values replicated, which is how
@@ -34,7 +34,7 @@ Per case, in this order (nnU-Net v1 order: crop, then resample, then normalise):
    * MR (anything not CT): per volume and per channel, z-score over the non-zero mask and set the
      image to 0 outside it; background labels outside the mask become -1 (the loss's
      ``ignore_index``). nnU-Net v1 uses the mask only when cropping shrank the volume by >= 25 %; we
-     always use it [ours, as the brief asks]. Labelled voxels outside the mask keep their label (v1).
+     always use it [ours, docs/segmentation.md]. Labelled voxels outside the mask keep their label (v1).
      ``stats_cases`` are not used for MR and are not part of its cache key [ours], so different
      splits share one cache.
 

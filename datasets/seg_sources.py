@@ -12,20 +12,20 @@ Locators (``data_root`` is ``--data-root`` or ``BENCH_DATA_ROOT``, default ``./d
 * :func:`flare22_source` -- ``<root>/FLARE22/`` holding either the nnU-Net raw style
   ``imagesTr/FLARE22_Tr_0001_0000.nii.gz`` + ``labelsTr/FLARE22_Tr_0001.nii.gz`` or the official zip's
   ``images/`` + ``labels/`` with the same file names. When both are present ``imagesTr/`` wins
-  [ours]. 14 classes in the spec's order (1 liver ... 13 left kidney).
+  [ours]. 14 classes in the release's order (1 liver ... 13 left kidney).
 * :func:`amos22_source` -- ``<root>/amos22/`` with ``dataset.json`` and ``imagesTr``/``labelsTr`` plus
   (optional) ``imagesVa``/``labelsVa``; labelled cases are Tr + Va (``imagesTs`` has no labels and is
   not listed; ``imagesVa`` without a ``labelsVa`` folder, as in the challenge-phase release, is
   treated as unlabelled and skipped [ours], whereas a ``labelsVa`` folder missing some labels is an
   error). ``amos_XXXX`` with id <= 500 is CT, > 500 is MRI (the AMOS convention); ``part``
-  selects one. The label map is the spec's 16 classes; ``dataset.json`` ``labels`` (either
+  selects one. The label map is the release's 16 classes; ``dataset.json`` ``labels`` (either
   ``{"0": "background", ...}`` as AMOS ships it, or nnU-Net v2's ``{"background": 0, ...}``) must
-  have exactly the indices 0..15 with names matching the spec's organs (lenient matching: the
+  have exactly the indices 0..15 with names matching those organs (lenient matching: the
   official file spells "arota" and "postcava") or a :class:`DatasetFormatError` names the file. The
   MRI part keeps all 16 classes [ours]: AMOS MRI labels never use 14 (bladder) and 15
   (prostate/uterus), which the nnU-Net metric convention then reports as NaN (both empty), whereas a
   13-organ map would reject any MRI label that did use them, and would give the CT and MRI parts
-  different heads for the same organs. The spec's "MRI cases annotate 13 -- verify" cannot be
+  different heads for the same organs. The claim that "MRI cases annotate 13 classes" cannot be
   verified without the data; read_case accepts 0..15 either way.
 * :func:`atlas23_source` -- ``<root>/atlas-train-dataset-1.0.1/train/imagesTr/im{N}.nii.gz`` +
   ``labelsTr/lb{N}.nii.gz`` (CE-T1 MRI; 1 liver, 2 tumour). Case ids are ``atlas23_{N:04d}`` [ours],
@@ -244,7 +244,7 @@ def _norm(name: str) -> str:
 
 
 def _amos_labels(path: Path) -> None:
-    """Check AMOS ``dataset.json`` ``labels`` against the spec's 16 classes; raise naming the file."""
+    """Check AMOS ``dataset.json`` ``labels`` against the release's 16 classes; raise naming the file."""
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:

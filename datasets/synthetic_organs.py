@@ -6,7 +6,7 @@ and the README's first command, where the real data cannot ship. This module wri
 nnU-Net v2 raw folders that exercise every part of that path and are hard enough that methods are
 not all at 100 %.
 
-Domains (three label sets, as the spec asks; names are the :class:`SegSource` names):
+Domains (three label sets, like the three M4oE datasets; names are the :class:`SegSource` names):
 
 * ``synthetic-organs-ct`` -> ``Dataset901_SynthOrgansCT``: CT-like intensities in HU (integers,
   air -1000), labels 0 background, 1 liver, 2 spleen, 3 left kidney, 4 right kidney. The kidneys

@@ -12,7 +12,7 @@ _FUSION = {
     "paper": {"hidden": 256, "layers": 2, "heads": 8, "dropout": 0.1},
 }
 #: Segmentation models (docs/segmentation.md): Swin-UNet knobs (paper = the reference's 224/96/[2,2,2,2]/
-#: [3,6,12,24]/window 7; tiny = the spec's CPU size), the smp U-Net (paper = smp's default U-Net
+#: [3,6,12,24]/window 7; tiny = a CPU size that trains in minutes), the smp U-Net (paper = smp's default U-Net
 #: with a ResNet-34 encoder), and the MONAI 3-D U-Net proxy (paper = BasicUNet's default widths).
 _SEGMENTATION = {
     "tiny": {"img_size": 64, "embed_dim": 24, "depths": "1,1,1,1", "num_heads": "1,2,4,8", "window_size": 4,

@@ -377,3 +377,11 @@ def test_config_errors_raised_inside_a_job_are_exit_2_in_run(tmp_path):
     cfg = build_config("moe", "wdbc", preset="tiny", sets={"top_k": "9"})   # top_k > num_experts: the model says so
     with pytest.raises(ConfigError, match="top_k"):
         run_job(cfg, None, tmp_path, progress=False, strict=True)
+
+
+def test_argument_errors_are_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--method", "early", "--dataset", "wdbc", "--seed", "1e20"])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and err == "error: argument --seed: invalid int value: '1e20' (see python -m bench " \
+                                           "run --help)"
