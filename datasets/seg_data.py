@@ -283,18 +283,37 @@ class SegmentationData:
 
 
 def resize_image(x: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C, size, size), bicubic [code]; identity when already that size."""
+    """(B, C, H, W) -> (B, C, size, size), bicubic on the corner-aligned grid of the reference's
+    ``scipy.ndimage.zoom(order=3)`` (first and last pixel centres map onto each other), so that
+    images and labels (:func:`resize_label`) stay aligned; identity when already that size."""
     if tuple(x.shape[-2:]) == (size, size):
         return x
-    return F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False)
+    return F.interpolate(x, size=(size, size), mode="bicubic", align_corners=True)
+
+
+def zoom_indices(n_in: int, n_out: int) -> torch.Tensor:
+    """Source index of every output index of a nearest-neighbour resize ``n_in -> n_out``, as
+    ``scipy.ndimage.zoom(order=0)`` (the reference) computes it: corner-aligned coordinates
+    ``i * (n_in - 1) / (n_out - 1)``, rounded half up."""
+    if n_out == 1:
+        return torch.zeros(1, dtype=torch.long)
+    pos = torch.arange(n_out, dtype=torch.float64) * ((n_in - 1) / (n_out - 1))
+    return torch.floor(pos + 0.5).long().clamp_(0, n_in - 1)
 
 
 def resize_label(y: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
-    """(B, H, W) integer labels -> (B, *size), nearest [code]."""
+    """(B, H, W) integer labels -> (B, *size), nearest neighbour on the corner-aligned grid of the
+    reference's ``zoom(order=0)`` [code]; used for training targets and to map predictions back.
+
+    torch's ``mode="nearest"`` (floor of ``i * n_in / n_out``) shifts every mask by half an
+    output pixel towards the origin, once on the way in and again on the way back: a perfect
+    prediction taken through that round trip scored Dice 0.77-0.84 on synthetic-organs. This
+    mapping has no such shift (a round trip keeps Dice >= 0.97, tests/test_seg_data.py)."""
     size = (size, size) if isinstance(size, int) else tuple(size)
     if tuple(y.shape[-2:]) == size:
         return y
-    return F.interpolate(y[:, None].float(), size=size, mode="nearest")[:, 0].long()
+    rows, cols = zoom_indices(y.shape[-2], size[0]), zoom_indices(y.shape[-1], size[1])
+    return y.index_select(-2, rows.to(y.device)).index_select(-1, cols.to(y.device))
 
 
 def augment_slice(img: np.ndarray, lab: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

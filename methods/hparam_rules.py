@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
-from .seg_base import parse_ints
+from .seg_base import LOSS_GRANULARITIES, parse_ints
 
 if TYPE_CHECKING:
     from .base import Method
@@ -193,7 +193,7 @@ def shared_rules() -> dict[str, Rule]:
         "gate_dropout": fraction(), "margin": number(0), "num_perturb": integer(0, note="0 = every modality"),
         "interaction_loss": flag(), "uniform_weights": flag(), "attn_residual": flag(), "reference_compat": flag(),
         # segmentation: loss (seg_base.py), Swin-UNet (swinunet.py, swin_unet.py), m4oe
-        "ce_weight": number(0), "dice_weight": number(0),
+        "ce_weight": number(0), "dice_weight": number(0), "loss_granularity": one_of(*LOSS_GRANULARITIES),
         "img_size": integer(1), "patch_size": integer(1), "embed_dim": integer(1),
         "depths": int_list(1), "num_heads": int_list(1), "window_size": integer(1),
         "mlp_ratio": number(0, lo_open=True), "drop_path": fraction(), "repeat_channels": integer(1),

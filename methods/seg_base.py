@@ -8,13 +8,16 @@ shared :meth:`forward` groups a mixed batch by domain, so every sample is scored
 head and its own class count and no argmax ever runs over padded channels (docs/segmentation.md "Models").
 
 Loss (docs/segmentation.md "Training"), identical for every segmentation method so the comparison is
-fair: ``ce_weight * CE + dice_weight * Dice`` per domain group, CE with ``ignore_index=-1`` and
-uniform class weights, Dice = 1 - soft Dice on softmax outputs with a squared-sum denominator,
-smooth 1e-5, averaged over all classes including background, computed over the group as the
-reference's ``DiceLoss`` does [code]; ignored pixels are excluded from the Dice sums [ours]. The
-groups are averaged weighted by their sample counts [ours]. Defaults: ``ce_weight`` 0.4,
-``dice_weight`` 0.6 (= Swin-UNet and the reference's validation loss); the reference's training
-loss uses 0.7 (``--set dice_weight=0.7``).
+fair: ``ce_weight * CE + dice_weight * Dice``, CE with ``ignore_index=-1`` and uniform class
+weights, Dice = 1 - soft Dice on softmax outputs with a squared-sum denominator, smooth 1e-5,
+averaged over all classes including background. Like the reference, which loops over the samples
+of a batch and scores each with its own class count, both terms are computed **per sample** and
+averaged over the batch [code] (``loss_granularity=sample``, default); ``loss_granularity=group``
+pools the sums over each domain group of the batch instead (what this harness did before; a
+smaller loss whenever a sample lacks some organs, since the pooled sums hide its empty classes).
+Ignored pixels are excluded from both terms [ours]. Defaults: ``ce_weight`` 0.4, ``dice_weight`` 0.6
+(= Swin-UNet and the reference's validation loss); the reference's training loss uses 0.7
+(``--set dice_weight=0.7``).
 
 Harness hooks: :meth:`data_options` tells the runner how to sample (2-D slices resized to
 ``img_size``, or 3-D patches); :meth:`stages` lets a method train in several stages (M4oE's
@@ -34,24 +37,45 @@ from .base import Method, Output
 DICE_SMOOTH = 1e-5
 
 
-def dice_loss(logits: torch.Tensor, label: torch.Tensor, smooth: float = DICE_SMOOTH) -> torch.Tensor:
-    """1 - mean over classes of the soft Dice (squared-sum denominator) over the whole group [code]."""
+#: how the loss is reduced: per sample then averaged over the batch [code], or pooled per domain group
+LOSS_GRANULARITIES = ("sample", "group")
+
+
+def dice_loss(logits: torch.Tensor, label: torch.Tensor, smooth: float = DICE_SMOOTH,
+              per_sample: bool = True) -> torch.Tensor:
+    """1 - soft Dice (squared-sum denominator), mean over classes; per sample and then averaged over
+    the samples (the reference's per-sample ``DiceLoss`` calls [code]) or over the pooled group."""
     num_classes = logits.shape[1]
     prob = logits.float().softmax(dim=1)
     valid = (label >= 0).unsqueeze(1)
     onehot = F.one_hot(label.clamp(min=0), num_classes).movedim(-1, 1).float() * valid
     prob = prob * valid
-    dims = (0, *range(2, logits.dim()))
+    dims = tuple(range(2, logits.dim())) if per_sample else (0, *range(2, logits.dim()))
     inter = (prob * onehot).sum(dims)
     denom = (prob * prob).sum(dims) + (onehot * onehot).sum(dims)
     return 1.0 - ((2 * inter + smooth) / (denom + smooth)).mean()
 
 
-def seg_loss(logits: torch.Tensor, label: torch.Tensor, ce_weight: float, dice_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(CE, Dice) of one domain group; CE is 0 with a gradient path when every pixel is ignored."""
+def cross_entropy(logits: torch.Tensor, label: torch.Tensor, per_sample: bool = True) -> torch.Tensor:
+    """Mean CE over the labelled pixels; per sample then over the samples that have any (the
+    reference averages per-sample means [code]), or pooled over the group. 0 with a gradient path
+    when every pixel is ignored."""
     valid = label >= 0
-    ce = F.cross_entropy(logits.float(), label, ignore_index=-1) if bool(valid.any()) else logits.sum() * 0.0
-    return ce_weight * ce, dice_weight * dice_loss(logits, label)
+    if not bool(valid.any()):
+        return logits.sum() * 0.0
+    if not per_sample:
+        return F.cross_entropy(logits.float(), label, ignore_index=-1)
+    pixel = F.cross_entropy(logits.float(), label, ignore_index=-1, reduction="none").flatten(1)
+    count = valid.flatten(1).sum(1)
+    has = count > 0
+    return (pixel.sum(1)[has] / count[has]).mean()
+
+
+def seg_loss(logits: torch.Tensor, label: torch.Tensor, ce_weight: float, dice_weight: float,
+             per_sample: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weighted CE, weighted Dice) of one domain group."""
+    return (ce_weight * cross_entropy(logits, label, per_sample),
+            dice_weight * dice_loss(logits, label, per_sample=per_sample))
 
 
 def parse_ints(value: str | int | tuple | list, name: str) -> tuple[int, ...]:
@@ -81,7 +105,7 @@ class SegMethod(Method):
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
-        return {"ce_weight": 0.4, "dice_weight": 0.6}
+        return {"ce_weight": 0.4, "dice_weight": 0.6, "loss_granularity": "sample"}
 
     @classmethod
     def search_space(cls, trial) -> dict[str, Any]:
@@ -127,13 +151,14 @@ class SegMethod(Method):
     def loss(self, output: Output, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         domain, label = batch["domain"], batch["label"]
         ce_w, dice_w = float(self.hparams["ce_weight"]), float(self.hparams["dice_weight"])
+        per_sample = self.hparams.get("loss_granularity", "sample") == "sample"
         ce_sum = dice_sum = 0.0
         n = len(domain)
         for d, task in enumerate(self.spec.tasks):
             if task.name not in output.preds:
                 continue
             rows = (domain == d).nonzero(as_tuple=True)[0]
-            ce, dl = seg_loss(output.preds[task.name], label[rows], ce_w, dice_w)
+            ce, dl = seg_loss(output.preds[task.name], label[rows], ce_w, dice_w, per_sample)
             ce_sum = ce_sum + ce * len(rows) / n
             dice_sum = dice_sum + dl * len(rows) / n
         parts = {"ce": ce_sum, "dice": dice_sum}

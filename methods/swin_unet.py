@@ -195,24 +195,34 @@ class SwinUNetOutput:
     gates: Tensor | None  # gated: (B, L, E) mean expert weight; gated-code: (B, L) mean channel-gate entropy (nats)
 
 
+def preset_config(preset: str, **overrides) -> SwinUNetConfig:
+    """The backbone at a harness preset (``methods.presets``, the one place sizes are defined):
+    ``paper`` is the reference's 224 px, patch 4, C 96, depths 2-2-2-2, heads 3-6-12-24, window 7,
+    drop_path 0.2 [code]; ``tiny`` and ``small`` are CPU sizes [ours]."""
+    from .presets import PRESETS
+
+    p = PRESETS[preset]
+    base = SwinUNetConfig(img_size=int(p["img_size"]), patch_size=4, embed_dim=int(p["embed_dim"]),
+                          depths=tuple(int(v) for v in str(p["depths"]).split(",")),
+                          num_heads=tuple(int(v) for v in str(p["num_heads"]).split(",")),
+                          window_size=int(p["window_size"]), drop_path=float(p["drop_path"]))
+    return replace(base, **overrides).validate()
+
+
 def paper_config(**overrides) -> SwinUNetConfig:
-    """Paper size [code]: 224, patch 4, C 96, depths 2-2-2-2, heads 3-6-12-24, window 7, drop_path .2."""
-    return replace(SwinUNetConfig(), **overrides).validate()
+    """Paper size [code] (``preset_config("paper")``)."""
+    return preset_config("paper", **overrides)
 
 
 def tiny_config(**overrides) -> SwinUNetConfig:
-    """CPU test size [ours]: 64 px, C 24, depths 2-2-2-2 (so shifted windows are exercised), window 4
-    (tokens 16/8/4/2; the last two stages clip the window)."""
-    base = SwinUNetConfig(img_size=64, patch_size=4, embed_dim=24, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8),
-                          window_size=4, drop_path=0.0)
-    return replace(base, **overrides).validate()
+    """The ``tiny`` preset (``preset_config("tiny")``): depths 1-1-1-1, so pass ``depths=(2, 2, 2, 2)``
+    to exercise shifted windows."""
+    return preset_config("tiny", **overrides)
 
 
 def small_config(**overrides) -> SwinUNetConfig:
-    """A few CPU minutes on ~1000 64x64 slices [ours]: 64 px, C 48, depths 2-2-2-2, window 4."""
-    base = SwinUNetConfig(img_size=64, patch_size=4, embed_dim=48, depths=(2, 2, 2, 2), num_heads=(2, 4, 8, 16),
-                          window_size=4, drop_path=0.1)
-    return replace(base, **overrides).validate()
+    """The ``small`` preset (``preset_config("small")``)."""
+    return preset_config("small", **overrides)
 
 
 def config_from_dict(d: dict) -> SwinUNetConfig:
@@ -716,5 +726,5 @@ def load_stage1(model: nn.Module, state_dict: dict[str, Tensor]) -> list[str]:
 __all__ = [
     "MOE_WHERE", "REFERENCE_PARAM_COUNTS", "ROUTINGS", "MoEFFN", "Mlp", "SwinUNet", "SwinUNetConfig",
     "SwinUNetOutput", "config_from_dict", "count_parameters", "gate_keys", "load_stage1", "paper_config",
-    "small_config", "tiny_config",
+    "small_config", "tiny_config", "preset_config",
 ]

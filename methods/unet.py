@@ -11,6 +11,12 @@ per domain, each with its own classes [ours, so that a single job covers the sam
 as M4oE]. Knobs: ``unet_encoder`` (an smp encoder name; ResNet-34 at paper size),
 ``unet_depth`` and ``unet_decoder`` (decoder channels, one per depth), ``img_size`` (slices are
 resized to it; must be divisible by 2**unet_depth).
+
+Only what runs is built: smp keeps every stage of its encoder whatever ``encoder_depth`` is
+(a ResNet-18 U-Net of depth 3 runs 0.7 M of the encoder's 11.2 M parameters), so the parameter
+count and the memory of a shallow U-Net were those of a full one. :func:`drop_unused` replaces
+every parameterised module that a forward pass never calls with ``nn.Identity`` after the
+network is initialised, which leaves the initialisation and the outputs unchanged.
 """
 from __future__ import annotations
 
@@ -37,10 +43,38 @@ def make_unet(hparams: dict[str, Any], in_channels: int, classes: int) -> nn.Mod
     if int(hparams["img_size"]) % (2 ** depth):
         raise ValueError(f"img_size={hparams['img_size']} must be divisible by 2**unet_depth = {2 ** depth}")
     try:
-        return smp.Unet(encoder_name=str(hparams["unet_encoder"]), encoder_weights=None, encoder_depth=depth,
-                        decoder_channels=decoder, in_channels=in_channels, classes=classes)
+        net = smp.Unet(encoder_name=str(hparams["unet_encoder"]), encoder_weights=None, encoder_depth=depth,
+                       decoder_channels=decoder, in_channels=in_channels, classes=classes)
     except (KeyError, ValueError) as exc:
         raise ValueError(f"unet_encoder={hparams['unet_encoder']!r}: {exc}") from None
+    return drop_unused(net, in_channels, max(64, 2 ** (depth + 1)))
+
+
+def drop_unused(net: nn.Module, in_channels: int, size: int) -> nn.Module:
+    """Replace the parameterised submodules that one forward pass (eval mode, zeros of
+    ``size`` x ``size``) never calls with ``nn.Identity``; returns ``net``."""
+    called: set[int] = set()
+    hooks = [m.register_forward_hook(lambda mod, args, out: called.add(id(mod))) for m in net.modules()]
+    training = net.training
+    try:
+        net.eval()
+        with torch.no_grad():
+            net(torch.zeros(1, in_channels, size, size))
+    finally:
+        for h in hooks:
+            h.remove()
+        net.train(training)
+
+    def prune(module: nn.Module) -> None:
+        for name, child in list(module.named_children()):
+            used = any(id(m) in called for m in child.modules())   # containers (ModuleList) are never called
+            if not used and any(True for _ in child.parameters()):
+                setattr(module, name, nn.Identity())
+            elif used:
+                prune(child)
+
+    prune(net)
+    return net
 
 
 class _UNetBase(SegMethod):

@@ -559,3 +559,74 @@ def test_convert_amos22_two_parts_and_atlas23_copies(tmp_path):
         convert_to_nnunet("flare22", tmp_path / "data", tmp_path / "out")
     with pytest.raises(ValueError):
         convert_to_nnunet("embed", tmp_path / "data", tmp_path / "out")
+
+
+# ------------------------------------------------------------------------------------------------
+# 2-D resizing: no half-pixel shift (a perfect prediction survives the round trip)
+# ------------------------------------------------------------------------------------------------
+
+def _dice_per_organ(pred: np.ndarray, ref: np.ndarray) -> list[float]:
+    out = []
+    for k in np.unique(ref[ref > 0]):
+        a, b = pred == k, ref == k
+        out.append(2 * np.logical_and(a, b).sum() / (a.sum() + b.sum()))
+    return out
+
+
+def _round_trip(label: np.ndarray, size: int, resize) -> np.ndarray:
+    """What the harness does to a perfect prediction: labels resized to the model's slice size (the
+    training target, and what a perfect model outputs), then resized back to the slice grid."""
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(label, dtype=np.int64))
+    return resize(resize(t, size), tuple(label.shape[-2:])).numpy()
+
+
+def _floor_nearest(y, size):   # what the code did before: torch's mode="nearest"
+    import torch.nn.functional as F
+
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    return F.interpolate(y[:, None].float(), size=size, mode="nearest")[:, 0].long()
+
+
+def test_resize_label_is_the_reference_zoom():
+    import torch
+    from scipy.ndimage import zoom
+
+    from datasets.seg_data import resize_label
+
+    rng = np.random.default_rng(0)
+    for h, w, oh, ow in [(512, 512, 224, 224), (224, 224, 512, 512), (37, 53, 64, 64), (100, 80, 64, 64),
+                         (300, 300, 224, 224), (5, 7, 13, 3)]:
+        y = rng.integers(0, 5, (h, w))
+        ours = resize_label(torch.from_numpy(y)[None], (oh, ow))[0].numpy()
+        ref = zoom(y, (oh / h, ow / w), order=0)
+        # zoom's floating-point bound test can return its fill value (0) on the last row/column
+        # (e.g. 512 -> 224); everywhere else the two agree exactly
+        assert np.array_equal(ours[:-1, :-1], ref[:-1, :-1]), (h, w, oh, ow)
+
+
+def test_perfect_prediction_round_trip_keeps_dice_on_every_synthetic_organs_domain(tmp_path):
+    from datasets import load_dataset
+    from datasets.seg_data import resize_label
+
+    data = load_dataset("synthetic-organs", 0, cache_dir=os.environ.get("BENCH_CACHE_DIR", str(tmp_path)))
+    for d, dom in enumerate(data.domains):
+        ours, old = [], []
+        for c in np.nonzero(data.case_domain == d)[0][:4]:
+            label = np.maximum(np.asarray(data.cases[c].label), 0)          # (Z, Y, X), preprocessed grid
+            ours += _dice_per_organ(_round_trip(label, 64, resize_label), label)
+            old += _dice_per_organ(_round_trip(label, 64, _floor_nearest), label)
+        assert np.mean(ours) >= 0.97, (dom.name, np.mean(ours))
+        assert np.mean(old) < np.mean(ours) - 0.05, "the old floor mapping must show the shift this test guards"
+
+
+def test_perfect_prediction_round_trip_at_real_size():
+    from datasets.seg_data import resize_label
+
+    yy, xx = np.mgrid[:512, :512]
+    label = np.zeros((1, 512, 512), np.int64)
+    for k, (cy, cx, ry, rx) in enumerate([(200, 180, 90, 120), (330, 360, 40, 30), (140, 380, 25, 60)], start=1):
+        label[0][((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1] = k   # liver-, kidney-, spleen-sized blobs
+    assert min(_dice_per_organ(_round_trip(label, 224, resize_label), label)) >= 0.97
+    assert min(_dice_per_organ(_round_trip(label, 224, _floor_nearest), label)) < 0.97

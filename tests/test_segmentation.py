@@ -119,6 +119,39 @@ def test_dice_loss_and_ignore_label():
         assert torch.allclose(a, b)
 
 
+def _reference_batch():
+    g = torch.Generator().manual_seed(1234)
+    logits = torch.randn(4, 5, 16, 16, generator=g) * 2
+    label = torch.randint(0, 5, (4, 16, 16), generator=g)
+    label[0] = 0           # a background-only sample: per-sample and pooled Dice differ
+    label[1, :8] = 0
+    return logits, label
+
+
+def test_loss_is_the_references_per_sample_loss():
+    """Numbers from the released M4oE code (JefferyJiang-YF/M4oE @ 4f8c343, utils.DiceLoss and
+    nn.CrossEntropyLoss called once per sample as trainer.py does, averaged over the batch) on this
+    exact batch; the pooled form is what this harness computed before (loss_granularity=group)."""
+    logits, label = _reference_batch()
+    ce, dl = seg_loss(logits, label, 1.0, 1.0)
+    assert float(ce) == pytest.approx(2.914649486541748, abs=1e-6)
+    assert float(dl) == pytest.approx(0.8044511079788208, abs=1e-6)
+    assert float(dice_loss(logits, label, per_sample=False)) == pytest.approx(0.7749271392822266, abs=1e-6)
+
+
+def test_loss_granularity_switch_reaches_the_method():
+    from methods.base import Output
+
+    logits, label = _reference_batch()
+    cls, _ = parse_method("unet")
+    for granularity, dice in (("sample", 0.8044511079788208), ("group", 0.7749271392822266)):
+        spec = _spec((5,))
+        model = cls(spec, _hp("unet", loss_granularity=granularity))
+        out = Output({spec.tasks[0].name: logits})
+        _, parts = model.loss(out, {"domain": torch.zeros(4, dtype=torch.long), "label": label})
+        assert float(parts["dice"]) == pytest.approx(0.6 * dice, abs=1e-6)
+
+
 # ------------------------------------------------------------------------------------------ M4oE
 
 
@@ -351,3 +384,31 @@ def test_two_stage_run_killed_in_stage_two_resumes_to_the_same_result(runs, monk
     assert resumed.status == whole.status == "ok"
     assert resumed.metrics == whole.metrics
     assert [s["history"] for s in resumed.summary["stages"]] == [s["history"] for s in whole.summary["stages"]]
+
+
+def test_unet_counts_only_the_encoder_stages_it_runs():
+    """smp keeps all four ResNet stages whatever encoder_depth is; a depth-3 U-Net runs conv1, bn1,
+    layer1 and layer2 only. The count is checked against torchvision's ResNet-18, an independent
+    implementation, and the outputs against smp's unpruned network on the same weights."""
+    import segmentation_models_pytorch as smp
+    import torchvision
+
+    from methods.unet import make_unet
+
+    hp = _hp("unet")   # tiny: resnet18, depth 3
+    assert (hp["unet_encoder"], hp["unet_depth"]) == ("resnet18", 3)
+    torch.manual_seed(0)
+    full = smp.Unet("resnet18", encoder_weights=None, encoder_depth=3, decoder_channels=(32, 16, 8), in_channels=1,
+                    classes=5)
+    torch.manual_seed(0)
+    used = make_unet(hp, 1, 5)
+    tv = torchvision.models.resnet18(weights=None)
+    n = lambda m: sum(p.numel() for p in m.parameters())   # noqa: E731
+    conv1 = 64 * 1 * 7 * 7   # one input channel instead of three
+    assert n(used.encoder) == conv1 + n(tv.bn1) + n(tv.layer1) + n(tv.layer2)
+    assert n(full.encoder) == conv1 + n(tv.bn1) + n(tv.layer1) + n(tv.layer2) + n(tv.layer3) + n(tv.layer4)
+    full.eval(), used.eval()
+    x = torch.randn(2, 1, 64, 64)
+    assert torch.equal(full(x), used(x))
+    cls, _ = parse_method("unet")
+    assert sum(p.numel() for p in cls(_spec((5, 4, 3)), hp).parameters()) < 3 * 0.8e6   # was 33.8 M

@@ -19,10 +19,27 @@ from methods.swin_unet import (
     load_stage1,
     paper_config,
     small_config,
-    tiny_config,
 )
+from methods.swin_unet import tiny_config as tiny_preset_config
 
 HEADS = (5, 3, 7)  # small, distinct class counts per domain
+
+
+def tiny_config(**kw) -> SwinUNetConfig:
+    """The tiny preset with two blocks per stage, so that the shifted windows are exercised."""
+    return tiny_preset_config(**{"depths": (2, 2, 2, 2), **kw})
+
+
+def test_preset_configs_are_the_harness_presets():
+    """One source of truth for sizes: the network's preset configs are methods.presets' values."""
+    from methods import parse_method, resolve_hparams
+    from methods.swinunet import swin_config
+
+    cls, _ = parse_method("swinunet")
+    for preset, make in (("tiny", tiny_preset_config), ("small", small_config), ("paper", paper_config)):
+        hp = resolve_hparams(cls.defaults(), preset, {})
+        assert swin_config(hp, 1, HEADS, "hard", 3) == make(head_classes=HEADS, routing="hard", num_experts=3), preset
+    assert paper_config() == SwinUNetConfig().validate()
 
 
 def _model(seed: int = 0, **kw) -> SwinUNet:
