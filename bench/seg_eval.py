@@ -10,8 +10,9 @@
   (undoing resampling and cropping, ``datasets.seg_preprocess.to_original``) and scores it against
   the original label with the original voxel spacing [ours]; ``"preprocessed"`` scores in the
   preprocessed grid as the reference code does (ignored voxels, label -1, count as background).
-* Per case and per organ: Dice, IoU, HD95 (mm) and NSD (tau 2 mm) from ``bench.seg_metrics``
-  with its empty-mask convention (``nnunet`` default; ``m4oe`` = the reference's rules).
+* Per case and per organ: Dice, IoU, HD95 and NSD (tau 2 mm) from ``bench.seg_metrics`` with its
+  convention: ``nnunet`` (default) = nnU-Net empty-mask rules, HD95 in mm (MONAI definition);
+  ``m4oe`` = the reference's empty-mask rules and HD95 in voxels (medpy's ``hd95``, no spacing).
 * Aggregation: per organ the mean over cases (NaN, i.e. organ absent from both, excluded), per
   domain the mean over organs (``dice``, ``hd95``, ``nsd``, ``iou``); with several domains the
   mean over domains is reported as the pseudo-task ``all``. Per-case values are returned as a

@@ -1,4 +1,7 @@
-"""Per-case, per-class segmentation metrics (Dice, IoU, HD95, NSD) in physical units (mm).
+"""Per-case, per-class segmentation metrics (Dice, IoU, HD95, NSD).
+
+Units: Dice, IoU and NSD are unitless; NSD's tolerance ``tau`` is in mm. HD95 is in mm, except under
+``convention="m4oe"`` where it is in voxels (see below); :class:`SegCaseMetrics` records ``hd95_unit``.
 
 Inputs
 ------
@@ -12,22 +15,33 @@ Definitions
 -----------
 * Dice = ``2|P & R| / (|P| + |R|)``; IoU = ``|P & R| / |P | R|`` (voxel counts).
 * Surface ``S_M`` of a binary mask ``M``: its boundary voxels, ``M & ~binary_erosion(M, S)`` where ``S`` is the
-  full-connectivity structuring element (3x3x3 in 3-D) and the image border is treated as background, so a
-  mask touching the border has a surface there. A non-empty mask always has a non-empty surface.
-* Directed surface distances ``d(S_A -> S_B)``: for every voxel of ``S_A``, the Euclidean distance in mm to the
+  face-connectivity (cross) structuring element ``generate_binary_structure(ndim, 1)`` (6-neighbourhood in
+  3-D) and the image border is treated as background, so a mask touching the border has a surface there. A
+  non-empty mask always has a non-empty surface. This is the edge of MONAI's ``get_mask_edges`` (scipy's
+  default erosion, ``use_subvoxels=False``) and of medpy's ``__surface_distances`` (``connectivity=1``).
+* Directed surface distances ``d(S_A -> S_B)``: for every voxel of ``S_A``, the Euclidean distance to the
   nearest voxel centre of ``S_B``, computed as ``distance_transform_edt(~S_B, sampling=spacing)`` read at
-  ``S_A`` (the approach of MONAI and medpy).
-* HD95 (MONAI definition, ``compute_hausdorff_distance(percentile=95, directed=False)``):
-  ``max(P95(d(S_P -> S_R)), P95(d(S_R -> S_P)))``, with ``numpy.percentile``'s default linear interpolation.
-  Note: medpy's ``hd95`` (used by the TransUNet/SwinUNet/M4oE reference code) instead takes ``P95`` of the union
-  of both directed sets and uses a face-connectivity (cross) structure for the erosion, so its values can differ
-  slightly from these even where the empty-mask rule below is reproduced exactly.
-* NSD, normalised surface Dice at tolerance ``tau`` mm (Nikolov et al. 2021), counted on boundary voxels
-  (not surfel areas): ``(|{s in S_P: d(s, S_R) <= tau}| + |{s in S_R: d(s, S_P) <= tau}|) / (|S_P| + |S_R|)``.
+  ``S_A`` (mm with the voxel spacing, voxels with unit spacing).
+* HD95, ``hd95_mode="monai"`` (default; MONAI's ``compute_hausdorff_distance(percentile=95, directed=False)``):
+  ``max(P95(d(S_P -> S_R)), P95(d(S_R -> S_P)))``, the larger of the two directed 95th percentiles, with
+  numpy's default linear interpolation (the same as MONAI's ``torch.quantile``).
+* HD95, ``hd95_mode="medpy"`` (medpy's ``medpy.metric.binary.hd95``, used by the TransUNet/SwinUNet/M4oE
+  reference code): ``P95(d(S_P -> S_R) ++ d(S_R -> S_P))``, one 95th percentile of the POOLED distances of both
+  directions (``np.percentile(np.hstack((d_pr, d_rp)), 95)``).
+* NSD, normalised surface Dice at tolerance ``tau`` mm (Nikolov et al. 2021; MONAI's
+  ``compute_surface_dice(class_thresholds=[tau], use_subvoxels=False)``), counted on boundary voxels (not
+  surfel areas): ``(|{s in S_P: d(s, S_R) <= tau}| + |{s in S_R: d(s, S_P) <= tau}|) / (|S_P| + |S_R|)``. As in
+  MONAI, a distance is compared with ``tau`` after rounding both to float32, so a distance that equals ``tau``
+  on the grid is not lost to float64 round-off.
+* Agreement with MONAI 1.x (``tests/test_seg_metrics.py``): HD95 and NSD match ``compute_hausdorff_distance``
+  and ``compute_surface_dice`` (with ``spacing``) to 1e-4 whenever both masks are non-empty (MONAI works in
+  float32, we in float64). Empty masks are where we deliberately differ: MONAI's HD95 is NaN (with a warning)
+  when either mask is empty, ours follows the table below; MONAI's NSD agrees with ours (NaN / 0).
 
-Empty-mask conventions (``convention`` of :func:`evaluate_case`)
-----------------------------------------------------------------
-``"nnunet"`` (default; also what :func:`dice`, :func:`iou`, :func:`hd95` and :func:`nsd` do on their own):
+Empty-mask conventions and HD95 (``convention`` of :func:`evaluate_case`)
+-------------------------------------------------------------------------
+``"nnunet"`` (default; also what :func:`dice`, :func:`iou`, :func:`hd95` and :func:`nsd` do on their own).
+HD95 is ``hd95_mode="monai"`` in mm.
 
 ==========================  ======  ======  ======  ===========================================
 P (prediction), R (ref)      Dice    IoU     NSD     HD95
@@ -44,14 +58,19 @@ image diagonal ``sqrt(sum((shape_i * spacing_i)^2))``).
 
 ``"m4oe"`` reproduces ``calculate_metric_percase`` of the TransUNet/SwinUNet reference code used by M4oE::
 
-    if pred.sum() > 0 and gt.sum() > 0: return dice, hd95
+    if pred.sum() > 0 and gt.sum() > 0: return dice, hd95   # hd95 = medpy.metric.binary.hd95(pred, gt)
     elif pred.sum() > 0 and gt.sum() == 0: return 1, 0
     else: return 0, 0
 
 i.e. a false positive on an empty reference scores Dice 1 / HD95 0, and an empty prediction scores Dice 0 /
 HD95 0 whether or not the reference is empty (so a correctly absent class, both empty, gets Dice 0, HD95 0).
-The reference code has no IoU or NSD; here they follow the Dice branch of the same rule (1 on the false-positive
-branch, 0 on the "else" branch). On both-non-empty masks every metric is the definition above.
+On both-non-empty masks HD95 is the reference's: ``hd95_mode="medpy"`` computed WITHOUT the voxel spacing
+(medpy's ``hd95`` is called without ``voxelspacing``), so it is in VOXELS, not mm. The reference code has no IoU
+or NSD; here they follow the Dice branch of the same rule (1 on the false-positive branch, 0 on the "else"
+branch), and on both-non-empty masks Dice, IoU and NSD (tau in mm, with the spacing) are the definitions above.
+
+``evaluate_case(..., hd95_mode=...)`` overrides the HD95 definition of either convention; the unit stays the
+convention's (mm for ``"nnunet"``, voxels for ``"m4oe"``).
 
 References
 ----------
@@ -61,8 +80,8 @@ References
   learning algorithm development and validation study", J Med Internet Res 23(7), 2021 (surface Dice).
 * F. Isensee et al., "nnU-Net: a self-configuring method for deep learning-based biomedical image
   segmentation", Nature Methods 18, 2021.
-* MONAI ``monai.metrics.compute_hausdorff_distance``; medpy ``medpy.metric.binary.hd95``;
-  J. Chen et al., TransUNet (2021), ``utils.calculate_metric_percase``.
+* MONAI ``monai.metrics.compute_hausdorff_distance``, ``compute_surface_dice``, ``utils.get_mask_edges``;
+  medpy ``medpy.metric.binary.hd95``; J. Chen et al., TransUNet (2021), ``utils.calculate_metric_percase``.
 """
 from __future__ import annotations
 
@@ -75,6 +94,7 @@ from scipy.ndimage import binary_erosion, distance_transform_edt, generate_binar
 
 __all__ = [
     "CONVENTIONS",
+    "HD95_MODES",
     "SegCaseMetrics",
     "dice",
     "evaluate_case",
@@ -87,6 +107,10 @@ __all__ = [
 ]
 
 CONVENTIONS = ("nnunet", "m4oe")
+HD95_MODES = ("monai", "medpy")
+_DEFAULT_HD95_MODE = {"nnunet": "monai", "m4oe": "medpy"}
+_HD95_UNIT = {"nnunet": "mm", "m4oe": "voxel"}
+SURFACE_CONNECTIVITY = 1  # face connectivity, as MONAI's get_mask_edges and medpy's __surface_distances
 
 
 @dataclass
@@ -94,7 +118,7 @@ class SegCaseMetrics:
     """Metrics of one case; every dict maps class label -> plain ``float`` (NaN where undefined)."""
 
     dice: dict[int, float]
-    hd95: dict[int, float]  # mm
+    hd95: dict[int, float]  # in ``hd95_unit``: mm ("nnunet") or voxels ("m4oe")
     nsd: dict[int, float]  # normalised surface Dice at tolerance ``tau`` mm
     iou: dict[int, float]
     pred_voxels: dict[int, int]  # voxel count of the class in the prediction
@@ -102,6 +126,8 @@ class SegCaseMetrics:
     tau: float = 2.0
     convention: str = "nnunet"
     spacing: tuple[float, ...] = field(default_factory=tuple)
+    hd95_mode: str = "monai"  # "monai" (max of directed P95s) or "medpy" (P95 of pooled distances)
+    hd95_unit: str = "mm"  # "mm" or "voxel"
 
 
 # ----------------------------------------------------------------------------------------- validation
@@ -126,6 +152,12 @@ def _check_spacing(spacing: Sequence[float], ndim: int) -> tuple[float, ...]:
     return sp
 
 
+def _check_mode(mode: str) -> str:
+    if mode not in HD95_MODES:
+        raise ValueError(f"unknown hd95_mode {mode!r}; expected one of {HD95_MODES}")
+    return mode
+
+
 def _binary_pair(a: np.ndarray, b: np.ndarray, names: tuple[str, str] = ("pred", "ref")) -> tuple[np.ndarray, ...]:
     a = np.asarray(a)
     b = np.asarray(b)
@@ -143,16 +175,16 @@ def image_diagonal(shape: Sequence[int], spacing: Sequence[float]) -> float:
 
 
 def surface(mask: np.ndarray) -> np.ndarray:
-    """Boundary voxels of a binary mask: ``mask & ~binary_erosion(mask, full connectivity, border=background)``."""
+    """Boundary voxels of a binary mask: ``mask & ~binary_erosion(mask, face connectivity, border=background)``."""
     m = np.asarray(mask) != 0
     if not m.any():
         return m
-    structure = generate_binary_structure(m.ndim, m.ndim)
+    structure = generate_binary_structure(m.ndim, SURFACE_CONNECTIVITY)
     return m & ~binary_erosion(m, structure=structure, border_value=0)
 
 
 def surface_distances(a: np.ndarray, b: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
-    """Distances (mm) from every surface voxel of ``a`` to the nearest surface voxel of ``b``.
+    """Distances (in the unit of ``spacing``) from every surface voxel of ``a`` to the nearest surface voxel of ``b``.
 
     Returned in C order of ``a``'s surface voxels (``np.nonzero(surface(a))``). Empty when ``a`` is empty;
     all ``inf`` when ``a`` is non-empty and ``b`` is empty.
@@ -183,12 +215,15 @@ def _both_directed(p: np.ndarray, r: np.ndarray, sp: tuple[float, ...]) -> tuple
     return surface_distances(pc, rc, sp), surface_distances(rc, pc, sp)
 
 
-def _hd95_from(d_pr: np.ndarray, d_rp: np.ndarray) -> float:
-    return float(max(np.percentile(d_pr, 95), np.percentile(d_rp, 95)))
+def _hd95_from(d_pr: np.ndarray, d_rp: np.ndarray, mode: str = "monai") -> float:
+    if mode == "medpy":  # medpy.metric.binary.hd95: one percentile of the pooled distances
+        return float(np.percentile(np.hstack((d_pr, d_rp)), 95))
+    return float(max(np.percentile(d_pr, 95), np.percentile(d_rp, 95)))  # MONAI: larger directed percentile
 
 
 def _nsd_from(d_pr: np.ndarray, d_rp: np.ndarray, tau: float) -> float:
-    hits = int((d_pr <= tau).sum()) + int((d_rp <= tau).sum())
+    t = np.float32(tau)  # compared in float32 as MONAI does (its distances are float32)
+    hits = int((d_pr.astype(np.float32) <= t).sum()) + int((d_rp.astype(np.float32) <= t).sum())
     return float(hits / (d_pr.size + d_rp.size))
 
 
@@ -210,21 +245,24 @@ def iou(pred: np.ndarray, ref: np.ndarray) -> float:
     return float(int((p & r).sum()) / union)
 
 
-def hd95(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> float:
-    """95th-percentile symmetric Hausdorff distance in mm (MONAI definition).
+def hd95(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], mode: str = "monai") -> float:
+    """95th-percentile symmetric Hausdorff distance in the unit of ``spacing`` (mm; pass 1s for voxels).
 
-    ``max(percentile95(d(S_pred -> S_ref)), percentile95(d(S_ref -> S_pred)))`` with numpy's linear
-    interpolation. NaN when both masks are empty; the image diagonal in mm when exactly one is empty.
+    ``mode="monai"`` (default): ``max(P95(d(S_pred -> S_ref)), P95(d(S_ref -> S_pred)))``;
+    ``mode="medpy"``: ``P95`` of both directed sets pooled (medpy's ``hd95``). Face-connected surfaces and
+    numpy's linear interpolation in both. NaN when both masks are empty; the image diagonal (same unit) when
+    exactly one is empty.
     """
     p, r = _binary_pair(pred, ref)
     sp = _check_spacing(spacing, p.ndim)
+    _check_mode(mode)
     has_p, has_r = bool(p.any()), bool(r.any())
     if not has_p and not has_r:
         return float("nan")
     if not (has_p and has_r):
         return image_diagonal(p.shape, sp)
     d_pr, d_rp = _both_directed(p, r, sp)
-    return _hd95_from(d_pr, d_rp)
+    return _hd95_from(d_pr, d_rp, mode)
 
 
 def nsd(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], tau: float) -> float:
@@ -256,20 +294,28 @@ def evaluate_case(
     classes: list[int],
     tau: float = 2.0,
     convention: str = "nnunet",
+    hd95_mode: str | None = None,
 ) -> SegCaseMetrics:
-    """Dice, IoU, HD95 (mm) and NSD at ``tau`` mm for each class label in ``classes`` (see module docstring)."""
+    """Dice, IoU, HD95 and NSD at ``tau`` mm for each class label in ``classes`` (see module docstring).
+
+    HD95 is in mm with ``convention="nnunet"`` and in voxels with ``"m4oe"`` (``hd95_unit`` of the result);
+    ``hd95_mode`` (``"monai"`` or ``"medpy"``) defaults to ``"monai"`` for ``"nnunet"`` and ``"medpy"`` for ``"m4oe"``.
+    """
     pred = np.asarray(pred_labels)
     ref = np.asarray(ref_labels)
     _check_shapes(pred, ref, ("pred_labels", "ref_labels"))
     sp = _check_spacing(spacing, pred.ndim)
     if convention not in CONVENTIONS:
         raise ValueError(f"unknown convention {convention!r}; expected one of {CONVENTIONS}")
+    mode = _check_mode(_DEFAULT_HD95_MODE[convention] if hd95_mode is None else hd95_mode)
+    unit = _HD95_UNIT[convention]
+    hd_sp = sp if unit == "mm" else (1.0,) * pred.ndim  # m4oe: medpy's hd95 without voxelspacing
     tau = float(tau)
     if not (math.isfinite(tau) and tau >= 0):
         raise ValueError(f"tau must be finite and >= 0, got {tau!r}")
 
     out = SegCaseMetrics(dice={}, hd95={}, nsd={}, iou={}, pred_voxels={}, ref_voxels={},
-                         tau=tau, convention=convention, spacing=sp)
+                         tau=tau, convention=convention, spacing=sp, hd95_mode=mode, hd95_unit=unit)
     for c in classes:
         c = int(c)
         p = pred == c
@@ -285,10 +331,12 @@ def evaluate_case(
         out.dice[c] = dice(p, r)
         out.iou[c] = iou(p, r)
         if n_p > 0 and n_r > 0:
-            d_pr, d_rp = _both_directed(p, r, sp)  # one pair of EDTs shared by HD95 and NSD
-            out.hd95[c] = _hd95_from(d_pr, d_rp)
+            d_pr, d_rp = _both_directed(p, r, sp)  # one pair of EDTs shared by HD95 and NSD when units agree
             out.nsd[c] = _nsd_from(d_pr, d_rp, tau)
+            if hd_sp != sp:
+                d_pr, d_rp = _both_directed(p, r, hd_sp)
+            out.hd95[c] = _hd95_from(d_pr, d_rp, mode)
         else:
-            out.hd95[c] = hd95(p, r, sp)
+            out.hd95[c] = hd95(p, r, hd_sp, mode)
             out.nsd[c] = nsd(p, r, sp, tau)
     return out

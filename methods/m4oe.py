@@ -26,7 +26,8 @@ the slice is fed as one channel (``repeat_channels=3`` repeats it to 3 channels 
 ``dice_weight=0.6`` (the code's training loss uses 0.7: ``--set dice_weight=0.7``); the
 validation loss is the mean over all batches in eval mode (the code: last batch, train mode;
 not switchable, it is a bug); evaluation in the original image geometry and HD95 in mm
-(``--set eval_space=preprocessed``, ``--set metric_compat=m4oe`` for the code's empty-mask rules).
+(``--set eval_space=preprocessed``; ``--set metric_compat=m4oe`` for the code's empty-mask rules and
+its medpy HD95 in voxels).
 
 Interpretation (stored as the ``interpretation`` pseudo-task): per dataset, the mean gate weight
 of each expert over test cases, layers and tokens (``gate_<dataset>_e<k>``), and ``gate_match``,

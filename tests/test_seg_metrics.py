@@ -1,13 +1,17 @@
-"""Tests for bench.seg_metrics: analytic values, conventions, errors and a brute-force cross-check."""
+"""Tests for bench.seg_metrics: analytic values, conventions, errors, a brute-force cross-check, agreement with
+MONAI (called here) and medpy (reference numbers stored below; medpy itself is not a dependency)."""
 from __future__ import annotations
 
 import itertools
 import math
+import warnings
 
 import numpy as np
 import pytest
+from scipy.ndimage import binary_erosion, distance_transform_edt, gaussian_filter, generate_binary_structure
 
 from bench.seg_metrics import (
+    HD95_MODES,
     SegCaseMetrics,
     _both_directed,
     dice,
@@ -35,12 +39,18 @@ def box(shape: tuple[int, ...], lo: tuple[int, ...], hi: tuple[int, ...]) -> np.
 
 
 def brute_surface(mask: np.ndarray) -> np.ndarray:
-    """Independent surface: a mask voxel with any of its 3^ndim - 1 neighbours outside the mask or the image."""
+    """Independent surface: a mask voxel with any of its 2 * ndim FACE neighbours outside the mask or the image.
+
+    (Face connectivity, as MONAI's get_mask_edges and medpy use; an earlier version of the module and of this
+    helper used all 3^ndim - 1 neighbours, which gave thicker surfaces and disagreed with MONAI.)
+    """
     padded = np.pad(mask, 1, constant_values=False)
     out = np.zeros_like(mask)
     for idx in zip(*np.nonzero(mask)):
-        window = padded[tuple(slice(i, i + 3) for i in idx)]
-        out[idx] = not window.all()
+        centre = tuple(i + 1 for i in idx)
+        neighbours = [tuple(c + (d if k == ax else 0) for k, c in enumerate(centre))
+                      for ax in range(mask.ndim) for d in (-1, 1)]
+        out[idx] = not all(padded[n] for n in neighbours)
     return out
 
 
@@ -141,6 +151,18 @@ def test_surface_touching_border():
     s = surface(m)
     assert s.sum() == 4 * 5 - 2 * 3  # border treated as background: only the 2x3 interior is not surface
     assert not surface(np.zeros((3, 3), dtype=bool)).any()
+
+
+def test_surface_is_face_connected():
+    # a 3x3x3 cube with its 8 corners removed: the centre's 6 face neighbours are all inside, so with face
+    # connectivity the centre is interior (surface = 18 voxels); a full-connectivity (26-neighbour) erosion
+    # would also put the centre on the surface (19), which is what MONAI and medpy do not do
+    m = np.zeros((5, 5, 5), dtype=bool)
+    m[1:4, 1:4, 1:4] = True
+    for corner in itertools.product((1, 3), repeat=3):
+        m[corner] = False
+    assert surface(m).sum() == 18 and not surface(m)[2, 2, 2]
+    assert np.array_equal(surface(m), brute_surface(m))
 
 
 def test_surface_distances_brute_force():
@@ -319,6 +341,10 @@ def test_bad_convention_and_tau():
     a = np.ones((3, 3), dtype=np.int64)
     with pytest.raises(ValueError, match="convention"):
         evaluate_case(a, a, (1, 1), [1], convention="medpy")
+    with pytest.raises(ValueError, match="hd95_mode"):
+        evaluate_case(a, a, (1, 1), [1], hd95_mode="max")
+    with pytest.raises(ValueError, match="hd95_mode"):
+        hd95(a, a, (1, 1), mode="pooled")
     with pytest.raises(ValueError, match="tau"):
         evaluate_case(a, a, (1, 1), [1], tau=-1.0)
     with pytest.raises(ValueError, match="tau"):
@@ -331,3 +357,196 @@ def test_no_runtime_warnings_on_all_empty_combinations():
         pred, ref = _case(pp, rp)
         for conv in ("nnunet", "m4oe"):
             evaluate_case(pred, ref, SP, [0, 1, 2], convention=conv)
+
+
+# ------------------------------------------------------------------------------------------ MONAI agreement
+
+
+def random_pair(seed: int) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """A seeded random 3-D mask pair with anisotropic spacing; ``seed % 6`` picks the kind of structure."""
+    rng = np.random.default_rng(seed)
+    kind = seed % 6
+    shape = tuple(int(n) for n in rng.integers(12, 33, size=3))
+    spacing = tuple(float(s) for s in rng.uniform(0.4, 3.0, size=3))
+    g = np.indices(shape).astype(float)
+
+    def blob() -> np.ndarray:
+        c = [rng.uniform(0, n) for n in shape]
+        r = [rng.uniform(2, n / 2.5) for n in shape]
+        return sum(((g[i] - c[i]) / r[i]) ** 2 for i in range(3)) <= 1.0
+
+    def smooth_noise(fraction: float) -> np.ndarray:
+        f = gaussian_filter(rng.random(shape), sigma=rng.uniform(0.8, 2.0))
+        return f > np.quantile(f, 1 - fraction)
+
+    if kind == 0:  # two ellipsoids (often overlapping or clipped by the image border)
+        a, b = blob(), blob()
+    elif kind == 1:  # smoothed noise of different volume fractions
+        a, b = smooth_noise(rng.uniform(0.05, 0.4)), smooth_noise(rng.uniform(0.05, 0.4))
+    elif kind == 2:  # thin structures: a one-voxel plate plus a line, vs a shifted copy with specks
+        a = np.zeros(shape, dtype=bool)
+        plane = [slice(None)] * 3
+        ax = int(rng.integers(3))
+        plane[ax] = int(rng.integers(shape[ax]))
+        a[tuple(plane)] = blob()[tuple(plane)] | (rng.random(a[tuple(plane)].shape) < 0.1)
+        a[int(rng.integers(shape[0])), int(rng.integers(shape[1])), :] = True
+        b = np.roll(a, int(rng.integers(-2, 3)), axis=int(rng.integers(3))) | (rng.random(shape) < 0.01)
+    elif kind == 3:  # masks touching the image border
+        a, b = blob(), blob()
+        a[: int(rng.integers(1, 4))] = True
+        b[:, -int(rng.integers(1, 4)):] |= rng.random((shape[0], 1, shape[2])) < 0.7
+    elif kind == 4:  # very different sizes: two big ellipsoids vs a few isolated voxels
+        a = blob() | blob()
+        b = rng.random(shape) < 0.003
+        b[tuple(int(rng.integers(n)) for n in shape)] = True
+    else:  # sparse random noise
+        a, b = rng.random(shape) < 0.3, rng.random(shape) < rng.uniform(0.02, 0.5)
+    return a, b, spacing
+
+
+MONAI_SEEDS = range(36)
+
+
+def monai_hd95_nsd(a: np.ndarray, b: np.ndarray, spacing, taus) -> tuple[float, list[float]]:
+    torch = pytest.importorskip("torch")
+    from monai.metrics import compute_hausdorff_distance, compute_surface_dice
+
+    p = torch.from_numpy(np.asarray(a, dtype=np.float32))[None, None]
+    r = torch.from_numpy(np.asarray(b, dtype=np.float32))[None, None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MONAI warns on empty masks
+        h = compute_hausdorff_distance(p, r, include_background=True, percentile=95, directed=False,
+                                       spacing=list(spacing))
+        n = [compute_surface_dice(p, r, [t], include_background=True, spacing=list(spacing)) for t in taus]
+    return float(h[0, 0]), [float(x[0, 0]) for x in n]
+
+
+def test_hd95_and_nsd_match_monai_on_random_pairs():
+    # 36 seeded pairs: ellipsoids, smooth noise, thin plates/lines, border-touching masks, very different
+    # sizes, sparse noise; anisotropic spacing in [0.4, 3] mm. All non-empty (empty masks: see next test).
+    taus = (1.0, 2.0)
+    worst_h = worst_n = 0.0
+    for seed in MONAI_SEEDS:
+        a, b, sp = random_pair(seed)
+        assert a.any() and b.any(), seed
+        h_ref, n_ref = monai_hd95_nsd(a, b, sp, taus)
+        assert hd95(a, b, sp) == pytest.approx(h_ref, abs=1e-4, rel=1e-6), seed
+        assert hd95(b, a, sp) == pytest.approx(h_ref, abs=1e-4, rel=1e-6), seed
+        for t, n in zip(taus, n_ref):
+            assert nsd(a, b, sp, t) == pytest.approx(n, abs=1e-4), (seed, t)
+        m = evaluate_case(a.astype(np.int16), b.astype(np.int16), sp, [1], tau=taus[0])
+        assert m.hd95[1] == pytest.approx(h_ref, abs=1e-4, rel=1e-6) and m.nsd[1] == pytest.approx(n_ref[0], abs=1e-4)
+        worst_h = max(worst_h, abs(hd95(a, b, sp) - h_ref))
+        worst_n = max(worst_n, max(abs(nsd(a, b, sp, t) - n) for t, n in zip(taus, n_ref)))
+    assert worst_h < 1e-4 and worst_n < 1e-4
+
+
+def test_empty_masks_vs_monai():
+    # NSD agrees with MONAI on empty masks (both empty: NaN, one empty: 0). HD95 deliberately does not when
+    # exactly one mask is empty: MONAI gives NaN, we give the image diagonal (nnU-Net / Metrics Reloaded).
+    sp = (1.0, 2.0, 0.5)
+    for pp, rp in itertools.product([False, True], repeat=2):
+        if pp and rp:
+            continue
+        pred, ref = _case(pp, rp)
+        h_ref, (n_ref,) = monai_hd95_nsd(pred, ref, sp, [1.0])
+        assert math.isnan(h_ref)
+        assert np.isclose(nsd(pred, ref, sp, 1.0), n_ref, equal_nan=True)
+        if pp or rp:
+            assert hd95(pred, ref, sp) == pytest.approx(DIAG)
+        else:
+            assert math.isnan(hd95(pred, ref, sp))
+
+
+def test_nsd_tolerance_compared_in_float32_like_monai():
+    # surfaces exactly 1 mm apart; a tau below 1 by less than float32 resolution still counts the pair as
+    # within tolerance (MONAI compares float32 distances), a tau clearly below 1 does not
+    a = np.zeros((6, 6, 6), dtype=bool)
+    b = np.zeros((6, 6, 6), dtype=bool)
+    a[2, 1:5, 1:5] = True
+    b[3, 1:5, 1:5] = True
+    sp = (1.0, 0.7, 1.3)
+    for tau, expected in [(1.0 - 1e-12, 1.0), (0.999, 0.0)]:
+        assert nsd(a, b, sp, tau) == expected
+        assert monai_hd95_nsd(a, b, sp, [tau])[1][0] == pytest.approx(expected)
+
+
+# ------------------------------------------------------------------------------------------ medpy hd95
+
+
+def ellipsoid(shape, centre, radii) -> np.ndarray:
+    g = np.indices(shape)
+    return sum(((g[i] - centre[i]) / radii[i]) ** 2 for i in range(len(shape))) <= 1.0
+
+
+def medpy_pairs() -> dict[str, tuple[np.ndarray, np.ndarray, tuple[float, ...]]]:
+    """Deterministic (RNG-free) mask pairs with anisotropic spacing for the stored medpy values."""
+    s = (24, 28, 20)
+    box_at_border = np.zeros(s, dtype=bool)
+    box_at_border[0:9, 3:20, 2:15] = True
+    plate = np.zeros(s, dtype=bool)
+    plate[10, 4:22, 3:17] = True
+    plate[3:20, 14, 10] = True
+    plate2 = np.zeros(s, dtype=bool)
+    plate2[12, 6:24, 3:15] = True
+    plate2[5:22, 15, 11] = True
+    return {
+        "offset_ellipsoids": (ellipsoid(s, (11, 13, 9), (7, 9, 5)), ellipsoid(s, (13, 12, 10), (6, 10, 6)),
+                              (0.8, 1.5, 2.5)),
+        "box_vs_ellipsoid_border": (box_at_border, ellipsoid(s, (4, 12, 8), (6, 8, 5)), (2.0, 0.7, 1.2)),
+        "thin_plate_and_line": (plate, plate2, (1.7, 0.6, 0.9)),
+        "big_vs_two_small": (ellipsoid(s, (12, 14, 10), (9, 11, 7)),
+                             ellipsoid(s, (5, 6, 4), (2, 2, 2)) | ellipsoid(s, (18, 20, 15), (1, 1, 1)),
+                             (1.25, 0.5, 3.0)),
+    }
+
+
+# medpy 0.5.2 ``medpy.metric.binary.hd95(a, b, voxelspacing=sp)`` and ``hd95(a, b)`` (no spacing, i.e. voxels, as
+# the M4oE reference calls it) on medpy_pairs(), obtained once by hand with medpy installed outside the project
+# (pip install --no-deps --target); medpy is not a dependency. The last column is MONAI's definition in mm.
+MEDPY_HD95 = {  # name: (medpy with voxelspacing [mm], medpy without voxelspacing [voxels], MONAI-definition [mm])
+    "offset_ellipsoids": (4.220189569201839, 2.8284271247461903, 5.0),
+    "box_vs_ellipsoid_border": (4.167733196834941, 3.7416573867739413, 4.167733196834941),
+    "thin_plate_and_line": (3.605551275463989, 2.8284271247461903, 3.8470768123342687),
+    "big_vs_two_small": (17.351152699460634, 12.206555615733702, 17.37814021190772),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MEDPY_HD95))
+def test_medpy_hd95_reference_values(name):
+    a, b, sp = medpy_pairs()[name]
+    mm, vox, monai_mm = MEDPY_HD95[name]
+    assert hd95(a, b, sp, mode="medpy") == pytest.approx(mm, rel=1e-9)
+    assert hd95(a, b, (1.0, 1.0, 1.0), mode="medpy") == pytest.approx(vox, rel=1e-9)
+    assert hd95(a, b, sp) == pytest.approx(monai_mm, rel=1e-9)
+    assert hd95(a, b, sp, mode="monai") == hd95(a, b, sp)
+    h_ref, _ = monai_hd95_nsd(a, b, sp, [1.0])
+    assert monai_mm == pytest.approx(h_ref, abs=1e-4)
+    # the reference's evaluation: m4oe reports medpy's hd95 in voxels; nnunet reports MONAI's in mm
+    m = evaluate_case(a.astype(np.int64), b.astype(np.int64), sp, [1], convention="m4oe")
+    assert m.hd95[1] == pytest.approx(vox, rel=1e-9) and m.hd95_unit == "voxel" and m.hd95_mode == "medpy"
+    assert m.nsd[1] == nsd(a, b, sp, 2.0)  # NSD stays in mm (tau mm, with the spacing)
+    m = evaluate_case(a.astype(np.int64), b.astype(np.int64), sp, [1])
+    assert m.hd95[1] == pytest.approx(monai_mm, rel=1e-9) and m.hd95_unit == "mm" and m.hd95_mode == "monai"
+    m = evaluate_case(a.astype(np.int64), b.astype(np.int64), sp, [1], hd95_mode="medpy")
+    assert m.hd95[1] == pytest.approx(mm, rel=1e-9) and m.hd95_unit == "mm"
+
+
+def medpy_formula_hd95(a: np.ndarray, b: np.ndarray, spacing=None) -> float:
+    """medpy.metric.binary.hd95 written out (0.5.2 source): face-connectivity erosion, EDT, pooled percentile."""
+    def surface_distances(result, reference):
+        footprint = generate_binary_structure(result.ndim, 1)
+        result_border = result ^ binary_erosion(result, structure=footprint, iterations=1)
+        reference_border = reference ^ binary_erosion(reference, structure=footprint, iterations=1)
+        return distance_transform_edt(~reference_border, sampling=spacing)[result_border]
+
+    return float(np.percentile(np.hstack((surface_distances(a, b), surface_distances(b, a))), 95))
+
+
+def test_medpy_hd95_matches_medpy_formula_on_random_pairs():
+    for seed in range(12):
+        a, b, sp = random_pair(seed)
+        assert hd95(a, b, sp, mode="medpy") == pytest.approx(medpy_formula_hd95(a, b, sp), rel=1e-12), seed
+        m = evaluate_case(a.astype(np.int16), b.astype(np.int16), sp, [1], convention="m4oe")
+        assert m.hd95[1] == pytest.approx(medpy_formula_hd95(a, b), rel=1e-12), seed
+    assert set(HD95_MODES) == {"monai", "medpy"}
