@@ -13,8 +13,8 @@ import pytest
 
 from bench.store import RunStore, default_url
 from bench.suites import get_suite
-from bench.sweep import expand
-from results import runs_frame, summarize
+from bench.sweep import expand, sweep_threads
+from results import load_results, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -29,7 +29,8 @@ def _sweep(runs: Path, *extra: str) -> subprocess.Popen:
 def test_quick_suite_acceptance_and_kill_resume(tmp_path):
     runs = tmp_path / "runs"
     suite = get_suite("quick")
-    jobs = expand(list(suite.methods), list(suite.datasets), list(suite.seeds), preset=suite.preset, train=suite.train)
+    jobs = expand(list(suite.methods), list(suite.datasets), list(suite.seeds), preset=suite.preset, train=suite.train,
+                  threads=sweep_threads(min(2, os.cpu_count() or 1)))   # the CLI's default workers
     store = RunStore(default_url(runs))
 
     # 1. start the suite, SIGKILL it after a few jobs are stored and another is mid-training
@@ -48,7 +49,8 @@ def test_quick_suite_acceptance_and_kill_resume(tmp_path):
     proc = _sweep(runs)
     out, err = proc.communicate(timeout=1800)
     assert proc.returncode == 0, err[-2000:]
-    assert f"{len(jobs)} jobs planned, {done_before} already done, {len(jobs) - done_before} run, 0 failed" in err
+    assert (f"{len(jobs)} jobs planned, {done_before} already done, {len(jobs) - done_before} run, "
+            "0 run by other workers, 0 failed") in err   # the killed workers' claims were taken over at once
     assert store.count() == len(jobs) and "###" in out  # leaderboard printed
 
     # 3. a third run does nothing
@@ -57,8 +59,9 @@ def test_quick_suite_acceptance_and_kill_resume(tmp_path):
     assert f"{len(jobs)} already done, 0 run" in err
 
     # 4. the leaderboard's acceptance criteria
-    s = summarize(runs_frame(store))
-    acc = s[s.metric == "accuracy"].set_index(["dataset", "method"])["mean"]
+    s, _ = summarize(load_results(store, headline_only=True))
+    assert s["n"].max() == 3 and s["n"].min() == 3, "every configuration has the suite's 3 seeds"
+    acc = s[s.metric == "accuracy"].set_index(["dataset", "label"])["mean"]
     assert acc.loc["wdbc"].max() >= 0.95
     digits = acc.loc["digits-halves"]
     best_single = digits[[m for m in digits.index if m.startswith("single:")]].max()
