@@ -14,6 +14,7 @@ METRIC_DIRECTION: dict[str, bool] = {
     "micro_f1": True, "mean_ap": True, "subset_accuracy": True, "bce": False,
     "mae": False, "rmse": False, "mse": False, "pearson_r": True, "sign_accuracy": True,
     "agreement": True,  # interpretation: dominant expert == planted interaction type (I2MoE on synthetic-pid)
+    "agreement_kappa": True,  # the same, chance-corrected (Cohen's kappa)
     "dice": True, "iou": True, "nsd": True, "hd95": False,  # segmentation (bench.seg_eval), per-class as <name>_<organ>
     "gate_match": True,  # M4oE: own dataset's expert dominates (gate weights / entropies are descriptive)
 }

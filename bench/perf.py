@@ -1,27 +1,34 @@
-"""``bench perf --method i2moe``: training-step cost of I2MoE's loop vs batched implementation.
+"""``bench perf i2moe``: training-step cost of I2MoE's implementations, with their spread.
 
 For M = 2, 3, 4 modalities at two sizes — ``quick`` (the quick suite's size: ``small`` preset,
 width 32, one 8-feature vector token per modality, batch 64) and ``paper`` (width 256, 16
-tokens per modality, batch 32, as in the I2MoE paper's settings) — it measures in one process:
+tokens per modality, batch 32, as in the I2MoE paper's settings) — it times one training step
+(forward, losses, backward; the optimiser step is the same for all and left out) of:
 
-- the median time of one training step (forward, losses, backward; the optimiser step is the
-  same for all implementations and left out) of ``impl=loop`` (the oracle), ``per-expert`` and
-  ``vmap``; ``batched`` is whichever of the last two ``impl=batched`` picks for that
-  configuration, and ``loop/batched`` its speed-up;
-- memory: CUDA peak allocated on GPU; on CPU the bytes of tensors saved for backward
-  (activation memory, measured with ``torch.autograd.graph.saved_tensors_hooks``), because a
-  process's peak RSS cannot be reset between measurements;
-- a lower bound: one forward + backward of a **single** backbone over K·(M+1)·B rows — the
-  same backbone FLOPs as a training step with none of the per-pass overhead — and the batched
-  step's ratio to it.
+- ``impl=loop`` (the reference's nested loop, the oracle), ``per-expert`` and ``vmap``;
+  ``batched`` is the one ``impl=batched`` runs (:func:`methods.i2moe.batched_impl`);
+- ``fused``: one forward + backward of a **single** backbone over K·(M+1)·B rows, i.e. the same
+  backbone FLOPs as a training step in one call with one set of weights (no encoders, gate or
+  interaction losses). It is a reference figure, not a bound: a step can beat it (K smaller
+  matmuls may run faster than one large one).
 
-Inputs are random tensors of the right shapes; dropout is on, as in training.
+Shared machines are noisy, so timings are taken as **repetitions**: each repetition times one
+step of every implementation back to back (in a rotating order), and the ratios (loop/batched,
+per-expert/vmap, batched/fused) are formed within a repetition, where slow periods of the machine
+hit both sides. Reported: the median time of each implementation and the min / median / max of
+each ratio over the R repetitions.
+
+Memory: CUDA peak allocated on GPU; on CPU the bytes of tensors saved for backward (activation
+memory, measured with ``torch.autograd.graph.saved_tensors_hooks``), because a process's peak
+RSS cannot be reset between measurements. Inputs are random tensors of the right shapes;
+dropout is on, as in training.
 """
 from __future__ import annotations
 
 import statistics
 import time
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import torch
 
@@ -34,6 +41,7 @@ SIZES = {
     "paper": {"preset": "paper", "tokens": 16, "features": 256, "batch": 32,
               "overrides": {"hidden": 256, "layers": 1, "fusion_layers": 1}},
 }
+IMPLS = ("loop", "per-expert", "vmap")
 
 
 @dataclass
@@ -44,17 +52,25 @@ class PerfRow:
     batch: int
     hidden: int
     tokens: int
-    loop_ms: float
+    reps: int
+    loop_ms: float  # medians over the repetitions
     per_expert_ms: float
     vmap_ms: float
     batched_ms: float
     batched_impl: str
-    speedup: float
-    bound_ms: float
-    batched_over_bound: float
+    fused_ms: float
+    speedup_min: float  # loop / batched, within a repetition: min / median / max over repetitions
+    speedup_median: float
+    speedup_max: float
+    per_expert_over_vmap_min: float  # > 1: vmap faster
+    per_expert_over_vmap_median: float
+    per_expert_over_vmap_max: float
+    batched_over_fused_min: float  # < 1: the step beat one fused backbone pass
+    batched_over_fused_median: float
+    batched_over_fused_max: float
     loop_mem_mb: float
     batched_mem_mb: float
-    bound_mem_mb: float
+    fused_mem_mb: float
 
 
 def _spec(m: int, tokens: int, features: int) -> DatasetSpec:
@@ -93,48 +109,73 @@ class _SavedBytes:
         self.ctx.__exit__(*exc)
 
 
-def _time(step, device: torch.device, reps: int, warmup: int) -> tuple[float, float]:
-    for _ in range(warmup):
-        step()
+def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _memory_mb(step: Callable[[], None], device: torch.device) -> float:
+    if device.type == "cuda":
+        _sync(device)
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
-    times = []
-    for _ in range(reps):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
         step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - t0)
-    if device.type == "cuda":
-        mem = torch.cuda.max_memory_allocated(device) - base
-    else:
-        with _SavedBytes() as counter:
-            step()
-        mem = counter.bytes
-    return statistics.median(times) * 1e3, mem / 2**20
+        _sync(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    with _SavedBytes() as counter:
+        step()
+    return counter.bytes / 2**20
 
 
-def measure(size: str, m: int, device: torch.device, reps: int = 20, warmup: int = 3, backbone: str = "attention") -> PerfRow:
+def time_interleaved(steps: dict[str, Callable[[], None]], device: torch.device, reps: int,
+                     warmup: int) -> dict[str, list[float]]:
+    """Seconds per call of each step, ``reps`` repetitions; within a repetition every step runs
+    once, back to back, starting one further along the list each time (so no step always runs
+    first or after the same neighbour)."""
+    names = list(steps)
+    for _ in range(warmup):
+        for name in names:
+            steps[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(reps):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            _sync(device)
+            t0 = time.perf_counter()
+            steps[name]()
+            _sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def spread(values: list[float]) -> tuple[float, float, float]:
+    """(min, median, max)."""
+    return min(values), statistics.median(values), max(values)
+
+
+def _ratios(num: list[float], den: list[float]) -> tuple[float, float, float]:
+    return spread([a / b for a, b in zip(num, den)])
+
+
+def measure(size: str, m: int, device: torch.device, reps: int = 20, warmup: int = 2,
+            backbone: str = "attention") -> PerfRow:
+    from methods.i2moe import batched_impl
+
     cfg = SIZES[size]
     spec = _spec(m, cfg["tokens"], cfg["features"])
     cls, _ = parse_method("i2moe")
-    results = {}
-    for impl in ("loop", "per-expert", "vmap"):
+    steps: dict[str, Callable[[], None]] = {}
+    for impl in IMPLS:
         torch.manual_seed(0)
         hp = resolve_hparams(cls.defaults(), cfg["preset"], {**cfg["overrides"], "impl": impl, "backbone": backbone})
         model = cls(spec, hp).to(device).train()
         batch = _batch(spec, cfg["batch"], device)
 
-        def step():
+        def step(model=model, batch=batch):
             model.zero_grad(set_to_none=True)
             total, _ = model.loss(model(batch), batch)
             total.backward()
 
-        results[impl] = _time(step, device, reps, warmup)
+        steps[impl] = step
     k, rows = m + 2, (m + 2) * (m + 1) * cfg["batch"]
     torch.manual_seed(0)
     bb = build_backbone(backbone, spec, hp, {s.name: cfg["tokens"] for s in spec.modalities}).to(device).train()
@@ -143,34 +184,31 @@ def measure(size: str, m: int, device: torch.device, reps: int = 20, warmup: int
     mask = {s.name: torch.ones(rows, dtype=torch.bool, device=device) for s in spec.modalities}
     target = torch.randint(0, 2, (rows,), device=device)
 
-    def bound_step():
+    def fused_step():
         bb.zero_grad(set_to_none=True)
         preds, aux, _ = bb(tokens, mask)
         (torch.nn.functional.cross_entropy(preds["label"], target) + aux).backward()
 
-    bound = _time(bound_step, device, reps, warmup)
-    (loop_ms, loop_mem) = results["loop"]
-    picked = batched_choice(model, cfg, m, device)
-    (bat_ms, bat_mem) = results[picked]
-    return PerfRow(size, m, k, cfg["batch"], hidden, cfg["tokens"], loop_ms, results["per-expert"][0], results["vmap"][0],
-                   bat_ms, picked, loop_ms / bat_ms, bound[0], bat_ms / bound[0], loop_mem, bat_mem, bound[1])
-
-
-def batched_choice(model, cfg: dict, m: int, device: torch.device) -> str:
-    """Which implementation ``impl=batched`` runs for this configuration (see methods/i2moe.py)."""
-    from methods.i2moe import VMAP_MAX_ELEMENTS
-
-    size = (m + 1) * cfg["batch"] * cfg["tokens"] * int(model.hparams["hidden"])
-    return "vmap" if device.type == "cuda" or size <= VMAP_MAX_ELEMENTS else "per-expert"
+    steps["fused"] = fused_step
+    times = time_interleaved(steps, device, reps, warmup)
+    memory = {name: _memory_mb(step, device) for name, step in steps.items()}
+    picked = batched_impl(device.type == "cuda", (m + 1) * cfg["batch"] * cfg["tokens"] * hidden)
+    med = {name: statistics.median(t) * 1e3 for name, t in times.items()}
+    speedup = _ratios(times["loop"], times[picked])
+    pe_vmap = _ratios(times["per-expert"], times["vmap"])
+    over_fused = _ratios(times[picked], times["fused"])
+    return PerfRow(size, m, k, cfg["batch"], hidden, cfg["tokens"], reps, med["loop"], med["per-expert"], med["vmap"],
+                   med[picked], picked, med["fused"], *speedup, *pe_vmap, *over_fused, memory["loop"], memory[picked],
+                   memory["fused"])
 
 
 def run_perf(device: str = "cpu", sizes=("quick", "paper"), modalities=(2, 3, 4), reps: int = 20,
-             progress=None) -> list[PerfRow]:
+             progress=None, warmup: int = 2) -> list[PerfRow]:
     dev = torch.device(device)
     rows = []
     for size in sizes:
         for m in modalities:
-            rows.append(measure(size, m, dev, reps))
+            rows.append(measure(size, m, dev, reps, warmup))
             if progress:
                 progress(rows[-1])
     return rows

@@ -12,7 +12,7 @@ expert over shared encoders, and the fusion baselines are "shared encoders + one
 | ``intermediate`` | pooled embeddings concatenated -> MLP -> heads | zero embedding |
 | ``early`` | all tokens flattened and concatenated -> MLP -> heads | zero tokens |
 | ``late`` | one head per modality on its pooled embedding, outputs averaged | dropped from the mean |
-| ``attention`` | pre-norm transformer over all tokens + CLS -> heads | keys masked |
+| ``attention`` | pre-norm transformer over all tokens + CLS (or per-modality mean pooling) -> heads | keys masked |
 | ``moe`` | the same transformer with top-k switch MoE feed-forward layers | keys masked |
 | ``soft-moe`` | the same transformer with Soft-MoE feed-forward layers | keys masked, not dispatched |
 """
@@ -89,8 +89,22 @@ class LateBackbone(Backbone):
         return preds, w.new_zeros(()), {"modality_weights": w, "latent": latent}
 
 
+#: transformer readouts: ``cls`` (a CLS token, final LayerNorm) or ``mean`` (each modality's tokens
+#: mean-pooled, concatenated, heads on M*H: the I2MoE reference's ``Transformer``)
+READOUTS = ("cls", "mean")
+#: initialisation of the learned position embeddings: ``normal`` (N(0, 0.02^2)) or ``zero`` (reference)
+POS_INITS = ("normal", "zero")
+
+
 class TransformerBackbone(Backbone):
-    """Tokens + learned per-modality/position embeddings + CLS -> pre-norm blocks -> CLS -> heads.
+    """Tokens + learned per-modality/position embeddings (+ CLS) -> pre-norm blocks -> readout -> heads.
+
+    Readout (``readout``): ``cls`` (default) prepends a CLS token and reads the final-LayerNorm'd
+    CLS state; ``mean`` has no CLS token and no final norm, mean-pools each modality's output
+    tokens (an absent modality pools to zeros), concatenates them (M*H) and applies the heads
+    (one Linear per task), as the I2MoE reference's ``Transformer`` does. ``pos_init=zero`` starts
+    the position embeddings at zero (reference), ``normal`` at N(0, 0.02^2); ``qkv_bias`` and
+    ``attn_residual`` are passed to every :class:`~methods.blocks.Block`.
 
     ``forward(..., variants=(replacements, order))`` runs several passes that differ only in
     which modality's tokens are replaced (I2MoE's perturbed passes) as one stacked batch: the
@@ -103,14 +117,21 @@ class TransformerBackbone(Backbone):
     def __init__(self, spec, hparams, token_counts):
         super().__init__(spec, hparams, token_counts)
         h = self.hidden
-        self.pos = nn.ParameterDict({m: nn.Parameter(0.02 * torch.randn(1, token_counts[m], h)) for m in self.names})
-        self.cls = nn.Parameter(0.02 * torch.randn(1, 1, h))
+        self.readout = str(hparams.get("readout", "cls"))
+        pos_init = str(hparams.get("pos_init", "normal"))
+        if self.readout not in READOUTS or pos_init not in POS_INITS:
+            raise ValueError(f"transformer: readout must be one of {READOUTS} and pos_init one of {POS_INITS}, "
+                             f"got {self.readout!r} and {pos_init!r}")
+        scale = 0.02 if pos_init == "normal" else 0.0
+        self.pos = nn.ParameterDict({m: nn.Parameter(scale * torch.randn(1, token_counts[m], h)) for m in self.names})
+        self.cls = nn.Parameter(0.02 * torch.randn(1, 1, h)) if self.readout == "cls" else None
         heads = divisible_heads(h, int(hparams.get("heads", 4)))
-        residual = bool(hparams.get("attn_residual", True))
-        self.blocks = nn.ModuleList([Block(h, heads, self.dropout, self.make_ffn(h, hparams), attn_residual=residual)
+        residual, qkv_bias = bool(hparams.get("attn_residual", True)), bool(hparams.get("qkv_bias", True))
+        self.blocks = nn.ModuleList([Block(h, heads, self.dropout, self.make_ffn(h, hparams), attn_residual=residual,
+                                           qkv_bias=qkv_bias)
                                      for _ in range(int(hparams.get("fusion_layers", 1)))])
-        self.norm = nn.LayerNorm(h)
-        self.heads = TaskHeads(spec.tasks, h)
+        self.norm = nn.LayerNorm(h) if self.readout == "cls" else None
+        self.heads = TaskHeads(spec.tasks, h if self.readout == "cls" else h * len(self.names))
 
     def make_ffn(self, dim: int, hparams: dict) -> nn.Module | None:
         return None
@@ -118,26 +139,38 @@ class TransformerBackbone(Backbone):
     def forward(self, tokens, mask, variants=None) -> BackboneOut:
         first = tokens[self.names[0]]
         b = first.shape[0]
-        parts = [self.cls.expand(b, -1, -1)] + [tokens[m] + self.pos[m] for m in self.names]
-        keep = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=first.device)]
-                         + [mask[m].unsqueeze(1).expand(-1, tokens[m].shape[1]) for m in self.names], dim=1)
-        x, aux, qkv = torch.cat(parts, dim=1), first.new_zeros(()), None
+        parts = [tokens[m] + self.pos[m] for m in self.names]
+        keep = [mask[m].unsqueeze(1).expand(-1, tokens[m].shape[1]) for m in self.names]
+        if self.cls is not None:
+            parts = [self.cls.expand(b, -1, -1)] + parts
+            keep = [torch.ones(b, 1, dtype=torch.bool, device=first.device)] + keep
+        x, keep, aux, qkv = torch.cat(parts, dim=1), torch.cat(keep, dim=1), first.new_zeros(()), None
         if variants is not None:
             x, qkv = self._stack_variants(x, *variants)
             keep = keep.repeat(len(variants[1]), 1)
         for i, block in enumerate(self.blocks):
             x, a = block(x, keep, qkv if i == 0 else None)
             aux = aux + a
-        latent = self.norm(x[:, 0])
+        if self.cls is not None:
+            latent = self.norm(x[:, 0])
+        else:
+            rows = x.shape[0]
+            present = [mask[m].repeat(rows // b).unsqueeze(1).to(x.dtype) for m in self.names]
+            latent = torch.cat([x[:, s:e].mean(dim=1) * p for (s, e), p in zip(self._spans().values(), present)], dim=-1)
         return self.heads(latent), aux, {"latent": latent}
+
+    def _spans(self) -> dict[str, tuple[int, int]]:
+        """Each modality's token positions in the sequence (after the CLS token, if any)."""
+        start, spans = (1 if self.cls is not None else 0), {}
+        for m in self.names:
+            spans[m] = (start, start + self.pos[m].shape[1])
+            start = spans[m][1]
+        return spans
 
     def _stack_variants(self, x_clean, replacements: dict, order: list):
         """(V*B, N, H) inputs and first-block qkv for the passes in ``order`` (None = clean)."""
         qkv_clean = self.blocks[0].project(x_clean)
-        start, spans = 1, {}
-        for m in self.names:
-            spans[m] = (start, start + self.pos[m].shape[1])
-            start = spans[m][1]
+        spans = self._spans()
         xs, qkvs = [], []
         for which in order:
             if which is None:

@@ -15,10 +15,13 @@ from torch.nn import functional as F
 
 
 class Attention(nn.Module):
-    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
+    """Multi-head softmax attention; ``qkv_bias=False`` drops the bias of the query/key/value
+    projection (the I2MoE reference's layer has none; the output projection keeps its bias)."""
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0, qkv_bias: bool = True):
         super().__init__()
         self.heads, self.dropout = heads, dropout
-        self.qkv = nn.Linear(dim, 3 * dim)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
@@ -50,15 +53,20 @@ class Mlp(nn.Module):
 
 class Block(nn.Module):
     """Pre-norm transformer block: x + attn(norm(x)); x + ffn(norm(x)). ``ffn`` may be an MoE layer
-    returning ``(out, aux_loss)``. ``attn_residual=False`` reproduces the I2MoE reference layer,
-    which lacks the residual around attention (x = attn(norm(x))); only its reference mode uses it."""
+    returning ``(out, aux_loss)``.
+
+    ``attn_residual=False`` reproduces the I2MoE reference layer (``TransformerEncoderLayer`` in
+    its ``src/common/modules/transformer.py``), which has no residual around attention and instead
+    adds the attention branch to itself through a second dropout: with a = dropout(attn(norm(x))),
+    x = a + dropout(a), i.e. 2a at evaluation. The block's input reaches the output only through
+    attention. ``qkv_bias=False``: no bias on the query/key/value projection (reference)."""
 
     def __init__(self, dim: int, heads: int, dropout: float = 0.0, ffn: nn.Module | None = None,
-                 attn_residual: bool = True):
+                 attn_residual: bool = True, qkv_bias: bool = True):
         super().__init__()
         self.attn_residual = attn_residual
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.attn = Attention(dim, heads, dropout)
+        self.attn = Attention(dim, heads, dropout, qkv_bias=qkv_bias)
         self.ffn = ffn if ffn is not None else Mlp(dim, 2 * dim, dropout)
         self.drop = nn.Dropout(dropout)
 
@@ -71,7 +79,7 @@ class Block(nn.Module):
         """``qkv``: ``project(x)`` when the caller already has it (computed once for tokens shared by
         several stacked passes)."""
         a = self.drop(self.attn.attend(self.project(x) if qkv is None else qkv, keep))
-        x = x + a if self.attn_residual else a
+        x = x + a if self.attn_residual else a + self.drop(a)
         h = self.norm2(x)
         out = self.ffn(h, keep) if getattr(self.ffn, "uses_mask", False) else self.ffn(h)
         aux = x.new_zeros(())

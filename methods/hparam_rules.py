@@ -192,6 +192,10 @@ def shared_rules() -> dict[str, Rule]:
         "lambda_int": number(0), "temperature": number(0, lo_open=True), "gate_layers": integer(1),
         "gate_dropout": fraction(), "margin": number(0), "num_perturb": integer(0, note="0 = every modality"),
         "interaction_loss": flag(), "uniform_weights": flag(), "attn_residual": flag(), "reference_compat": flag(),
+        "readout": one_of(*CHOICES["readout"]), "pos_init": one_of(*CHOICES["pos_init"]), "qkv_bias": flag(),
+        "regression_int_loss": one_of(*CHOICES["regression_int_loss"]),
+        "regression_task_loss": one_of(*CHOICES["regression_task_loss"]), "latent_grad": flag(),
+        "load_balance_grad": flag(),
         # segmentation: loss (seg_base.py), Swin-UNet (swinunet.py, swin_unet.py), m4oe
         "ce_weight": number(0), "dice_weight": number(0), "loss_granularity": one_of(*LOSS_GRANULARITIES),
         "img_size": integer(1), "patch_size": integer(1), "embed_dim": integer(1),

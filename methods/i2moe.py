@@ -20,26 +20,32 @@ only and returns ŷ, the weights (``aux_expert_weights``) and the expert logits.
 
 Implementations (``impl``): ``vmap`` runs the M+1 variants of every expert as one batch and all K
 experts in one ``torch.func.vmap`` call over stacked weights; ``per-expert`` runs the M+1
-variants as one batch per expert (K calls); ``batched`` (default) picks ``vmap`` on GPU and for
-small activations, ``per-expert`` for large ones on CPU (see ``VMAP_MAX_ELEMENTS``); ``loop``
-is the reference's nested loop (K x (M+1) backbone calls), kept as the oracle. All read the
-same stacked weights and the same noise draws, and tests assert they agree.
+variants as one batch per expert (K calls); ``batched`` (default) runs what
+:func:`batched_impl` picks (a rule taken from ``bench perf i2moe``: ``vmap`` on GPU and for small
+activations, ``per-expert`` for large ones on CPU); ``loop`` is the reference's nested loop
+(K x (M+1) backbone calls), kept as the oracle. All read the same stacked weights and the same
+noise draws (one ``randn(K, B, P, H)`` per perturbed modality, in order; expert k gets slice k),
+and tests assert they agree.
 
-Regression (all tasks regression): cosine of scalars is always ±1, so the default uses
-distances d = |o^0 - o^j| in standardised units: synergy exp(-d), redundancy 1 - exp(-d),
-uniqueness the (bounded) triplet loss. ``reference_compat`` uses the reference's form instead:
-synergy +d (the opposite sign) and an unhinged triplet d(a, p) - d(a, n) (unbounded).
+Regression (all tasks regression): cosine of scalars is always ±1, so the default
+(``regression_int_loss=bounded``) uses distances d = |o^0 - o^j| in standardised units: synergy
+exp(-d), redundancy 1 - exp(-d), uniqueness the hinged triplet loss.
 
-Deviations from the reference, each a flag with the reference one switch away
-(``reference_compat=true`` selects all of the reference behaviours at once):
+Deviations from the reference code (Raina-Xin/I2MoE), each a flag with the reference one switch
+away; ``reference_compat=true`` sets all of them (``REFERENCE``), and tests check the result
+against numbers computed with the authors' code on identical weights and inputs:
 
-| flag | ours (default) | reference |
+| flag | ours (default) | reference (``reference_compat``) |
 |---|---|---|
 | ``expert_init`` | ``independent`` (each expert its own init) | ``shared`` (deep copies: identical at step 0) |
-| load balancing of a ``moe`` backbone | kept with its gradient | gradient lost (detached) |
-| ``attn_residual`` | standard pre-norm block | no residual around attention |
-| ``loss_space=latent`` | losses on the backbone latents | latents detached (the ablation is a no-op) |
-| regression losses | bounded distance losses | opposite-sign synergy, unbounded uniqueness |
+| ``attn_residual`` | ``true``: x + attn(norm(x)) | ``false``: a + dropout(a), a = attn(norm(x)) (2a at eval) |
+| ``readout`` | ``cls``: CLS token, final LayerNorm | ``mean``: per-modality mean pool, concat, Linear |
+| ``pos_init`` | ``normal``: N(0, 0.02^2) | ``zero`` |
+| ``qkv_bias`` | ``true`` | ``false`` (no bias on the q/kv projections) |
+| ``regression_int_loss`` | ``bounded`` (above) | ``mse``: uniqueness MSE(a,p) - MSE(a,n); synergy and redundancy both mean_j MSE(o^0, o^j); raw units |
+| ``regression_task_loss`` | ``mse`` in standardised units (the harness's) | ``smooth-l1`` (beta 1) in original units |
+| ``latent_grad`` | ``true``: ``loss_space=latent`` losses have gradients | ``false``: latents detached (the ablation is a no-op) |
+| ``load_balance_grad`` | ``true``: a ``moe`` backbone's balancing loss has its gradient | ``false``: detached |
 
 Ablation flags: ``interaction_loss=false`` (same experts and gate, no L_int),
 ``uniform_weights=true`` (no reweighting), ``perturb=zero|mean`` (replace by zeros or by the
@@ -54,20 +60,42 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .backbones import BACKBONES, MOE_DEFAULTS, build_backbone, token_counts
+from .backbones import BACKBONES, MOE_DEFAULTS, POS_INITS, READOUTS, build_backbone, token_counts
 from .base import ENCODER_DEFAULTS, TRANSFORMER_DEFAULTS, Method, Output
 from .encoders import build_encoders
 from .expert_group import ExpertGroup
 from .fusion import encode
 from .registry import register_method
 
+#: regression interaction-loss forms (see :func:`interaction_losses`) and regression task losses
+REGRESSION_INT_LOSSES = ("bounded", "mse")
+REGRESSION_TASK_LOSSES = ("mse", "smooth-l1")
 CHOICES = {"backbone": tuple(BACKBONES), "perturb": ("noise", "zero", "mean"), "loss_space": ("logits", "latent"),
-           "expert_init": ("independent", "shared"), "impl": ("batched", "vmap", "per-expert", "loop")}
+           "expert_init": ("independent", "shared"), "impl": ("batched", "vmap", "per-expert", "loop"),
+           "readout": READOUTS, "pos_init": POS_INITS, "regression_int_loss": REGRESSION_INT_LOSSES,
+           "regression_task_loss": REGRESSION_TASK_LOSSES}
+#: what ``reference_compat=true`` sets: every behaviour of the authors' released code that differs from ours
+REFERENCE = {"expert_init": "shared", "attn_residual": False, "readout": "mean", "pos_init": "zero", "qkv_bias": False,
+             "regression_int_loss": "mse", "regression_task_loss": "smooth-l1", "latent_grad": False,
+             "load_balance_grad": False}
 #: above this many token elements per expert call (V*B*P*H), ``impl=batched`` runs one call per
-#: expert on CPU: measured on a 2-core CPU, vmapped batched matmuls over large activations fall
-#: out of cache and lose to per-expert matmuls, while for small ones vmap's single call wins
-#: (``bench perf --method i2moe`` prints both). On CUDA ``batched`` always vmaps.
+#: expert on CPU, below it one vmapped call over all experts (see :func:`batched_impl`)
 VMAP_MAX_ELEMENTS = 2 ** 18
+
+
+def batched_impl(cuda: bool, elements: int) -> str:
+    """What ``impl=batched`` runs for an expert call of ``elements`` = V*B*P*H token elements.
+
+    A rule taken from ``python -m bench perf i2moe`` (per-expert/vmap measured within each
+    repetition; min / median / max over repetitions; 2-core CPU; table in docs/methods.md): at
+    the quick size (V*B*P*H = 6,144-10,240) vmap was faster in every repetition (per-expert/vmap
+    1.11-2.10); at the paper size (393,216-655,360) per-expert was faster in every repetition of
+    two runs at M = 3 and 4 (0.68-0.96) and in the median at M = 2 (0.91 and 0.99, spread
+    0.72-1.28). Hence ``per-expert`` above ``VMAP_MAX_ELEMENTS`` on CPU and ``vmap`` below. The
+    ratio depends on the machine's load: with other processes saturating the same CPU, vmap won
+    at the paper size too. On CUDA ``vmap`` (one launch sequence for all experts instead of K),
+    not measured here (``bench perf i2moe --device cuda`` measures it)."""
+    return "vmap" if cuda or elements <= VMAP_MAX_ELEMENTS else "per-expert"
 
 
 #: planted interaction type (synthetic-pid's ``interaction`` truth) -> the expert meant to carry it
@@ -78,40 +106,68 @@ def expert_names(modalities: list[str]) -> list[str]:
     return [f"unique-{m}" for m in modalities] + ["synergy", "redundancy"]
 
 
-def triplet(anchor, positive, negative, margin: float, hinge: bool = True) -> torch.Tensor:
-    if hinge:
-        return F.triplet_margin_loss(anchor, positive, negative, margin=margin, p=2, eps=1e-7)
-    return (F.pairwise_distance(anchor, positive, eps=1e-7) - F.pairwise_distance(anchor, negative, eps=1e-7)).mean()
+def triplet(anchor, positive, negative, margin: float) -> torch.Tensor:
+    return F.triplet_margin_loss(anchor, positive, negative, margin=margin, p=2, eps=1e-7)
 
 
 def interaction_losses(out: torch.Tensor, perturbed: list[int], m: int, regression: bool, margin: float = 1.0,
-                       reference: bool = False) -> torch.Tensor:
+                       regression_form: str = "bounded") -> torch.Tensor:
     """Per-expert interaction losses (K,) from expert outputs ``out`` (K, V, B, D).
 
     Variant 0 is clean; variant v >= 1 perturbs modality ``perturbed[v - 1]``. Experts 0..m-1
     are the uniqueness experts, m the synergy and m+1 the redundancy expert. A uniqueness
     expert whose modality was not perturbed this step (``num_perturb`` < M) contributes 0.
+
+    ``regression`` (every task a regression) selects ``regression_form``: ``bounded`` (ours:
+    d = |o^0 - o^j|, synergy exp(-d), redundancy 1 - exp(-d), hinged triplet) or ``mse`` (the
+    reference's ``InteractionMoERegression``: uniqueness MSE(a, p) - MSE(a, n) with no margin or
+    hinge; synergy and redundancy both the mean over j of MSE(o^0, o^j), minimised).
     """
+    if regression_form not in REGRESSION_INT_LOSSES:
+        raise ValueError(f"regression_form must be one of {REGRESSION_INT_LOSSES}, got {regression_form!r}")
+    mse = regression and regression_form == "mse"
     k = out.shape[0]
     losses = [out.new_zeros(()) for _ in range(k)]
     for i in range(m):
         if i in perturbed and len(perturbed) > 1:
-            neg = out[i, 1 + perturbed.index(i)]
+            anchor, neg = out[i, 0], out[i, 1 + perturbed.index(i)]
             pos = [out[i, 1 + v] for v, j in enumerate(perturbed) if j != i]
-            losses[i] = torch.stack([triplet(out[i, 0], p, neg, margin, hinge=not (regression and reference))
-                                     for p in pos]).mean()
+            if mse:
+                terms = [F.mse_loss(anchor, p) - F.mse_loss(anchor, neg) for p in pos]
+            else:
+                terms = [triplet(anchor, p, neg, margin) for p in pos]
+            losses[i] = torch.stack(terms).mean()
     clean_s, clean_r = out[m, 0], out[m + 1, 0]
-    if regression:
-        d_s = torch.stack([(clean_s - out[m, v]).norm(dim=-1) for v in range(1, out.shape[1])])
-        d_r = torch.stack([(clean_r - out[m + 1, v]).norm(dim=-1) for v in range(1, out.shape[1])])
-        losses[m] = d_s.mean() if reference else torch.exp(-d_s).mean()
+    variants = range(1, out.shape[1])
+    if mse:
+        losses[m] = torch.stack([F.mse_loss(clean_s, out[m, v]) for v in variants]).mean()
+        losses[m + 1] = torch.stack([F.mse_loss(clean_r, out[m + 1, v]) for v in variants]).mean()
+    elif regression:
+        d_s = torch.stack([(clean_s - out[m, v]).norm(dim=-1) for v in variants])
+        d_r = torch.stack([(clean_r - out[m + 1, v]).norm(dim=-1) for v in variants])
+        losses[m] = torch.exp(-d_s).mean()
         losses[m + 1] = (1 - torch.exp(-d_r)).mean()
     else:
-        cos_s = torch.stack([F.cosine_similarity(clean_s, out[m, v], dim=-1).mean() for v in range(1, out.shape[1])])
-        cos_r = torch.stack([F.cosine_similarity(clean_r, out[m + 1, v], dim=-1).mean() for v in range(1, out.shape[1])])
+        cos_s = torch.stack([F.cosine_similarity(clean_s, out[m, v], dim=-1).mean() for v in variants])
+        cos_r = torch.stack([F.cosine_similarity(clean_r, out[m + 1, v], dim=-1).mean() for v in variants])
         losses[m] = cos_s.mean()
         losses[m + 1] = (1 - cos_r).mean()
     return torch.stack(losses)
+
+
+def cohen_kappa(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Cohen's kappa of two label sequences and the chance agreement it corrects for.
+
+    p_o = share of equal pairs, p_e = sum over labels c of P(a = c) * P(b = c) (each sequence's
+    own label frequencies), kappa = (p_o - p_e) / (1 - p_e): 0 when the agreement is what two
+    independent labellers with these frequencies would reach, 1 when perfect. When p_e = 1 (both
+    sequences constant and equal) agreement carries no information beyond chance: kappa = 0.
+    Returns (kappa, p_e)."""
+    a, b = np.asarray(a), np.asarray(b)
+    labels = np.union1d(a, b)
+    p_o = float(np.mean(a == b))
+    p_e = float(sum(np.mean(a == c) * np.mean(b == c) for c in labels))
+    return (0.0 if p_e >= 1.0 else (p_o - p_e) / (1.0 - p_e)), p_e
 
 
 @register_method
@@ -125,8 +181,9 @@ class I2MoE(Method):
         return {"backbone": "attention", **ENCODER_DEFAULTS, **TRANSFORMER_DEFAULTS, "weights": "mean", **MOE_DEFAULTS,
                 "lambda_int": 0.1, "temperature": 1.0, "gate_layers": 2, "gate_dropout": 0.5, "margin": 1.0,
                 "interaction_loss": True, "uniform_weights": False, "perturb": "noise", "loss_space": "logits",
-                "num_perturb": 0, "expert_init": "independent", "attn_residual": True, "reference_compat": False,
-                "impl": "batched"}
+                "num_perturb": 0, "expert_init": "independent", "attn_residual": True, "readout": "cls",
+                "pos_init": "normal", "qkv_bias": True, "regression_int_loss": "bounded", "regression_task_loss": "mse",
+                "latent_grad": True, "load_balance_grad": True, "reference_compat": False, "impl": "batched"}
 
     @classmethod
     def search_space(cls, trial):
@@ -147,7 +204,7 @@ class I2MoE(Method):
             if hp[key] not in allowed:
                 raise ValueError(f"i2moe: {key}={hp[key]!r} is not one of: {', '.join(allowed)}")
         if hp["reference_compat"]:
-            hp.update(expert_init="shared", attn_residual=False)
+            hp.update(REFERENCE)
         if not hp["temperature"] > 0 or hp["lambda_int"] < 0 or hp["gate_layers"] < 1:
             raise ValueError("i2moe: temperature must be > 0, lambda_int >= 0 and gate_layers >= 1")
         super().__init__(spec, hp)
@@ -196,14 +253,20 @@ class I2MoE(Method):
         return out
 
     def _vector(self, preds: dict[str, torch.Tensor], info: dict[str, torch.Tensor]) -> torch.Tensor:
-        """What the interaction losses compare: concatenated task logits (regression standardised) or latents."""
+        """What the interaction losses compare: concatenated task logits or latents. Regression
+        predictions are standardised, except for ``regression_int_loss=mse``, which (as the
+        reference) compares them in the task's original units."""
         if self.hparams["loss_space"] == "latent":
             z = info["latent"]
-            return z.detach() if self.hparams["reference_compat"] else z
+            return z if self.hparams["latent_grad"] else z.detach()
+        raw = self.regression and self.hparams["regression_int_loss"] == "mse"
         parts = []
         for t in self.spec.tasks:
             p = preds[t.name]
-            parts.append(((p - t.target_mean) / t.target_std).unsqueeze(-1) if t.kind == "regression" else p)
+            if t.kind == "regression":
+                parts.append((p if raw else (p - t.target_mean) / t.target_std).unsqueeze(-1))
+            else:
+                parts.append(p)
         return torch.cat(parts, dim=-1)
 
     def run_experts(self, tokens, mask, perturbed: list[int] | None):
@@ -217,8 +280,8 @@ class I2MoE(Method):
         impl = self.hparams["impl"]
         if impl == "batched":
             first = tokens[names[0]]
-            size = len(order) * first.shape[0] * max(t.shape[1] for t in tokens.values()) * first.shape[-1]
-            impl = "vmap" if first.is_cuda or size <= VMAP_MAX_ELEMENTS else "per-expert"
+            elements = len(order) * first.shape[0] * max(t.shape[1] for t in tokens.values()) * first.shape[-1]
+            impl = batched_impl(first.is_cuda, elements)
         run = {"loop": self._run_loop, "per-expert": self._run_per_expert, "vmap": self._run_vmap}[impl]
         with self.experts.segments(1 if impl == "loop" else len(order)):
             return run(tokens, mask, repl, order)
@@ -268,21 +331,53 @@ class I2MoE(Method):
         return preds, self._vector(p, info).reshape(self.k, v, b, -1), a
 
     def interpret(self, aux, truth):
-        """Mean weight per expert over the test split; with planted truth, the share of samples
-        whose dominant (highest-weight) expert is the one meant for their interaction type,
-        overall (``agreement``) and per planted type."""
-        w = np.asarray(aux.get("expert_weights", np.zeros((0, self.k))))
+        """Dataset-level numbers from the test split's gate weights (and planted truth, if any).
+
+        Always: the mean weight per expert (``weight_<expert>``) and how decisive the gate is, so
+        that an argmax of near-uniform weights is not read as a choice: ``gate_spread``, the mean
+        over samples of max_k w_k - min_k w_k (0 = uniform), and ``gate_entropy``, the mean
+        normalised entropy -sum_k w_k log w_k / log K (1 = uniform, 0 = one expert).
+
+        With planted truth (``synthetic-pid``'s ``interaction``): ``agreement``, the share of
+        samples whose dominant (highest-weight) expert is the one meant for their interaction
+        type, overall and per planted type (``agreement_<type>``); ``chance_agreement``, the
+        agreement expected from the two label frequencies alone (sum over experts of P(dominant =
+        e) * P(meant = e)); and ``agreement_kappa``, Cohen's kappa (agreement - chance) / (1 -
+        chance), 0 for a gate whose argmax is unrelated to the planted type (e.g. one that always
+        picks the same expert), 1 for perfect agreement (:func:`cohen_kappa`). On a dataset with a
+        single planted type the meant expert is constant, so chance equals agreement and kappa is
+        0 whatever the gate does: there, read ``gate_spread`` and ``gate_entropy``."""
+        w = np.asarray(aux.get("expert_weights", np.zeros((0, self.k))), dtype=np.float64)
         if not len(w):
             return {}
         out = {f"weight_{n}": float(w[:, k].mean()) for k, n in enumerate(self.expert_names)}
+        out["gate_spread"] = float(np.mean(w.max(axis=1) - w.min(axis=1)))
+        plogp = np.where(w > 0, w * np.log(np.where(w > 0, w, 1.0)), 0.0)
+        out["gate_entropy"] = float(np.mean(-plogp.sum(axis=1) / np.log(self.k)))
         if "interaction" in truth:
             dominant = np.array(self.expert_names)[w.argmax(axis=1)]
             meant = np.array([PLANTED_TO_EXPERT.get(t, t) for t in truth["interaction"]])
             out["agreement"] = float(np.mean(dominant == meant))
+            out["agreement_kappa"], out["chance_agreement"] = cohen_kappa(dominant, meant)
             for t in sorted(set(truth["interaction"])):
                 rows = truth["interaction"] == t
                 out[f"agreement_{t}"] = float(np.mean(dominant[rows] == meant[rows]))
         return out
+
+    def loss(self, output, batch):
+        """The base loss, except that ``regression_task_loss=smooth-l1`` replaces each regression
+        task's loss by the reference's ``SmoothL1Loss`` (beta 1, mean over labelled rows) in the
+        task's original units."""
+        total, parts = super().loss(output, batch)
+        if self.hparams["regression_task_loss"] != "smooth-l1":
+            return total, parts
+        for t in self.spec.tasks:
+            if t.kind != "regression":
+                continue
+            pred, target, mask = output.preds[t.name], batch["targets"][t.name], batch["target_mask"][t.name]
+            parts[f"task/{t.name}"] = (F.smooth_l1_loss(pred[mask].reshape(-1), target[mask].float(), beta=1.0)
+                                       if bool(mask.any()) else pred.sum() * 0.0)
+        return torch.stack(list(parts.values())).sum(), parts
 
     # ------------------------------------------------------------------ forward
     def forward(self, batch):
@@ -301,11 +396,11 @@ class I2MoE(Method):
         losses = {}
         if needs_perturbed:
             per_expert = interaction_losses(vecs, perturbed, self.m, self.regression and self.hparams["loss_space"] == "logits",
-                                            float(self.hparams["margin"]), bool(self.hparams["reference_compat"]))
+                                            float(self.hparams["margin"]), str(self.hparams["regression_int_loss"]))
             losses["interaction"] = float(self.hparams["lambda_int"]) * per_expert.mean()
         if aux.requires_grad:
             lb = aux.mean()
-            losses["load_balance"] = lb.detach() if self.hparams["reference_compat"] else lb
+            losses["load_balance"] = lb if self.hparams["load_balance_grad"] else lb.detach()
         out_aux = {"expert_weights": weights}
         for t, x in preds_kv.items():
             if x.dim() == 4:  # (K, V, B, C): per-expert clean logits for interpretation
