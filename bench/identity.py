@@ -112,6 +112,7 @@ def _file_digest(path: Path, size: int, mtime_ns: int) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@functools.lru_cache(maxsize=1)
 def library_versions() -> dict[str, str]:
     out = {}
     for lib in NUMERIC_LIBRARIES:
@@ -123,7 +124,14 @@ def library_versions() -> dict[str, str]:
 
 
 def code_fingerprint(modules: Sequence[str]) -> str:
-    """Hash of the sources reachable from the runner and ``modules`` plus the library versions."""
+    """Hash of the sources reachable from the runner and ``modules`` plus the library versions.
+    Computed once per process and set of modules: a running process executes the code it imported,
+    whatever happens to the files afterwards."""
+    return _code_fingerprint(tuple(modules))
+
+
+@functools.lru_cache(maxsize=None)
+def _code_fingerprint(modules: tuple[str, ...]) -> str:
     h = hashlib.sha256()
     for name in sorted(module_closure((RUNNER_MODULE, *modules))):
         path = module_file(name)

@@ -9,7 +9,7 @@ separates methods.
 
 ``seg-quick``: the segmentation track on the embedded ``synthetic-organs`` (3 domains): M4oE and
 its baselines (per-dataset and joint Swin-UNet, 2-D U-Net, the 3-D U-Net proxy), 3 seeds, the
-``tiny`` preset with its segmentation budget (24 epochs); about 15 minutes on a 2-core CPU.
+``tiny`` preset with its segmentation budget (24 epochs); about 30 minutes on a 2-core CPU.
 """
 from __future__ import annotations
 

@@ -66,6 +66,7 @@ def test_excluding_a_module_the_job_runs_is_caught(tmp_path, monkeypatch):
     """The test above can fail: pretend the encoders never compute a number."""
     monkeypatch.setattr(identity, "NOT_RESULT_CODE", (*identity.NOT_RESULT_CODE, "methods.encoders"))
     identity._imports_of.cache_clear()
+    identity._code_fingerprint.cache_clear()
     covered = identity.module_closure([identity.RUNNER_MODULE, "methods.early", "datasets.wdbc"])
     assert "methods.encoders" not in covered
     cfg = build_config("early", "wdbc", preset="tiny", sets={"epochs": "1"})
@@ -82,12 +83,15 @@ def copied_packages(tmp_path, monkeypatch):
         roots[pkg] = tmp_path / pkg
     monkeypatch.setattr(identity, "_roots", lambda: roots)
     identity._imports_of.cache_clear()
+    identity._code_fingerprint.cache_clear()
     yield tmp_path
     identity._imports_of.cache_clear()
+    identity._code_fingerprint.cache_clear()
 
 
 def _fp(method_module="methods.early", dataset_module="datasets.wdbc"):
     identity._imports_of.cache_clear()
+    identity._code_fingerprint.cache_clear()
     return identity.code_fingerprint([method_module, dataset_module])
 
 
