@@ -23,6 +23,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -189,7 +190,9 @@ def run_job(cfg: RunConfig, store: RunStore | None, runs_dir: str | Path = "runs
         if existing is not None and existing.status in ("ok", "skipped"):
             return existing
     with _claimed(store, key, wait) as ours:
-        if store is not None and not (ours and force):  # another worker may have finished it meanwhile
+        if not ours:   # we waited, and the other worker finished it
+            return store.get(key)
+        if store is not None and not force:   # another worker may have finished it before we claimed it
             existing = store.get(key)
             if existing is not None and existing.status in ("ok", "skipped"):
                 return existing
@@ -205,16 +208,14 @@ def run_job(cfg: RunConfig, store: RunStore | None, runs_dir: str | Path = "runs
             return _failed(cfg, store, suite, purpose)
 
 
-def _failed(cfg: RunConfig, store, suite, purpose, summary: dict | None = None) -> RunRecord:
+def _failed(cfg: RunConfig, store, suite, purpose) -> RunRecord:
     """A ``failed`` record for the exception being handled: type, message, traceback tail."""
-    import sys
-
     exc = sys.exc_info()[1]
     tail = "".join(traceback.format_exception(exc)).rstrip().splitlines()[-TRACEBACK_LINES:]
     message = " ".join(str(exc).split()) or "(no message)"
     record = _record(cfg, "failed", suite, purpose, error=f"{exc.__class__.__name__}: {message}",
                      env=environment(torch.device(cfg.device)),
-                     summary={"error_type": exc.__class__.__name__, "traceback": tail, **(summary or {})})
+                     summary={"error_type": exc.__class__.__name__, "traceback": tail})
     if store is not None:
         store.put(record)
     return record

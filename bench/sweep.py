@@ -15,7 +15,6 @@ with other code or data, and which) or running elsewhere (``bench sweep --dry-ru
 from __future__ import annotations
 
 import multiprocessing
-import os
 import signal
 import sys
 import time
@@ -104,8 +103,8 @@ def plan(jobs: list[RunConfig], store: RunStore, retry_failed: bool = False) -> 
             out.append(PlannedJob(job, "skipped", "the method does not support the dataset"))
         elif status == "failed" and not retry_failed:
             out.append(PlannedJob(job, "failed", "stored as failed; --retry-failed reruns it"))
-        elif store.claim_holder(key):
-            out.append(PlannedJob(job, "running elsewhere", store.claim_holder(key) or ""))
+        elif holder := store.claim_holder(key):
+            out.append(PlannedJob(job, "running elsewhere", holder))
         else:
             older = [r for r in stored.get(job.request_id(), []) if r["key"] != key]
             if older:
@@ -260,7 +259,3 @@ def _run_pool(todo: deque, waiting: list, store: RunStore, runs_dir, retry_faile
         pool.shutdown(wait=True, cancel_futures=True)  # joins the dead workers, frees their queues
         raise
     pool.shutdown()
-
-
-def default_workers() -> int:
-    return min(2, os.cpu_count() or 1)

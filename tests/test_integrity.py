@@ -385,3 +385,30 @@ def test_argument_errors_are_one_line(capsys):
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and err == "error: argument --seed: invalid int value: '1e20' (see python -m bench " \
                                            "run --help)"
+
+
+def test_bench_run_waits_for_a_job_another_worker_holds(tmp_path, monkeypatch):
+    import threading
+
+    import bench.runner as runner
+    from bench.runner import JobBusy
+
+    monkeypatch.setattr(runner, "WAIT_POLL_S", 0.1)
+    store = RunStore(default_url(tmp_path))
+    cfg = build_config("early", "wdbc", preset="tiny", train=QUICK)
+    other = "far-host:1:1:otherone"
+    assert store.claim(cfg.key(), other) is None
+    with pytest.raises(JobBusy):   # a sweep sets it aside
+        run_job(cfg, store, tmp_path, progress=False)
+    finished = run_job(cfg, None, tmp_path / "elsewhere", progress=False)   # what the other worker computes
+
+    def other_worker_finishes():
+        store.put(finished)
+        store.release(cfg.key(), other)
+
+    timer = threading.Timer(0.5, other_worker_finishes)
+    timer.start()
+    got = run_job(cfg, store, tmp_path, progress=False, wait=True)   # bench run waits for it
+    timer.join()
+    assert got.created_at == finished.created_at and store.count() == 1
+    assert not (tmp_path / "checkpoints" / cfg.key()).exists(), "the waiting process trained nothing"
