@@ -58,7 +58,7 @@ from .training import (
 if TYPE_CHECKING:  # the store is handed in; importing it here would tie run identity to store code
     from .store import RunStore
 
-__all__ = ["build_config", "run_job", "cost_job", "JobBusy", "NonFiniteLoss"]
+__all__ = ["build_config", "run_job", "cost_job", "JobBusy", "JobDone", "NonFiniteLoss"]
 
 #: lines of traceback kept in a failed record
 TRACEBACK_LINES = 12
@@ -75,6 +75,17 @@ class JobBusy(RuntimeError):
 
     def __str__(self) -> str:
         return f"job {self.key} is running in another process ({self.holder})"
+
+
+class JobDone(RuntimeError):
+    """The job is already in the store (``run_job(..., reuse=False)``): another worker finished it."""
+
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+    def __str__(self) -> str:
+        return f"job {self.key} is already done"
 
 
 _GIT: str | None = None
@@ -176,26 +187,34 @@ def _claimed(store: RunStore | None, key: str, wait: bool):
 
 
 def run_job(cfg: RunConfig, store: RunStore | None, runs_dir: str | Path = "runs", progress: bool = True,
-            force: bool = False, *, strict: bool = False, wait: bool = False, suite: str | None = None,
-            purpose: str = "eval", callbacks: tuple = ()) -> RunRecord:
+            force: bool = False, *, strict: bool = False, wait: bool = False, reuse: bool = True,
+            suite: str | None = None, purpose: str = "eval", callbacks: tuple = ()) -> RunRecord:
     """Run (or resume) one job and store its record. Returns the stored record if already done.
 
     ``strict`` (``bench run``): a method that does not support the dataset, or a value the model
     rejects, raises ConfigError instead of storing a ``skipped``/``failed`` record. ``wait``:
-    when another worker holds the job, wait for it instead of raising :class:`JobBusy`.
+    when another worker holds the job, wait for it instead of raising :class:`JobBusy`. ``reuse``
+    False (sweeps): a job found done (or failed) raises :class:`JobDone` instead of returning the
+    stored record, so a sweep can tell what it ran from what others ran.
     ``callbacks`` are extra validation callbacks (e.g. a tuning pruner) after early stopping."""
     key = cfg.key()
-    if store is not None and not force:
-        existing = store.get(key)
-        if existing is not None and existing.status in ("ok", "skipped"):
-            return existing
+
+    def stored() -> RunRecord | None:
+        existing = store.get(key) if store is not None and not force else None
+        # a sweep also counts a failed job as done (it reruns those only with force, --retry-failed)
+        if existing is None or existing.status not in (("ok", "skipped") if reuse else ("ok", "skipped", "failed")):
+            return None
+        if not reuse:
+            raise JobDone(key)
+        return existing
+
+    if (existing := stored()) is not None:
+        return existing
     with _claimed(store, key, wait) as ours:
         if not ours:   # we waited, and the other worker finished it
             return store.get(key)
-        if store is not None and not force:   # another worker may have finished it before we claimed it
-            existing = store.get(key)
-            if existing is not None and existing.status in ("ok", "skipped"):
-                return existing
+        if (existing := stored()) is not None:   # another worker may have finished it before we claimed it
+            return existing
         try:
             return _run_claimed(cfg, store, Path(runs_dir), progress, force, strict, suite, purpose, callbacks)
         except (DatasetError, CheckpointWriteError, StoreError):

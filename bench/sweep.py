@@ -30,7 +30,7 @@ from datasets import DatasetError
 
 from .config import RunConfig
 from .jobs import build_config, default_threads, modality_names
-from .runner import JobBusy, run_job
+from .runner import JobBusy, JobDone, run_job
 from .store import RunStore
 
 #: seconds between looks at jobs other workers are running
@@ -126,14 +126,14 @@ def _why_stale(old: dict[str, Any], job: RunConfig) -> str:
 # ------------------------------------------------------------------------------------------- run
 
 def _run_one(job: RunConfig, store: RunStore, runs_dir: str | Path, retry_failed: bool, suite: str | None):
-    """Run one job; returns its record, the DatasetError text when its data is unavailable, or
-    a :class:`JobBusy` when another worker holds it."""
+    """Run one job; returns its record, the DatasetError text when its data is unavailable, a
+    :class:`JobBusy` when another worker holds it, or a :class:`JobDone` when another finished it."""
     try:
-        return run_job(job, store, runs_dir, progress=False, suite=suite,
+        return run_job(job, store, runs_dir, progress=False, suite=suite, reuse=False,
                        force=retry_failed and store.status(job.key()) == "failed")
     except DatasetError as exc:
         return str(exc)
-    except JobBusy as exc:
+    except (JobBusy, JobDone) as exc:
         return exc
 
 
@@ -177,6 +177,9 @@ def run_sweep(jobs: list[RunConfig], store: RunStore, runs_dir: str | Path, retr
             waiting.append(job)
             return
         bar.update(1)
+        if isinstance(result, JobDone):
+            report.ran_elsewhere += 1
+            return
         bar.set_postfix_str(_job_line(job))
         if isinstance(result, str):
             report.unavailable.append(f"{_job_line(job)}: {result}")

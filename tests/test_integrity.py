@@ -412,3 +412,15 @@ def test_bench_run_waits_for_a_job_another_worker_holds(tmp_path, monkeypatch):
     timer.join()
     assert got.created_at == finished.created_at and store.count() == 1
     assert not (tmp_path / "checkpoints" / cfg.key()).exists(), "the waiting process trained nothing"
+
+
+def test_a_sweep_counts_a_job_finished_elsewhere_as_run_elsewhere(tmp_path, monkeypatch):
+    """The sweep's to-do list is computed once; a job another sweep finishes meanwhile must not be
+    counted (or run) again here."""
+    store = RunStore(default_url(tmp_path))
+    jobs = expand(["early"], ["wdbc"], [0, 1], preset="tiny", train=QUICK, threads=1)
+    monkeypatch.setattr(store, "done_keys", lambda statuses=None: set())   # the snapshot said: nothing done
+    first = run_job(jobs[0], store, tmp_path, progress=False)              # ...then another sweep did job 0
+    report = run_sweep(jobs, store, tmp_path, progress=False)
+    assert (report.ran, report.ran_elsewhere, store.count()) == (1, 1, 2)
+    assert store.get(jobs[0].key()).created_at == first.created_at
