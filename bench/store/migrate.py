@@ -49,12 +49,18 @@ def _migration_lock(engine: Engine):
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
     elif url.get_backend_name() == "postgresql":
+        # a session-level lock (scoped to this database) held by a connection of its own, outside
+        # any transaction (AUTOCOMMIT), so it is not left "idle in transaction" while alembic works
         with engine.connect() as conn:
-            conn.execute(text(f"SELECT pg_advisory_lock({_PG_LOCK_ID})"))
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": _PG_LOCK_ID})
             try:
                 yield
             finally:
-                conn.execute(text(f"SELECT pg_advisory_unlock({_PG_LOCK_ID})"))
+                try:
+                    conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": _PG_LOCK_ID})
+                except Exception:  # noqa: BLE001 - closing the session releases the lock instead
+                    conn.invalidate()
     else:
         yield
 

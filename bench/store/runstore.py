@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,14 @@ from ..record import RunRecord, dumps
 from .claims import claim_ttl, now, owner_is_dead
 from .migrate import SchemaTooNew, ensure_schema
 from .schema import job_claims, run_cases, runs
+from .urls import hide_password, normalize_url
 
 DONE_STATUSES = ("ok", "skipped", "failed")
 RESULT_PURPOSES = ("eval", "imported")
 #: SQLite: seconds a writer waits for another writer's lock before giving up
 SQLITE_BUSY_TIMEOUT_S = 300
+#: PostgreSQL: seconds to wait for a connection (unless the URL sets ``connect_timeout``)
+PG_CONNECT_TIMEOUT_S = 30
 
 _HINTS = (
     ("database or disk is full", "free disk space or point --runs-dir/--store elsewhere"),
@@ -41,6 +45,10 @@ _HINTS = (
     ("database disk image is malformed", "the SQLite file is corrupt; restore it or start a new --runs-dir"),
     ("connection refused", "is the database server running and reachable?"),
     ("could not connect", "is the database server running and reachable?"),
+    ("timeout expired", "is the database server running and reachable?"),
+    ("password authentication failed", "check the user and password in the --store URL"),
+    ('role ".*" does not exist', "check the user name in the --store URL"),
+    ('database ".*" does not exist', "create it first (createdb NAME) or fix the database name in the --store URL"),
 )
 
 
@@ -56,13 +64,13 @@ def _first_line(exc: BaseException) -> str:
 
 def _hint(message: str) -> str:
     low = message.lower()
-    return next((hint for needle, hint in _HINTS if needle in low), "")
+    return next((hint for needle, hint in _HINTS if re.search(needle, low)), "")
 
 
 class RunStore:
     def __init__(self, url: str):
-        self.url = url
-        self.shown_url = url
+        self.shown_url = hide_password(url)
+        self.url = url = normalize_url(url)   # postgresql:// -> psycopg 3; one line if the driver is missing
         with self._errors("open"):
             sqlite_file = url.startswith("sqlite:///") and url != "sqlite:///:memory:"
             if sqlite_file:
@@ -74,7 +82,14 @@ class RunStore:
                 self._sqlite_setup(self.engine, write=False, wal=sqlite_file)
                 self._sqlite_setup(self._writer, write=True, wal=sqlite_file)
             else:
-                self.engine = self._writer = create_engine(url, pool_pre_ping=True)
+                args = {}
+                if url.startswith("postgresql+psycopg") and "connect_timeout" not in url:
+                    args["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT_S}
+                try:
+                    self.engine = self._writer = create_engine(url, pool_pre_ping=True, **args)
+                except ImportError as exc:   # e.g. psycopg installed without its libpq
+                    raise StoreError(f"run store {self.shown_url}: cannot load the database driver: {exc}; "
+                                     "pip install 'bench[postgres]'") from None
             self.shown_url = self.engine.url.render_as_string(hide_password=True)
             # SQLite migrates through a plain engine: alembic manages its own transactions
             migrator = create_engine(url, **args) if url.startswith("sqlite") else self._writer
@@ -126,6 +141,9 @@ class RunStore:
         if not rows:
             return
         what = f"store run {rows[0][0]['key']}" if len(rows) == 1 else f"store {len(rows)} runs"
+        if self._writer.dialect.name == "postgresql":
+            self._upsert(rows, what)
+            return
         with self._errors(what), self._writer.begin() as conn:
             keys = [row["key"] for row, _ in rows]
             for start in range(0, len(keys), 500):
@@ -136,6 +154,26 @@ class RunStore:
                 conn.execute(delete(run_cases).where(run_cases.c.key.in_([b["key"] for b in blobs[start:start + 500]])))
             if blobs:
                 conn.execute(insert(run_cases), blobs)
+
+    def _upsert(self, rows: list[tuple[dict[str, Any], bytes | None]], what: str) -> None:
+        """PostgreSQL: ``INSERT ... ON CONFLICT DO UPDATE``. Delete-then-insert (as on SQLite, whose
+        writers queue for one lock) would let two transactions storing one key both delete and then
+        collide on the insert; the upsert takes the row lock instead. Keys go in sorted order (one
+        lock order, so concurrent writers cannot deadlock), the last record of a repeated key wins."""
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        latest = {row["key"]: (row, blob) for row, blob in rows}
+        ordered = [latest[key] for key in sorted(latest)]
+        with self._errors(what), self._writer.begin() as conn:
+            stmt = pg_insert(runs)
+            conn.execute(stmt.on_conflict_do_update(index_elements=[runs.c.key],
+                                                    set_={c.name: stmt.excluded[c.name] for c in runs.c if c.name != "key"}),
+                         [row for row, _ in ordered])
+            blobs = [{"key": row["key"], "cases": blob} for row, blob in ordered if blob is not None]
+            if blobs:
+                stmt = pg_insert(run_cases)
+                conn.execute(stmt.on_conflict_do_update(index_elements=[run_cases.c.key],
+                                                        set_={"cases": stmt.excluded.cases}), blobs)
 
     @staticmethod
     def _blob(cases: Any) -> bytes | None:
