@@ -4,7 +4,9 @@ Every job has an idempotent key, so a sweep skips keys already done in the store
 sweep resumes (the interrupted job itself from its last checkpoint) and a finished sweep reruns
 nothing. Executor ``local``: in-process one job at a time (``workers=1``), or a pool of worker
 processes on this machine (``workers > 1``), each with ``cores // workers`` torch threads; the
-thread count is part of every job's key, since floating-point sums depend on it.
+thread count is part of every job's key, since floating-point sums depend on it. Executor
+``dask`` (:mod:`bench.dask_executor`): the same jobs on a dask cluster, through the same loop
+(:func:`drive`), so claims, waiting and the report work alike.
 
 Several sweeps may share one store (terminals or machines): each job is claimed before it runs
 (``bench.store.claims``), a job claimed by another live worker is set aside and looked at again
@@ -14,6 +16,7 @@ with other code or data, and which) or running elsewhere (``bench sweep --dry-ru
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import signal
 import sys
@@ -22,7 +25,7 @@ from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from tqdm.auto import tqdm
 
@@ -161,10 +164,17 @@ def _worker_run(job: RunConfig, runs_dir: str, retry_failed: bool, suite: str | 
 
 def run_sweep(jobs: list[RunConfig], store: RunStore, runs_dir: str | Path, retry_failed: bool = False,
               progress: bool = True, on_record: Callable | None = None, workers: int = 1,
-              suite: str | None = None) -> SweepReport:
+              suite: str | None = None, executor: str = "local", scheduler: str | None = None) -> SweepReport:
     """Run the jobs not yet done, in ``workers`` processes (each job with the threads its config
     names). Jobs another worker holds are retried until they are done there; a job whose worker
-    died is taken over. Each job's record is written by the process that ran it, in one transaction."""
+    died is taken over. Each job's record is written by the process that ran it, in one transaction.
+
+    ``executor`` ``local``: this process (``workers`` 1) or a pool of ``workers`` processes here;
+    ``dask``: a dask cluster (:mod:`bench.dask_executor`), a ``LocalCluster`` of ``workers``
+    processes, or the one whose scheduler is at ``scheduler``. Both feed the same loop (claims,
+    jobs held elsewhere, progress, report)."""
+    if executor not in ("local", "dask"):
+        raise ValueError(f"unknown executor {executor!r}; choose local or dask")
     report = SweepReport(planned=len(jobs))
     done = store.done_keys(("ok", "skipped") if retry_failed else ("ok", "skipped", "failed"))
     todo = deque(j for j in jobs if j.key() not in done)
@@ -207,7 +217,7 @@ def run_sweep(jobs: list[RunConfig], store: RunStore, runs_dir: str | Path, retr
         waiting[:] = still
 
     try:
-        if workers <= 1 or len(todo) <= 1:
+        if executor == "local" and (workers <= 1 or len(todo) <= 1):
             while todo or waiting:
                 while todo:
                     job = todo.popleft()
@@ -215,50 +225,94 @@ def run_sweep(jobs: list[RunConfig], store: RunStore, runs_dir: str | Path, retr
                 if waiting:
                     time.sleep(POLL_S)
                     recheck()
-        else:
-            _run_pool(todo, waiting, store, runs_dir, retry_failed, suite, workers, collect, recheck)
+        elif todo:
+            if executor == "dask":
+                from .dask_executor import DaskExecutor
+
+                pool: JobExecutor = DaskExecutor(store.url, runs_dir, retry_failed, suite, workers, scheduler)
+            else:
+                pool = LocalPool(store.url, runs_dir, retry_failed, suite, workers)
+            drive(pool, todo, waiting, collect, recheck)
     finally:
         bar.close()
     return report
 
 
-def _run_pool(todo: deque, waiting: list, store: RunStore, runs_dir, retry_failed: bool, suite: str | None,
-              workers: int, collect: Callable, recheck: Callable) -> None:
-    # multiprocessing's resource tracker (a helper process started with this interpreter's -W
-    # options) warns about the pool's queue semaphores when Ctrl-C stops the pool; they are cleaned
-    # up all the same, so keep that warning off the user's terminal
-    if _TRACKER_WARNING not in sys.warnoptions:
-        sys.warnoptions.append(_TRACKER_WARNING)
-    ctx = multiprocessing.get_context("spawn")
-    # workers start with SIGINT ignored (an ignored signal stays ignored in the spawned
-    # interpreter): Ctrl-C reaches only this process, which stops the workers itself
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(store.url,))
-    finally:
-        signal.signal(signal.SIGINT, previous)
+class JobExecutor(Protocol):
+    """Where a sweep's jobs run: :func:`drive` submits up to ``slots`` jobs at a time and hands
+    each result (a record, a DatasetError text, :class:`JobBusy` or :class:`JobDone`) to the sweep."""
+
+    slots: float
+
+    def submit(self, job: RunConfig) -> Any: ...
+    def wait(self, futures: list, timeout: float) -> list: ...   # the finished ones (maybe none)
+    def result(self, future) -> Any: ...
+    def close(self) -> None: ...   # after the last job
+    def abort(self) -> None: ...   # Ctrl-C or an error: stop now, free everything
+
+
+def drive(pool: JobExecutor, todo: deque, waiting: list, collect: Callable, recheck: Callable) -> None:
+    """Run ``todo`` on ``pool`` until every job is collected; jobs held elsewhere (``waiting``)
+    are rechecked while the pool has nothing else to do. Always closes (or aborts) the pool."""
     running: dict = {}
     try:
         while todo or running or waiting:
-            while todo and len(running) < workers:
+            while todo and len(running) < pool.slots:
                 job = todo.popleft()
-                previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-                try:
-                    running[pool.submit(_worker_run, job, str(runs_dir), retry_failed, suite)] = job
-                finally:
-                    signal.signal(signal.SIGINT, previous)
+                running[pool.submit(job)] = job
             if running:
-                finished, _ = wait(list(running), timeout=POLL_S, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    collect(running.pop(fut), fut.result())
+                for fut in pool.wait(list(running), POLL_S):
+                    collect(running.pop(fut), pool.result(fut))
             else:
                 time.sleep(POLL_S)
             if waiting and (not running or not todo):
                 recheck()
     except BaseException:
         # interrupted: stop now; a job killed mid-way leaves no record and resumes next time
-        for proc in list(getattr(pool, "_processes", {}).values()):
-            proc.terminate()
-        pool.shutdown(wait=True, cancel_futures=True)  # joins the dead workers, frees their queues
+        pool.abort()
         raise
-    pool.shutdown()
+    pool.close()
+
+
+class LocalPool:
+    """Executor ``local`` with ``workers`` > 1: spawned worker processes on this machine."""
+
+    def __init__(self, store_url: str, runs_dir: str | Path, retry_failed: bool, suite: str | None, workers: int):
+        # multiprocessing's resource tracker (a helper process started with this interpreter's -W
+        # options) warns about the pool's queue semaphores when Ctrl-C stops the pool; they are
+        # cleaned up all the same, so keep that warning off the user's terminal
+        if _TRACKER_WARNING not in sys.warnoptions:
+            sys.warnoptions.append(_TRACKER_WARNING)
+        self.slots, self.args = workers, (str(runs_dir), retry_failed, suite)
+        ctx = multiprocessing.get_context("spawn")
+        # workers start with SIGINT ignored (an ignored signal stays ignored in the spawned
+        # interpreter): Ctrl-C reaches only this process, which stops the workers itself
+        with _sigint_ignored():
+            self.pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(store_url,))
+
+    def submit(self, job: RunConfig):
+        with _sigint_ignored():   # a worker process may be spawned now
+            return self.pool.submit(_worker_run, job, *self.args)
+
+    def wait(self, futures: list, timeout: float) -> list:
+        return list(wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)[0])
+
+    def result(self, future):
+        return future.result()
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+    def abort(self) -> None:
+        for proc in list(getattr(self.pool, "_processes", {}).values()):
+            proc.terminate()
+        self.pool.shutdown(wait=True, cancel_futures=True)  # joins the dead workers, frees their queues
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
