@@ -1,7 +1,8 @@
 """Slow end-to-end checks of the README's main job: the quick suite and its acceptance criteria,
-plus a sweep killed with SIGKILL and resumed."""
+plus a sweep killed with SIGKILL and resumed, and the same suite on a dask LocalCluster."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_dask_executor import _leaderboard_csv, assert_same_leaderboard
 
 from bench.store import RunStore, default_url
 from bench.suites import get_suite
@@ -58,7 +60,23 @@ def test_quick_suite_acceptance_and_kill_resume(tmp_path):
     _, err = proc.communicate(timeout=600)
     assert f"{len(jobs)} already done, 0 run" in err
 
-    # 4. the leaderboard's acceptance criteria
+    # 4. the same suite on a dask LocalCluster of 2 workers (--executor dask): the same keys, the
+    # same metrics in every record, the same leaderboard (up to the order runs were stored in)
+    if importlib.util.find_spec("distributed") is not None:   # the [dask] extra (part of [test])
+        dask_runs = tmp_path / "dask-runs"
+        started = time.time()
+        proc = _sweep(dask_runs, "--executor", "dask", "--workers", "2", "--no-leaderboard")
+        _, err = proc.communicate(timeout=1800)
+        print(f"quick suite on a dask LocalCluster of 2 workers: {time.time() - started:.0f} s")
+        assert proc.returncode == 0, err[-2000:]
+        assert f"{len(jobs)} jobs planned, 0 already done, {len(jobs)} run, 0 run by other workers, 0 failed" in err
+        other = RunStore(default_url(dask_runs))
+        assert other.done_keys() == store.done_keys()
+        for rec in other.records():
+            assert rec.metrics == store.get(rec.key).metrics, rec.label
+        assert_same_leaderboard(_leaderboard_csv(dask_runs), _leaderboard_csv(runs))
+
+    # 5. the leaderboard's acceptance criteria
     s, _ = summarize(load_results(store, headline_only=True))
     assert s["n"].max() == 3 and s["n"].min() == 3, "every configuration has the suite's 3 seeds"
     acc = s[s.metric == "accuracy"].set_index(["dataset", "label"])["mean"]
