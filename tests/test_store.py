@@ -87,7 +87,7 @@ def test_v1_runs_show_as_stale_for_the_same_request(tmp_path):
 def test_a_store_from_a_newer_bench_is_refused_in_one_line(tmp_path):
     RunStore(default_url(tmp_path))
     with sqlite3.connect(tmp_path / "runs.db") as conn:
-        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+        conn.execute("UPDATE bench_store_version SET version_num = '9999'")
     with pytest.raises(StoreError) as err:
         RunStore(default_url(tmp_path))
     assert "9999" in str(err.value) and "\n" not in str(err.value)
@@ -185,3 +185,42 @@ def test_heartbeat_keeps_a_long_job_claimed(tmp_path, monkeypatch):
         assert store.claim_holder("job") == owner
     time.sleep(1.2)
     assert store.claim_holder("job") is None
+
+
+def test_a_store_that_kept_its_revision_in_alembic_version_has_it_moved(tmp_path):
+    """Stores written before bench_store_version existed kept the revision in alembic_version,
+    the table Optuna uses for its own; opening moves it and keeps every record."""
+    store = RunStore(default_url(tmp_path))
+    store.put(_legacy_record())
+    store.engine.dispose()
+    store._writer.dispose()
+    with sqlite3.connect(tmp_path / "runs.db") as conn:
+        conn.execute("ALTER TABLE bench_store_version RENAME TO alembic_version")
+    again = RunStore(default_url(tmp_path))
+    with sqlite3.connect(tmp_path / "runs.db") as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert "alembic_version" not in tables
+        assert conn.execute("SELECT version_num FROM bench_store_version").fetchall() == [(SCHEMA_HEAD,)]
+    assert again.count() == 1
+
+
+def test_an_optuna_study_can_share_the_run_stores_database(tmp_path):
+    import optuna
+
+    from bench.tuning import open_storage
+
+    url = default_url(tmp_path)
+    RunStore(url).put(_legacy_record())
+    storage = open_storage(url)   # Optuna's tables and its alembic_version beside the runs
+    optuna.create_study(study_name="s", storage=storage)
+    again = RunStore(url)
+    assert again.count() == 1
+    assert optuna.load_study(study_name="s", storage=open_storage(url)).study_name == "s"
+
+
+def _legacy_record():
+    from bench.record import RunRecord
+
+    return RunRecord(key="k1", method="early", dataset="wdbc", seed=0, split_seed=0, preset="small",
+                     code_version="x", config={}, status="ok", metrics={"test": {"t": {"accuracy": 0.5}}},
+                     config_id="c1", request_id="r1", label="early")

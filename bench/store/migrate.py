@@ -2,7 +2,9 @@
 
 Opening a store checks its alembic revision with one query; only a store that is behind is
 migrated (alembic is imported then, not on every open). A store written before revisions
-existed (a ``runs`` table and no ``alembic_version``) is stamped ``0001`` first. Migrations
+existed (a ``runs`` table and no version table) is stamped ``0001`` first. The revision lives in
+``bench_store_version`` (``alembic_version`` is left to Optuna, whose studies may share the
+database); a store that kept it in ``alembic_version`` has it moved on open. Migrations
 hold a lock so that two processes opening an old store at once do not both migrate it: a file
 lock beside an SQLite file, an advisory lock on PostgreSQL.
 """
@@ -15,7 +17,7 @@ from pathlib import Path
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
-from .schema import SCHEMA_HEAD
+from .schema import LEGACY_VERSION_TABLE, SCHEMA_HEAD, VERSION_TABLE
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_LOCK_ID = 0x62656E6368  # "bench"
@@ -28,10 +30,20 @@ class SchemaTooNew(RuntimeError):
 def current_revision(engine: Engine) -> str | None:
     """The store's revision: None for an empty database, ``"0001"`` for an unversioned v1 store."""
     with engine.connect() as conn:
-        tables = set(inspect(conn).get_table_names())
-        if "alembic_version" in tables:
-            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one_or_none()
-        return "0001" if "runs" in tables else None
+        return _revision(conn)[0]
+
+
+def _revision(conn) -> tuple[str | None, bool]:
+    """(revision, kept in the legacy ``alembic_version`` table)."""
+    tables = set(inspect(conn).get_table_names())
+    if VERSION_TABLE in tables:
+        return conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one_or_none(), False
+    if LEGACY_VERSION_TABLE in tables:
+        rev = conn.execute(text(f"SELECT version_num FROM {LEGACY_VERSION_TABLE}")).scalar_one_or_none()
+        if rev in _known_revisions():   # ours, from before the store had its own version table
+            return rev, True
+        # another tool's revision (Optuna's tables in the same database): not the store's
+    return ("0001" if "runs" in tables else None), False
 
 
 def _known_revisions() -> list[str]:
@@ -39,7 +51,9 @@ def _known_revisions() -> list[str]:
 
 
 @contextlib.contextmanager
-def _migration_lock(engine: Engine):
+def schema_lock(engine: Engine):
+    """Hold the database's schema lock (a file lock beside an SQLite file, an advisory lock on
+    PostgreSQL) while creating or migrating tables: the run store's and Optuna's."""
     url = engine.url
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         with open(f"{url.database}.migrate.lock", "a+") as fh:
@@ -75,22 +89,29 @@ def alembic_config(connection=None):
 
 
 def ensure_schema(engine: Engine) -> str | None:
-    """Upgrade the store to ``SCHEMA_HEAD`` if it is behind; returns the revision it had."""
-    before = current_revision(engine)
-    if before == SCHEMA_HEAD:
+    """Upgrade the store to ``SCHEMA_HEAD`` if it is behind; returns the revision it had. A store
+    whose revision is still in ``alembic_version`` gets it moved to its own table first."""
+    with engine.connect() as conn:
+        before, legacy = _revision(conn)
+    if before == SCHEMA_HEAD and not legacy:
         return before
     if before is not None and before not in _known_revisions():
         raise SchemaTooNew(f"the run store has schema revision {before}, newer than this bench understands "
                            f"(head {SCHEMA_HEAD}); upgrade bench or use another --store")
-    with _migration_lock(engine):
-        before = current_revision(engine)  # another process may have migrated while we waited
+    with schema_lock(engine):
+        with engine.begin() as conn:   # another process may have migrated while we waited
+            before, legacy = _revision(conn)
+            if legacy:
+                conn.execute(text(f"CREATE TABLE {VERSION_TABLE} (version_num VARCHAR(32) NOT NULL PRIMARY KEY)"))
+                conn.execute(text(f"INSERT INTO {VERSION_TABLE} (version_num) VALUES (:v)"), {"v": before})
+                conn.execute(text(f"DROP TABLE {LEGACY_VERSION_TABLE}"))
         if before == SCHEMA_HEAD:
             return before
         from alembic import command
 
         with engine.begin() as conn:
             cfg = alembic_config(conn)
-            if before is not None and "alembic_version" not in inspect(conn).get_table_names():
+            if before is not None and VERSION_TABLE not in inspect(conn).get_table_names():
                 command.stamp(cfg, before)
             command.upgrade(cfg, SCHEMA_HEAD)
     return before

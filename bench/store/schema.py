@@ -17,6 +17,10 @@ from sqlalchemy import Column, Float, Integer, LargeBinary, MetaData, String, Ta
 
 #: the alembic revision this code reads and writes
 SCHEMA_HEAD = "0002"
+#: where the store's revision is kept (not ``alembic_version``, which Optuna uses for its own
+#: tables when a study shares the database); stores before 0.2 kept it in ``alembic_version``
+VERSION_TABLE = "bench_store_version"
+LEGACY_VERSION_TABLE = "alembic_version"
 
 metadata = MetaData()
 
