@@ -151,7 +151,7 @@ class DaskExecutor:
                     # no memory limit (the local pool has none); only errors are logged (closing a
                     # worker that is tearing torch down, or one stopped mid-job, logs warnings)
                     self.cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=True,
-                                                memory_limit=0, dashboard_address=None, silence_logs=logging.ERROR)
+                                                memory_limit=0, dashboard_address=":0", silence_logs=logging.ERROR)
                 self.client = Client(self.cluster)
         except BaseException:
             self.abort()

@@ -47,6 +47,9 @@ def load_results(store: RunStore, split: str | None = None, headline_only: bool 
             if rid not in newest or (r[11] or "") > (newest[rid][11] or ""):
                 newest[rid] = r
         rows = list(newest.values())
+    # a fixed order, whatever order the runs were stored in (which worker finished first): the same
+    # runs always give the same row order and the same floating-point sums, to the last bit
+    rows.sort(key=lambda r: (r[6], r[1] or r[0], r[7], r[0]))
     parsed: dict[str, dict] = {}   # catalogue / label_fields strings repeat across runs: parse each once
 
     def parse(text: str | None) -> dict:

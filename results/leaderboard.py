@@ -18,7 +18,17 @@ from tabulate import tabulate
 
 from .frame import Results
 
-SUMMARY_COLUMNS = ["dataset", "task", "metric", "config_id", "label", "method", "mean", "std", "n", "higher"]
+SUMMARY_COLUMNS = ["dataset", "task", "metric", "config_id", "label", "method", "mean", "std", "n", "higher", "budget"]
+#: label field of a tuned configuration: its study's trial budget (bench.config.TUNED_FIELD)
+TUNED_FIELD = "tuned_trials"
+#: budget of a configuration that was not tuned
+DEFAULTS_BUDGET = "defaults"
+
+
+def budget_text(fields: dict) -> str:
+    """A configuration's tuning budget: ``8 trials`` when tuned, else ``defaults``."""
+    trials = (fields or {}).get(TUNED_FIELD)
+    return f"{trials} trials" if trials is not None else DEFAULTS_BUDGET
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+!|~])")
 
 
@@ -37,7 +47,9 @@ def display_labels(configs: pd.DataFrame) -> tuple[dict[str, str], dict[str, obj
     """(config_id -> label, settings shared by all): each label is the method plus the label
     fields that are not shared by every configuration given; configurations still alike (they
     differ only in code, data or threads) get their code version, else a config id prefix."""
-    fields = {r.config_id: dict(r.label_fields or {}) for r in configs.itertuples()}
+    fields = {r.config_id: {k: v for k, v in (r.label_fields or {}).items() if k != TUNED_FIELD}
+              for r in configs.itertuples()}
+    tuned = {r.config_id for r in configs.itertuples() if TUNED_FIELD in (r.label_fields or {})}
     keys = sorted({k for f in fields.values() for k in f})
     common = {}
     for k in keys:
@@ -51,7 +63,7 @@ def display_labels(configs: pd.DataFrame) -> tuple[dict[str, str], dict[str, obj
         text = r.method + (f"@{preset}" if preset else "")
         if own:
             text += "[" + ",".join(f"{k}={_fmt(v)}" for k, v in sorted(own.items())) + "]"
-        labels[r.config_id] = text
+        labels[r.config_id] = text + (" (tuned)" if r.config_id in tuned else "")
     by_text: dict[str, list] = {}
     for r in configs.itertuples():
         by_text.setdefault(labels[r.config_id], []).append(r)
@@ -80,6 +92,8 @@ def summarize(results: Results, split: str = "test") -> tuple[pd.DataFrame, dict
     out["n"] = g["seed"].nunique().to_numpy()
     first = g[["method", "higher"]].first().reset_index(drop=True)
     out["method"], out["higher"] = first["method"].to_numpy(), first["higher"].to_numpy()
+    budgets = {r.config_id: budget_text(r.label_fields) for r in results.configs.itertuples()}
+    out["budget"] = [budgets.get(c, DEFAULTS_BUDGET) for c in out["config_id"]]
     labels, commons = {}, {}
     for dataset, part in results.configs.groupby("dataset", sort=True):
         shown = part[part["config_id"].isin(set(out.loc[out["dataset"] == dataset, "config_id"]))]
@@ -104,6 +118,7 @@ def to_markdown(summary: pd.DataFrame, commons: dict[str, dict] | None = None, s
         t = tables.setdefault((r.dataset, r.task), {"metrics": {}, "rows": {}})
         t["metrics"].setdefault(r.metric, None if pd.isna(r.higher) else bool(r.higher))
         t["rows"].setdefault((r.label, r.config_id), {})[r.metric] = (r.mean, r.std, int(r.n))
+        t.setdefault("budgets", {})[(r.label, r.config_id)] = r.budget
     blocks = []
     for (dataset, task), t in sorted(tables.items()):
         shown, higher = list(t["metrics"]), t["metrics"]
@@ -113,18 +128,28 @@ def to_markdown(summary: pd.DataFrame, commons: dict[str, dict] | None = None, s
             if higher[m] is not None and means:
                 best[m] = max(means) if higher[m] else min(means)
         rows, ns = [], []
-        for (label, _config), cells in sorted(t["rows"].items()):
+        budgets = t["budgets"]
+        with_budget = any(b != DEFAULTS_BUDGET for b in budgets.values())
+        for (label, config), cells in sorted(t["rows"].items()):
             n = max(c[2] for c in cells.values())
             ns.append(n)
-            rows.append([md_escape(label), n] + [_cell(cells[m][0], cells[m][1], m in best and cells[m][0] == best[m])
-                                                if m in cells else "" for m in shown])
+            rows.append([md_escape(label), n] + ([budgets[(label, config)]] if with_budget else [])
+                        + [_cell(cells[m][0], cells[m][1], m in best and cells[m][0] == best[m])
+                           if m in cells else "" for m in shown])
         arrows = {True: " ↑", False: " ↓"}
         head = [f"{md_escape(m)}{arrows.get(higher.get(m), '')}" for m in shown]
         n_min, n_max = min(ns), max(ns)
         seeds = f"{n_max} seed{'s' if n_max > 1 else ''}" if n_min == n_max else f"{n_min}-{n_max} seeds"
         text = (f"### {md_escape(dataset)} — task `{task.replace('`', '')}` ({split}, mean ± std over {seeds}, ddof=1; "
-                "best in bold; n = distinct seeds)\n\n" + tabulate(rows, headers=["configuration", "n", *head],
-                                                                    tablefmt="github", disable_numparse=True))
+                "best in bold; n = distinct seeds)\n\n"
+                + tabulate(rows, headers=["configuration", "n", *(["budget"] if with_budget else []), *head],
+                           tablefmt="github", disable_numparse=True))
+        if with_budget and len(set(budgets.values())) > 1:
+            by_budget: dict[str, list[str]] = {}
+            for (label, config), budget in sorted(budgets.items()):
+                by_budget.setdefault(budget, []).append(label)
+            text += ("\n\n**Unequal tuning budgets** (not a fair comparison): " + "; ".join(
+                f"{md_escape(b)}: {', '.join(md_escape(x) for x in labels)}" for b, labels in sorted(by_budget.items())))
         common = (commons or {}).get(dataset) or {}
         if common:
             text += "\n\nShared by every row: " + ", ".join(md_escape(f"{k}={_fmt(v)}") for k, v in sorted(common.items()))

@@ -75,7 +75,8 @@ def test_csv_round_trips(store):
     summary, commons = summarize(load_results(store, headline_only=True))
     back = pd.read_csv(io.StringIO(render(summary, "csv")))
     assert list(back.columns) == ["dataset", "task", "metric", "config_id", "label", "method", "mean", "std", "n",
-                                  "higher"]
+                                  "higher", "budget"]
+    assert set(back["budget"]) == {"defaults"}
     assert len(back) == 4
     with pytest.raises(ValueError, match="unknown leaderboard format"):
         render(summary, "xml")
@@ -159,3 +160,36 @@ def test_perf_leaderboard_prints_figures(capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["runs"] == 40 and out["leaderboard_s"]["median"] > 0 and out["empty_store_s"]["min"] > 0
     assert out["peak_rss_mb"] > 10
+
+
+def test_the_csv_does_not_depend_on_the_order_runs_were_stored(tmp_path):
+    """Workers finish in any order; the same runs must give the same bytes (row order and sums)."""
+    runs = [_rec(f"{m}{i}", m, i, acc) for m, accs in (("zeta", [0.1, 0.2, 0.3]), ("alpha", [0.3, 0.2, 0.1]))
+            for i, acc in enumerate(accs)]
+    texts = []
+    for name, order in (("fwd", runs), ("rev", runs[::-1]), ("mixed", runs[1::2] + runs[::2])):
+        s = RunStore(default_url(tmp_path / name))
+        for r in order:
+            s.put(r)
+        texts.append(leaderboard(load_results(s), "csv"))
+    assert texts[0] == texts[1] == texts[2]
+
+
+def test_a_tuned_row_shows_its_budget_and_unequal_budgets_are_flagged(tmp_path):
+    s = RunStore(default_url(tmp_path))
+    for i in range(2):
+        s.put(_rec(f"t8-{i}", "alpha", i, 0.8, config_id="c8", label_fields={"tuned_trials": 8}))
+        s.put(_rec(f"t4-{i}", "beta", i, 0.7, config_id="c4", label_fields={"tuned_trials": 4}))
+    md = leaderboard(load_results(s, headline_only=True))
+    assert "| budget" in md and "alpha \\(tuned\\)" in md and "8 trials" in md and "4 trials" in md
+    assert "Unequal tuning budgets" in md
+    s2 = RunStore(default_url(tmp_path / "equal"))
+    for i in range(2):
+        s2.put(_rec(f"a{i}", "alpha", i, 0.8, config_id="ca", label_fields={"tuned_trials": 8}))
+        s2.put(_rec(f"b{i}", "beta", i, 0.7, config_id="cb", label_fields={"tuned_trials": 8}))
+    md2 = leaderboard(load_results(s2, headline_only=True))
+    assert "| budget" in md2 and "Unequal" not in md2
+    s3 = RunStore(default_url(tmp_path / "untuned"))
+    for i in range(2):
+        s3.put(_rec(f"a{i}", "alpha", i, 0.8, config_id="ca"))
+    assert "budget" not in leaderboard(load_results(s3, headline_only=True))   # no tuned row: no column
