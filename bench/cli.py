@@ -19,6 +19,7 @@ EPILOGS = {
   python -m bench list
   python -m bench run --method attention --dataset digits-halves --seed 0
   python -m bench sweep --suite quick
+  python -m bench tune --method attention --dataset wdbc --trials 8
   python -m bench leaderboard --format csv --out leaderboard.csv""",
     "list": """examples:
   python -m bench list              methods, datasets and suites
@@ -45,12 +46,38 @@ Segmentation datasets train with M4oE's protocol (SGD, poly LR 0.015, batch 36, 
   python -m bench sweep --suite quick --runs-dir /tmp/runs --retry-failed
   python -m bench sweep --suite quick --workers 1        one job at a time, in this process
   python -m bench sweep --suite seg-quick                M4oE + segmentation baselines on synthetic-organs
+  python -m bench sweep --methods early attention --datasets wdbc --tuned --trials 8
+                                                   tune each with 8 trials, then run the best over the seeds
   python -m bench sweep --suite quick --dry-run          list each job: done / to run / stale (and why)
+  python -m bench sweep --suite paper-m4oe-miccai24 --data-root /data --dry-run   jobs without data: unavailable
+  python -m bench sweep --suite my-suite.yaml            your own suite file (format: README "Suites")
+  python -m bench sweep --suite quick --executor dask --workers 4      a dask LocalCluster of 4 processes
+  python -m bench sweep --suite quick --executor dask --scheduler tcp://host:8786 --threads 4 --store postgresql://...
+                                                         a running dask cluster, and a store its workers share
+
+--executor local (default): this process (--workers 1) or --workers processes on this machine;
+dask: a dask cluster (pip install 'bench[dask]'), a LocalCluster of --workers processes or the
+one at --scheduler. Each job runs with --threads (default cores // --workers) torch threads, so
+both give the same keys and results. Remote workers need the same bench code, the data under the
+same --data-root paths, and a store they can all reach (PostgreSQL).
 
 A sweep skips jobs already in the store; rerun the same command to resume an interrupted sweep.
 Several sweeps may share one store (terminals or machines, e.g. --store postgresql://...): each
 job is claimed before it runs, so no job runs twice; a dead worker's claim expires.
 A job is stale when the store holds it for other code or data (its key changed).""",
+    "tune": """examples:
+  python -m bench tune --method i2moe --dataset synthetic-pid:mixed --trials 8 --preset tiny
+  python -m bench tune --method i2moe --dataset synthetic-pid:mixed --trials 12 --preset tiny   runs 4 more
+  python -m bench tune --method attention --dataset wdbc --trials 20 --timeout 600 --pruner halving
+  python -m bench tune --method late --dataset wdbc --trials 16 --storage postgresql://user@db/bench \
+      --store postgresql://user@db/bench          start the same command on several machines
+
+One Optuna study per (method, dataset, preset, budget): a seeded TPE sampler over the method's
+search space plus the shared training space (lr, weight_decay), a pruner fed by the validation
+score after every validation, and the objective the runner selects on (the validation selection
+score, lower is better). Trials never see test and never appear in leaderboards. --trials N is the
+budget: rerunning with a larger N runs only the missing trials; workers sharing --storage and
+--store split the trials between them; a killed worker's trial is run again.""",
     "perf": """examples:
   python -m bench perf i2moe
   python -m bench perf i2moe --json
@@ -153,19 +180,54 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="run a suite or a methods x datasets x seeds grid, skipping finished jobs",
                        epilog=EPILOGS["sweep"], formatter_class=fmt)
-    p.add_argument("--suite", help="named suite (see `bench list suites`)")
+    p.add_argument("--suite", help="a shipped suite's name (see `bench list suites`) or the path of a YAML suite file")
     p.add_argument("--methods", nargs="+", help="methods ('single' expands to every modality)")
     p.add_argument("--datasets", nargs="+", help="datasets")
     p.add_argument("--seeds", nargs="+", type=int, help="seeds (default 0 1 2)")
-    p.add_argument("--executor", default="local", choices=("local",), help="where jobs run (default local)")
+    p.add_argument("--executor", default="local", choices=("local", "dask"),
+                   help="where jobs run: local (this machine) or dask (a dask cluster; pip install 'bench[dask]'); "
+                        "default local")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="--executor dask: address of a running dask scheduler, e.g. tcp://host:8786 (default: start "
+                        "a LocalCluster of --workers processes)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                   help="parallel worker processes for the local executor (default: min(2, CPU cores))")
+                   help="parallel worker processes here (local pool or dask LocalCluster; default: min(2, CPU cores)); "
+                        "also sets the threads per job, cores // workers")
     p.add_argument("--retry-failed", action="store_true", help="rerun jobs recorded as failed")
     p.add_argument("--no-leaderboard", action="store_true", help="do not print the leaderboard at the end")
-    p.add_argument("--dry-run", action="store_true", help="list each job as done / to run / stale (and why); run nothing")
+    p.add_argument("--tuned", action="store_true",
+                   help="tune each method x dataset first (bench tune, --trials each), then run the best configuration "
+                        "over the seeds, labelled 'method (tuned)'")
+    p.add_argument("--trials", type=int, help="--tuned: the trial budget of every study (the same for every method)")
+    p.add_argument("--tune-seed", type=int, default=None,
+                   help="--tuned: seed of the studies and of every trial's training (default 1000; never an "
+                        "evaluation seed)")
+    p.add_argument("--pruner", default="median", choices=("median", "halving", "none"), help="--tuned: trial pruner")
+    p.add_argument("--timeout", type=float, default=None, help="--tuned: start no new trial of a study after S seconds")
+    p.add_argument("--storage", default=None, help="--tuned: Optuna storage URL (default sqlite:///<runs-dir>/optuna.db)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list each job as done / to run / stale / unavailable (and why); run nothing")
     p.add_argument("--json", action="store_true", help="with --dry-run: print the plan as JSON")
     _add_job_args(p)
     p.set_defaults(preset=None)
+    _add_store_args(p)
+
+    p = sub.add_parser("tune", help="tune one method on one dataset with Optuna (validation only)",
+                       epilog=EPILOGS["tune"], formatter_class=fmt)
+    p.add_argument("--method", required=True, help="method name, e.g. attention or single:<modality>")
+    p.add_argument("--dataset", required=True, help="dataset name, e.g. wdbc or synthetic-pid:mixed")
+    p.add_argument("--trials", type=int, required=True, help="trial budget of the study (finished trials count)")
+    p.add_argument("--timeout", type=float, default=None, help="start no new trial after this many seconds")
+    p.add_argument("--seed", type=int, default=None,
+                   help="tuning seed: the sampler's seed and every trial's training seed (default 1000, outside "
+                        "the evaluation seeds)")
+    p.add_argument("--pruner", default="median", choices=("median", "halving", "none"),
+                   help="median (default) or successive halving, fed after every validation; none to never prune")
+    p.add_argument("--storage", default=None,
+                   help="Optuna storage URL (default sqlite:///<runs-dir>/optuna.db; postgresql://... for many machines)")
+    p.add_argument("--study", default=None, help="study name (default: derived from the configuration)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    _add_job_args(p)
     _add_store_args(p)
 
     p = sub.add_parser("perf", help="performance benchmark of a method's implementations", epilog=EPILOGS["perf"],
@@ -222,8 +284,6 @@ def cmd_list(args) -> int:
     from datasets import dataset_entries
     from methods import method_classes
 
-    from .suites import SUITES
-
     if args.markdown or args.update_readme:
         from .docs import registry_tables, update_readme
 
@@ -240,7 +300,12 @@ def cmd_list(args) -> int:
         out["datasets"] = [{"name": e.name, "description": e.description, "variants": list(e.variants),
                             "embedded": e.embedded, "open_variant": e.open_variant} for e in dataset_entries()]
     if args.what in (None, "suites"):
-        out["suites"] = [{"name": s.name, "description": s.description} for s in SUITES.values()]
+        from .suites import suites
+
+        out["suites"] = [{"name": s.name, "description": s.description, "file": s.source,
+                          "entries": [{"methods": list(e.methods), "datasets": list(e.datasets), "seeds": list(e.seeds),
+                                       "preset": e.preset, "train": e.train, "set": e.sets,
+                                       "summary": e.summary()} for e in s.entries]} for s in suites().values()]
     if args.json:
         print(json.dumps(out))
         return 0
@@ -252,6 +317,8 @@ def cmd_list(args) -> int:
             print(f"  {it['name']:<16} {it['description']}{extra}")
             if "defaults" in it:
                 print(f"  {'':<16} hparams: {', '.join(f'{k}={v}' for k, v in it['defaults'].items())}")
+            for entry in it.get("entries", []):
+                print(f"  {'':<16} - {entry['summary']}")
     return 0
 
 
@@ -332,40 +399,67 @@ def _print_record(record) -> None:
 
 def cmd_sweep(args) -> int:
     from .config import ConfigError
-    from .suites import get_suite
+    from .suites import UnavailableJob, get_suite, suite_jobs
     from .sweep import expand, plan, run_sweep, sweep_threads
 
-    suite_name = None
+    suite = suite_name = None
     if args.suite:
         if args.methods or args.datasets:
             raise ConfigError("give either --suite or --methods/--datasets, not both")
-        try:
-            suite = get_suite(args.suite)
-        except KeyError as exc:
-            raise ConfigError(exc.args[0]) from None
-        methods, datasets, seeds = list(suite.methods), list(suite.datasets), list(args.seeds or suite.seeds)
-        preset, train, suite_name = args.preset or suite.preset, suite.train, suite.name
+        suite = get_suite(args.suite)   # a shipped suite's name or a YAML file's path
+        suite_name = suite.name
     elif args.methods and args.datasets:
         methods, datasets, seeds, preset, train = args.methods, args.datasets, args.seeds or [0, 1, 2], args.preset or "small", {}
     else:
         raise ConfigError("sweep needs --suite NAME, or both --methods and --datasets (see --help)")
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
-    for d in datasets:
-        _preflight(None, d, args.data_root)
+    if args.trials is not None and not args.tuned:
+        raise ConfigError("--trials is the tuning budget of --tuned; add --tuned (or use bench tune)")
+    if args.scheduler and args.executor != "dask":
+        raise ConfigError("--scheduler needs --executor dask")
+    if args.executor == "dask":
+        from .dask_executor import require_dask
+
+        require_dask()
     threads = args.threads or (sweep_threads(args.workers) if args.device.startswith("cpu") else None)
-    jobs = expand(methods, datasets, seeds, preset=preset, sets=_job_sets(args), train=train,
-                  split_seed=args.split_seed, device=args.device, data_root=args.data_root, threads=threads)
+    if suite is not None:  # a dataset whose data is missing here: its jobs are unavailable, the others run
+        items = suite_jobs(suite, seeds=args.seeds, preset=args.preset, sets=_job_sets(args), split_seed=args.split_seed,
+                           device=args.device, data_root=args.data_root, threads=threads)
+    else:
+        for d in datasets:
+            _preflight(None, d, args.data_root)
+        items = expand(methods, datasets, seeds, preset=preset, sets=_job_sets(args), train=train,
+                       split_seed=args.split_seed, device=args.device, data_root=args.data_root, threads=threads)
+    jobs = [j for j in items if not isinstance(j, UnavailableJob)]
+    unavailable = [j for j in items if isinstance(j, UnavailableJob)]
     store = _store(args)
+    tuning = _tune_for_sweep(args, jobs, store) if args.tuned else None
+    if tuning is not None:
+        jobs = tuning.jobs + tuning.untuned
     if args.dry_run:
-        return _print_plan(plan(jobs, store, args.retry_failed), args)
+        planned = iter(plan(jobs, store, args.retry_failed))
+        return _print_plan([j if isinstance(j, UnavailableJob) else next(planned) for j in items], args)
+    if not jobs:
+        raise ConfigError(f"suite {suite_name}: no job can run here: "
+                          + "; ".join(dict.fromkeys(f"{u.dataset}: {u.why}" for u in unavailable)))
+    if args.scheduler and store.url.startswith("sqlite"):
+        print("warning: remote dask workers share an SQLite store only if its file is on a shared file system; "
+              "use --store postgresql://... for a cluster", file=sys.stderr)
     report = run_sweep(jobs, store, args.runs_dir, retry_failed=args.retry_failed, progress=not args.no_progress,
-                       workers=args.workers, suite=suite_name)
+                       workers=args.workers, suite=suite_name, executor=args.executor, scheduler=args.scheduler)
     print(f"sweep: {report.planned} jobs planned, {report.already_done} already done, {report.ran} run, "
           f"{report.ran_elsewhere} run by other workers, {len(report.failed)} failed, {len(report.skipped)} skipped, "
-          f"{len(report.unavailable)} unavailable", file=sys.stderr)
-    for line in report.failed + report.skipped + report.unavailable:
+          f"{len(report.unavailable) + len(unavailable)} unavailable", file=sys.stderr)
+    for line in report.failed + report.skipped + report.unavailable + _unavailable_lines(unavailable):
         print(f"  {line}", file=sys.stderr)
+    if tuning is not None:
+        for (method, dataset), r in tuning.results.items():
+            print(f"  tuned {method} on {dataset}: {r.trials} trials ({r.complete} complete, {r.pruned} pruned, "
+                  f"{r.failed} failed), best validation score {r.best_value:.4g}" if r.best_params else
+                  f"  tuned {method} on {dataset}: no complete trial", file=sys.stderr)
+        for line in tuning.problems:
+            print(f"  not run: {line}", file=sys.stderr)
     if not args.no_leaderboard:
         from results import leaderboard, load_results
 
@@ -373,21 +467,86 @@ def cmd_sweep(args) -> int:
     return EXIT_FAILED if report.failed else 0
 
 
+def _tune_for_sweep(args, jobs, store):
+    """``sweep --tuned``: tune each configuration x dataset with the same budget, then return the
+    tuned evaluation jobs (bench.tuning.tuned_jobs)."""
+    from .config import ConfigError
+    from .tuning import TUNING_SEED, tuned_jobs
+
+    if not args.trials or args.trials < 1:
+        raise ConfigError("--tuned needs --trials N >= 1: the trial budget every method gets")
+    if args.dry_run:
+        raise ConfigError("--dry-run cannot list a --tuned sweep's jobs: they exist once tuning has chosen them; "
+                          "run without --tuned --dry-run to see the untuned grid")
+    say = None if args.no_progress else (lambda line: print(f"sweep: {line}", file=sys.stderr))
+    return tuned_jobs(jobs, store, args.runs_dir, args.trials, seed=TUNING_SEED if args.tune_seed is None
+                      else args.tune_seed, pruner=args.pruner, timeout=args.timeout, storage=args.storage,
+                      progress=not args.no_progress, say=say)
+
+
+def _unavailable_lines(unavailable) -> list[str]:
+    """One line per dataset (and reason) of a suite's unavailable jobs."""
+    groups: dict = {}
+    for u in unavailable:
+        groups.setdefault((u.dataset, u.why), []).append(u)
+    return [f"{len(us)} job{'s' if len(us) != 1 else ''} on {dataset} unavailable: {why}"
+            for (dataset, why), us in groups.items()]
+
+
 def _print_plan(planned, args) -> int:
+    """``planned``: PlannedJobs, and a suite's UnavailableJobs (no key: their data is missing)."""
     from collections import Counter
 
     from tabulate import tabulate
 
+    rows = [{"key": None, "label": p.label, "dataset": p.dataset, "seed": p.seed, "state": p.state, "why": p.why}
+            if p.job is None else
+            {"key": p.job.key(), "label": p.job.label(), "dataset": p.job.dataset, "seed": p.job.seed,
+             "state": p.state, "why": p.why} for p in planned]
     if args.json:
-        print(json.dumps([{"key": p.job.key(), "label": p.job.label(), "dataset": p.job.dataset, "seed": p.job.seed,
-                           "state": p.state, "why": p.why} for p in planned]))
+        print(json.dumps(rows))
     else:
-        print(tabulate([[p.job.label(), p.job.dataset, p.job.seed, p.state, p.why, p.job.key()] for p in planned],
+        print(tabulate([[r["label"], r["dataset"], r["seed"], r["state"], r["why"], r["key"] or "-"] for r in rows],
                        headers=["configuration", "dataset", "seed", "state", "why", "key"], tablefmt="github"))
     counts = Counter(p.state for p in planned)
     print("dry run: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) + "; nothing was run",
           file=sys.stderr)
     return 0
+
+
+def cmd_tune(args) -> int:
+    from .tuning import TUNING_SEED, TuneSpec, tune
+
+    _preflight(args.method, args.dataset, args.data_root)
+    spec = TuneSpec(args.method, args.dataset, args.trials, preset=args.preset,
+                    seed=TUNING_SEED if args.seed is None else args.seed, split_seed=args.split_seed,
+                    sets=_job_sets(args), device=args.device, data_root=args.data_root, threads=args.threads,
+                    pruner=args.pruner, timeout=args.timeout, study=args.study).validate()
+    store = _store(args)
+    say = None if args.json else (lambda line: print(f"tune: {line}", file=sys.stderr))
+    result = tune(spec, store, args.runs_dir, storage=args.storage, progress=not args.no_progress and not args.json,
+                  on_trial=say)
+    if args.json:
+        import dataclasses
+
+        print(json.dumps(dataclasses.asdict(result)))
+    else:
+        _print_tune(result)
+    return 0 if result.best_params else EXIT_FAILED
+
+
+def _print_tune(r) -> None:
+    print(f"study {r.study!r} in {r.storage}")
+    print(f"trials: {r.finished} of {r.trials} finished ({r.complete} complete, {r.pruned} pruned, {r.failed} failed); "
+          f"{r.ran_here} run by this command" + (f"; {r.held_elsewhere} running in other workers" if r.held_elsewhere
+                                                 else "") + ("; stopped by --timeout" if r.timed_out else ""))
+    print(f"objective: {r.objective}")
+    if r.best_params:
+        print(f"best: {r.best_value:.6g} (trial {r.best_trial}, run {r.best_key})")
+        print("best params: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                          for k, v in sorted(r.best_params.items())))
+    else:
+        print("best: none yet (no trial completed)")
 
 
 def cmd_leaderboard(args) -> int:
@@ -544,7 +703,7 @@ def cmd_data(args) -> int:
     return EXIT_FAILED if problems else 0
 
 
-COMMANDS = {"list": cmd_list, "perf": cmd_perf, "data": cmd_data, "cost": cmd_cost, "run": cmd_run, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard}
+COMMANDS = {"tune": cmd_tune, "list": cmd_list, "perf": cmd_perf, "data": cmd_data, "cost": cmd_cost, "run": cmd_run, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -110,15 +110,19 @@ class RunConfig:
     threads: int | None = None
     code_version: str = ""
     data_fingerprint: str | None = None
+    purpose: str = "eval"
     label_fields: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def key_fields(self) -> dict[str, Any]:
         device = self.device.split(":")[0]
-        return {"method": self.method, "dataset": self.dataset, "seed": self.seed, "split_seed": self.split_seed,
-                "preset": self.preset, "hparams": self.hparams, "train": dataclasses.asdict(self.train),
-                "device": device, "deterministic": self.deterministic,
-                "threads": self.threads if device == "cpu" else None,
-                "code_version": self.code_version, "data": self.data_fingerprint}
+        fields = {"method": self.method, "dataset": self.dataset, "seed": self.seed, "split_seed": self.split_seed,
+                  "preset": self.preset, "hparams": self.hparams, "train": dataclasses.asdict(self.train),
+                  "device": device, "deterministic": self.deterministic,
+                  "threads": self.threads if device == "cpu" else None,
+                  "code_version": self.code_version, "data": self.data_fingerprint}
+        if self.purpose != "eval":   # a tuning trial never evaluates test: it must not share a benchmark run's key
+            fields["purpose"] = self.purpose
+        return fields
 
     def key(self) -> str:
         return _digest(self.key_fields())
@@ -151,14 +155,19 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+#: label field of a configuration chosen by tuning: the study's trial budget (bench.tuning)
+TUNED_FIELD = "tuned_trials"
+
+
 def config_label(method: str, fields: dict[str, Any]) -> str:
-    """``method@preset[k=v,...]``: the preset when not ``small``, then the other label fields."""
+    """``method@preset[k=v,...]``: the preset when not ``small``, then the other label fields; a
+    tuned configuration is ``method@preset (tuned)`` (its budget is a leaderboard column)."""
     preset = fields.get("preset")
-    rest = {k: v for k, v in fields.items() if k != "preset"}
+    rest = {k: v for k, v in fields.items() if k not in ("preset", TUNED_FIELD)}
     text = method + (f"@{preset}" if preset else "")
     if rest:
         text += "[" + ",".join(f"{k}={format_value(v)}" for k, v in sorted(rest.items())) + "]"
-    return text
+    return text + (" (tuned)" if TUNED_FIELD in fields else "")
 
 
 def coerce(key: str, raw: str, default: Any) -> Any:

@@ -74,8 +74,13 @@ def default_threads() -> int:
 
 def build_config(method: str, dataset: str, seed: int = 0, split_seed: int = 0, preset: str = DEFAULT_PRESET,
                  sets: dict[str, str] | None = None, train: dict[str, Any] | None = None, device: str = "cpu",
-                 deterministic: bool = True, data_root: str | None = None, threads: int | None = None) -> RunConfig:
-    """Resolve names, preset and ``--set`` overrides into a checked :class:`RunConfig` (raises ConfigError)."""
+                 deterministic: bool = True, data_root: str | None = None, threads: int | None = None,
+                 hparams: dict[str, Any] | None = None, purpose: str = "eval") -> RunConfig:
+    """Resolve names, preset and ``--set`` overrides into a checked :class:`RunConfig` (raises ConfigError).
+
+    ``sets`` are strings (from the command line), typed by each key's default; ``train`` and
+    ``hparams`` are already typed (suites, tuning) and go through the same checks. ``purpose``
+    ``trial`` makes a tuning trial's config, whose key differs from any benchmark run's."""
     _check_seed("seed", seed)
     _check_seed("split_seed", split_seed)
     if threads is not None and threads < 1:
@@ -83,8 +88,12 @@ def build_config(method: str, dataset: str, seed: int = 0, split_seed: int = 0, 
     cls, from_name = parse_method(method)
     defaults = cls.defaults()
     train_over, hp_over = split_overrides(sets or {}, defaults)
+    unknown = sorted(set(hparams or {}) - set(defaults))
+    if unknown:
+        raise ConfigError(f"{cls.name}: unknown hparam(s) {', '.join(unknown)}; valid: {', '.join(sorted(defaults))}")
+    typed = dict(hparams or {})
     try:
-        hparams = resolve_hparams(defaults, preset, {**from_name, **hp_over})
+        hparams = resolve_hparams(defaults, preset, {**from_name, **typed, **hp_over})
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     entry, _ = parse_name(dataset)
@@ -104,7 +113,7 @@ def build_config(method: str, dataset: str, seed: int = 0, split_seed: int = 0, 
                     train=tc, device=device, deterministic=deterministic, data_root=data_root,
                     threads=(threads or default_threads()) if device.startswith("cpu") else None,
                     code_version=f"{__version__}+{code_fingerprint([cls.__module__, entry.builder.__module__])}",
-                    data_fingerprint=_data_fingerprint(full, data_root))
+                    data_fingerprint=_data_fingerprint(full, data_root), purpose=purpose)
     cfg.label_fields = label_fields(cls, cfg, protocol)
     return cfg
 

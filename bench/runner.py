@@ -47,6 +47,7 @@ from .seeding import configure_determinism, make_generator, rng_state, seed_ever
 from .training import (
     EarlyStopping,
     NonFiniteLoss,
+    Pruned,
     StageRun,
     StageState,
     make_optimizer,
@@ -188,7 +189,7 @@ def _claimed(store: RunStore | None, key: str, wait: bool):
 
 def run_job(cfg: RunConfig, store: RunStore | None, runs_dir: str | Path = "runs", progress: bool = True,
             force: bool = False, *, strict: bool = False, wait: bool = False, reuse: bool = True,
-            suite: str | None = None, purpose: str = "eval", callbacks: tuple = ()) -> RunRecord:
+            suite: str | None = None, purpose: str | None = None, callbacks: tuple = ()) -> RunRecord:
     """Run (or resume) one job and store its record. Returns the stored record if already done.
 
     ``strict`` (``bench run``): a method that does not support the dataset, or a value the model
@@ -196,8 +197,11 @@ def run_job(cfg: RunConfig, store: RunStore | None, runs_dir: str | Path = "runs
     when another worker holds the job, wait for it instead of raising :class:`JobBusy`. ``reuse``
     False (sweeps): a job found done (or failed) raises :class:`JobDone` instead of returning the
     stored record, so a sweep can tell what it ran from what others ran.
-    ``callbacks`` are extra validation callbacks (e.g. a tuning pruner) after early stopping."""
+    ``callbacks`` are extra validation callbacks (e.g. a tuning pruner) after early stopping; one
+    that raises :class:`bench.training.Pruned` ends the run as a ``pruned`` record. ``purpose``
+    defaults to the config's (``trial`` configs are evaluated on validation only)."""
     key = cfg.key()
+    purpose = purpose or cfg.purpose
 
     def stored() -> RunRecord | None:
         existing = store.get(key) if store is not None and not force else None
@@ -295,6 +299,15 @@ def _run_claimed(cfg: RunConfig, store, runs_dir: Path, progress: bool, force: b
                        progress)
         try:
             state, best_weights = train_stage(model, data, run, opt, sched, state, best_weights)
+        except Pruned as exc:   # a tuning pruner ended the trial: a result of the trial, stored as such
+            record = _record(cfg, "pruned", suite, purpose, reason=str(exc), env=environment(device),
+                             summary={"pruned_epoch": exc.epoch, "pruned_value": exc.value, "history": state.history,
+                                      "best_val_score": state.best_score, "stage": stage.name,
+                                      "epochs_run": sum(d["epoch"] for d in done) + state.epoch})
+            if store is not None:
+                store.put(record)
+            ckpt.discard_last()
+            return record
         except NonFiniteLoss as exc:
             record = _record(cfg, "failed", suite, purpose, error=str(exc), env=environment(device),
                              summary={"failed_step": exc.step, "loss_parts": exc.parts, "history": state.history,
@@ -325,6 +338,8 @@ def _finish(cfg: RunConfig, store, ckpt: Checkpointer, data, cls, model, device,
     ckpt.save(ckpt.best_path, {"model": model.state_dict(), "epoch": done[-1]["best_epoch"]})
     eval_opts = _batch_options(model, data, tc)
     val = evaluate(model, data, "val", tc, device, eval_opts)
+    if cfg.purpose == "trial":   # tuning trials never see test: validation only, no test-set timing either
+        return _finish_trial(cfg, store, ckpt, model, device, done, val, suite)
     test = evaluate(model, data, "test", tc, device, eval_opts, per_case=True)   # the one test evaluation
     interpretation = model.interpret(test.aux, test.extras)
     if interpretation:
@@ -357,6 +372,21 @@ def _finish(cfg: RunConfig, store, ckpt: Checkpointer, data, cls, model, device,
                      checkpoint=str(ckpt.best_path), catalogue=catalogue)
     if store is not None:
         store.put(record, test.cases)
+    ckpt.discard_last()
+    return record
+
+
+def _finish_trial(cfg: RunConfig, store, ckpt: Checkpointer, model, device, done: list[dict[str, Any]], val,
+                  suite: str | None) -> RunRecord:
+    last = done[-1]
+    summary = {"epochs_run": sum(d["epoch"] for d in done), "steps": sum(d["step"] for d in done),
+               "best_epoch": last["best_epoch"], "selection": cfg.train.select, "best_val_score": last["best_score"],
+               "history": last["history"], "model_hparams": dict(model.hparams)}
+    cost = {**parameter_counts(model), "train_time_s": sum(d["train_time"] for d in done)}
+    record = _record(cfg, "ok", suite, "trial", metrics={"val": val.metrics}, cost=cost, env=environment(device),
+                     summary=summary, checkpoint=str(ckpt.best_path))
+    if store is not None:
+        store.put(record)
     ckpt.discard_last()
     return record
 

@@ -63,6 +63,15 @@ class StageState:
 ValidationCallback = Callable[[StageState], bool]
 
 
+class Pruned(Exception):
+    """Raised by a validation callback (a tuning pruner) to end the run as ``pruned``: the run
+    is unpromising, which is an outcome of the trial, not a failure of the job."""
+
+    def __init__(self, epoch: int, value: float):
+        super().__init__(f"pruned after epoch {epoch} (validation score {value:.6g})")
+        self.epoch, self.value = epoch, value
+
+
 class EarlyStopping:
     """Stop when the validation score has not improved for ``patience`` validations (0: never)."""
 

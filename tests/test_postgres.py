@@ -128,9 +128,9 @@ def test_an_empty_database_migrates_once_under_concurrent_opens(pg_url):
     assert current_revision(store.engine) == SCHEMA_HEAD
     from sqlalchemy import inspect, text
 
-    assert {"alembic_version", "runs", "run_cases", "job_claims"} <= set(inspect(store.engine).get_table_names())
+    assert {"bench_store_version", "runs", "run_cases", "job_claims"} <= set(inspect(store.engine).get_table_names())
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
+        assert conn.execute(text("SELECT count(*) FROM bench_store_version")).scalar_one() == 1
     assert store.url.startswith("postgresql+psycopg://") and store.count() == 0
 
 
@@ -329,3 +329,31 @@ def test_two_sweeps_share_one_postgres_store(pg_url, tmp_path):
                            capture_output=True, text=True, timeout=120)
     assert board.returncode == 0, board.stderr
     assert "early" in board.stdout and "late" in board.stdout
+
+
+def test_two_tuning_workers_share_one_study_and_store_on_postgres(pg_url, tmp_path):
+    """Two `bench tune` processes started together on one PostgreSQL study and run store: the
+    budget's slots are split between them, every slot runs once, none is lost."""
+    import optuna
+
+    trials = 4
+    cmds = [bench_cmd("tune", "--method", "early", "--dataset", "wdbc", "--trials", str(trials), "--preset", "tiny",
+                      "--set", "epochs=3", "--threads", "1", "--storage", pg_url, "--store", pg_url,
+                      "--runs-dir", str(tmp_path / f"w{i}"), "--no-progress", "--json")
+            for i in range(2)]
+    outs = run_together(cmds, timeout=600)
+    for out in outs:
+        assert out.returncode == 0, out.stderr[-3000:]
+    results = [json.loads(out.stdout) for out in outs]
+    print("tuning workers (ran here, held elsewhere):", [(r["ran_here"], r["held_elsewhere"]) for r in results])
+    assert sum(r["ran_here"] for r in results) == trials, results
+    assert results[0]["study"] == results[1]["study"]
+
+    study = optuna.load_study(study_name=results[0]["study"], storage=normalize_url(pg_url))
+    slotted = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("slot") is not None]
+    assert sorted(t.user_attrs["slot"] for t in slotted) == list(range(trials)), "each slot exactly once"
+    assert {t.state.name for t in slotted} <= {"COMPLETE", "PRUNED"}
+    store = RunStore(pg_url)
+    runs = store.records(purpose="trial")
+    assert {r.key for r in runs} == {t.user_attrs["key"] for t in slotted}
+    assert store.claims() == [] and store.records(purpose="eval") == []
