@@ -119,10 +119,18 @@ from dataset.json, NaN/Inf, missing channel files, numTraining mismatch. Files a
   python -m bench leaderboard --dataset wdbc --format csv --out wdbc.csv
   python -m bench leaderboard --store postgresql://user@host/bench --format json
   python -m bench leaderboard --suite quick --all-versions
+  python -m bench leaderboard --format latex --out table.tex     # pdflatex table.tex
+  python -m bench leaderboard --format latex --fragment --layout grouped --metric accuracy
+  python -m bench leaderboard --format html --out leaderboard.html
 
 Rows are configurations: runs that differ in any setting (hparams, budget, preset, split seed,
 threads, code or data) are never averaged; n counts distinct seeds. Only the newest run of each
-job is used unless --all-versions is given.""",
+job is used unless --all-versions is given.
+
+latex: booktabs tables (a complete document; --fragment for the tables alone), mean ± std, best
+per column bold and second underlined; --cost adds parameter and training-time columns.
+html: one self-contained page (no network) with sortable tables, critical-difference diagrams,
+per-dataset seed plots, metric-vs-cost scatters and routing-weight summaries.""",
 }
 
 
@@ -262,8 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("leaderboard", help="mean ± std over seeds from the run store", epilog=EPILOGS["leaderboard"],
                        formatter_class=fmt)
-    p.add_argument("--format", default="md", choices=("md", "csv", "json"), help="output format (default md)")
+    p.add_argument("--format", default="md", choices=("md", "latex", "html", "csv", "json"),
+                   help="output format (default md)")
     p.add_argument("--out", help="write to this file instead of stdout")
+    p.add_argument("--metric", action="append", help="only these metrics (repeatable)")
+    p.add_argument("--fragment", action="store_true", help="latex: only the table environments, no preamble")
+    p.add_argument("--layout", default="tables", choices=("tables", "grouped"),
+                   help="latex: one table per dataset and task, or one table with a column group per dataset")
+    p.add_argument("--cost", action="store_true", help="latex: add parameter / training-time / FLOPs columns")
     p.add_argument("--split", default="test", choices=("test", "val"), help="which split's metrics (default test)")
     p.add_argument("--dataset", action="append", help="only these datasets (repeatable)")
     p.add_argument("--method", action="append", help="only these methods or labels (repeatable)")
@@ -552,12 +566,35 @@ def _print_tune(r) -> None:
 def cmd_leaderboard(args) -> int:
     from results import leaderboard, load_results
 
-    results = load_results(_store(args), split=args.split, headline_only=True, latest=not args.all_versions,
+    store = _store(args)
+    results = load_results(store, split=args.split, headline_only=True, latest=not args.all_versions,
                            datasets=args.dataset, suite=args.suite)
     if args.method:
         frame = results.frame
         results.frame = frame[frame["method"].isin(args.method) | frame["label"].isin(args.method)]
-    text = leaderboard(results, args.format, split=args.split)
+    if args.metric:
+        results.frame = results.frame[results.frame["metric"].isin(args.metric)]
+    # hook for significance marks (an object with .marks and .footnote, e.g. from --control):
+    # every renderer below takes it; None = no marks
+    significance = None
+    if args.format == "latex":
+        from results import summarize
+        from results.latex import to_latex
+
+        summary, commons = summarize(results, args.split)
+        costs = None
+        if args.cost and not summary.empty:
+            from results.costs import cost_frame
+
+            costs = cost_frame(store, set(summary["config_id"]))
+        text = to_latex(summary, commons, args.split, significance, costs, standalone=not args.fragment,
+                        layout=args.layout)
+    elif args.format == "html":
+        from results.html import html_report
+
+        text = html_report(results, store, args.split, significance)
+    else:
+        text = leaderboard(results, args.format, split=args.split)
     if args.out:
         Path(args.out).write_text(text + ("\n" if not text.endswith("\n") else ""))
         print(f"wrote {args.out}", file=sys.stderr)
