@@ -1,0 +1,326 @@
+"""Which configurations are significantly worse than the best one of their column, and summary CIs.
+
+A column is one (dataset, task, metric) of the leaderboard. Its best configuration (best mean over
+seeds, in the metric's direction) is compared with every other configuration by a paired test
+on the per-case test outcomes the run store keeps (``RunStore.cases``): cases are paired by
+(dataset, split seed, training seed, task, case id, class), i.e. within each seed both
+configurations ran, and pooled over those seeds. The test follows the metric:
+
+* accuracy, subset accuracy -> McNemar's exact test on per-case correctness;
+* AUROC of a binary task -> DeLong's test (cases as clusters over seeds);
+* metrics that are means of a per-case value (Dice, IoU, NSD, HD95 and their per-organ versions,
+  NLL / BCE / MSE via the per-case loss, MAE via the absolute error) -> Wilcoxon signed-rank;
+* any other metric the per-case table can recompute (balanced accuracy, macro-F1, AUPRC, ECE,
+  multiclass AUROC, RMSE, Pearson r) -> paired bootstrap resampling whole cases;
+* no per-case data (or a metric they cannot give) -> paired t-test over the shared seeds, and
+  the footnote says so.
+
+The p-values of a column are Holm-corrected together; a configuration is marked when its adjusted
+p-value is below alpha and the difference points its way (worse). The ``interpretation``
+pseudo-task and segmentation's ``all`` pseudo-task are descriptive and never tested.
+docs/statistics.md describes the procedure.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from . import stats as st
+from .frame import Results
+
+#: tasks whose numbers are descriptive: never tested
+UNTESTED_TASKS = ("interpretation", "all")
+#: metric -> (test, per-case column); the value tested per case
+_MCNEMAR = {"accuracy": "correct", "subset_accuracy": "correct"}
+_WILCOXON = {"nll": "loss", "bce": "loss", "mse": "abs_error", "mae": "abs_error",
+             "dice": "dice", "iou": "iou", "nsd": "nsd", "hd95": "hd95"}
+_SEG_PER_CLASS = ("dice_", "iou_", "nsd_", "hd95_")
+#: metrics whose value is the mean of a per-case value (CIs over cases); mse squares abs_error
+_CASE_MEAN = {"accuracy": "correct", "subset_accuracy": "correct", "nll": "loss", "bce": "loss", "mae": "abs_error",
+              "mse": "abs_error", "dice": "dice", "iou": "iou", "nsd": "nsd", "hd95": "hd95"}
+N_BOOT = 1000
+
+Key = tuple[str, str, str, str]   # (dataset, task, metric, config_id)
+
+
+@dataclass
+class Significance:
+    """``marks``: (dataset, task, metric, config_id) significantly worse than the best of that
+    column; ``tests``: every comparison made (the key is the worse-candidate's), with Holm-adjusted
+    p-values in ``p_adjusted``; ``best``: the reference configuration per column; ``footnote``:
+    the tests, correction, alpha and n, for a table."""
+
+    marks: set[Key] = field(default_factory=set)
+    tests: dict[Key, st.TestResult] = field(default_factory=dict)
+    best: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    footnote: str = ""
+    alpha: float = 0.05
+
+
+class _Cases:
+    """Per-case frames of runs, read once per key."""
+
+    def __init__(self, store):
+        self.store, self.cache = store, {}
+
+    def get(self, key: str) -> pd.DataFrame:
+        if key not in self.cache:
+            try:
+                df = self.store.cases(key) if self.store is not None else pd.DataFrame()
+            except Exception:   # a run without a readable per-case table: fall back to seeds
+                df = pd.DataFrame()
+            self.cache[key] = df
+        return self.cache[key]
+
+
+def _runs(frame: pd.DataFrame, dataset: str, task: str, metric: str, config: str) -> pd.DataFrame:
+    part = frame[(frame["dataset"] == dataset) & (frame["task"] == task) & (frame["metric"] == metric)
+                 & (frame["config_id"] == config)]
+    return part.drop_duplicates("seed", keep="last").set_index("seed")
+
+
+def _case_rows(cases: _Cases, runs: pd.DataFrame, task: str, metric: str) -> pd.DataFrame:
+    """The per-case rows of ``task`` over ``runs`` (one per seed), with seed and split_seed; for a
+    per-organ segmentation metric only that organ's rows."""
+    frames = []
+    for seed, r in runs.iterrows():
+        df = cases.get(r["key"])
+        if df.empty or "case_id" not in df.columns:
+            continue
+        if "task" in df.columns:
+            df = df[df["task"] == task]
+        if metric.startswith(_SEG_PER_CLASS) and "class" in df.columns:
+            df = df[df["class"].astype(str) == metric.split("_", 1)[1]]
+        if df.empty:
+            continue
+        frames.append(df.assign(seed=seed, split_seed=r["split_seed"]))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _probs(col: pd.Series) -> np.ndarray | None:
+    try:
+        p = np.array([list(v) for v in col], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return p if p.ndim == 2 and p.shape[1] >= 2 else None
+
+
+def _value_column(metric: str) -> str | None:
+    if metric in _WILCOXON:
+        return _WILCOXON[metric]
+    if metric.startswith(_SEG_PER_CLASS):
+        return metric.split("_", 1)[0]
+    return None
+
+
+# --------------------------------------------------------------------------- metrics from per-case rows
+def _ece(y: np.ndarray, p: np.ndarray, bins: int = 15) -> float:
+    conf, correct = p.max(axis=1), (p.argmax(axis=1) == y).astype(float)
+    idx = np.searchsorted(np.linspace(0, 1, bins + 1)[1:-1], conf, side="left")
+    acc = np.bincount(idx, weights=correct, minlength=bins)
+    cs = np.bincount(idx, weights=conf, minlength=bins)
+    return float(np.abs(acc - cs).sum() / conf.size)
+
+
+def _per_class(fn, y: np.ndarray, p: np.ndarray, classes) -> float:
+    vals = []
+    for k in classes:
+        pos = y == k
+        if pos.any() and (fn.__name__ == "average_precision_score" or not pos.all()):
+            vals.append(fn(pos, p[:, k]))
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def _statistic(metric: str, rows: pd.DataFrame):
+    """(statistic on an array of per-case rows, the array) for a metric recomputed from per-case
+    data, or None. Rows are ``[target, pred, probs...]`` (or ``[target, pred]``)."""
+    from scipy.stats import pearsonr
+    from sklearn import metrics as skm
+
+    target = rows["target"].to_numpy(np.float64) if "target" in rows else None
+    pred = rows["pred"].to_numpy(np.float64) if "pred" in rows else None
+    if target is None or pred is None or not np.isfinite(target).all():
+        return None
+    p = _probs(rows["probs"]) if "probs" in rows else None
+    if metric == "rmse" and "abs_error" in rows:
+        return (lambda x: float(np.sqrt(np.mean(x[:, 0] ** 2)))), rows[["abs_error"]].to_numpy(np.float64)
+    if metric == "pearson_r":
+        return ((lambda x: float(pearsonr(x[:, 1], x[:, 0]).statistic) if np.ptp(x[:, 0]) and np.ptp(x[:, 1])
+                 else float("nan")), np.column_stack([target, pred]))
+    base = np.column_stack([target, pred])
+    if metric == "balanced_accuracy":
+        return (lambda x: float(skm.balanced_accuracy_score(x[:, 0], x[:, 1]))), base
+    if metric == "macro_f1":
+        return (lambda x: float(skm.f1_score(x[:, 0], x[:, 1], average="macro", zero_division=0))), base
+    if p is None:
+        return None
+    data = np.column_stack([target, p])
+    k = p.shape[1]
+    binary = k == 2
+    if metric == "ece":
+        return (lambda x: _ece(x[:, 0].astype(int), x[:, 1:])), data
+    if metric in ("auroc", "auprc"):
+        fn = skm.roc_auc_score if metric == "auroc" else skm.average_precision_score
+        classes = [1] if binary else range(k)
+        return (lambda x: _per_class(fn, x[:, 0].astype(int), x[:, 1:], classes)), data
+    for prefix, fn in (("auroc_", skm.roc_auc_score), ("auprc_", skm.average_precision_score)):
+        if metric.startswith(prefix) and metric[len(prefix):].isdigit() and int(metric[len(prefix):]) < k:
+            c = int(metric[len(prefix):])
+            return (lambda x, c=c, fn=fn: _per_class(fn, x[:, 0].astype(int), x[:, 1:], [c])), data
+    return None
+
+
+# --------------------------------------------------------------------------- one comparison
+def compare(best_rows: pd.DataFrame, other_rows: pd.DataFrame, best_runs: pd.DataFrame, other_runs: pd.DataFrame,
+            metric: str, n_boot: int = N_BOOT, seed: int = 0) -> st.TestResult:
+    """Paired test of the best configuration (``a``) against another (``b``) on one metric: on
+    per-case rows when both have them for shared seeds, else over the shared seeds' values."""
+    on = ["seed", "split_seed", "case_id"] + (["class"] if "class" in best_rows.columns
+                                              and "class" in other_rows.columns else [])
+    pairs = (best_rows.merge(other_rows, on=on, suffixes=("_a", "_b"))
+             if not best_rows.empty and not other_rows.empty else pd.DataFrame())
+    if not pairs.empty:
+        res = _case_test(pairs, metric, n_boot, seed)
+        if res is not None:
+            return res
+    shared = best_runs.index.intersection(other_runs.index)
+    res = st.seed_paired(best_runs.loc[shared, "value"].to_numpy(np.float64),
+                         other_runs.loc[shared, "value"].to_numpy(np.float64))
+    why = "no per-case data" if pairs.empty else "metric not computable from per-case data"
+    return replace(res, note=f"{why}; {res.note}".rstrip("; "), extra={**res.extra, "fallback": True})
+
+
+def _case_test(pairs: pd.DataFrame, metric: str, n_boot: int, seed: int) -> st.TestResult | None:
+    def side(name: str) -> pd.DataFrame:
+        cols = [c for c in pairs.columns if c.endswith(name)]
+        return pairs[cols].rename(columns=lambda c: c[: -len(name)])
+
+    a, b = side("_a"), side("_b")
+    if metric in _MCNEMAR and "correct" in a:
+        ca, cb = a["correct"].to_numpy(np.float64), b["correct"].to_numpy(np.float64)
+        if np.isfinite(ca).any():
+            return st.mcnemar_exact(ca, cb)
+    col = _value_column(metric)
+    if col is not None and col in a:
+        va, vb = a[col].to_numpy(np.float64), b[col].to_numpy(np.float64)
+        if np.isfinite(va).any():
+            return st.wilcoxon_paired(va, vb)
+    if metric == "auroc" and "probs" in a and "target" in a:
+        pa, pb = _probs(a["probs"]), _probs(b["probs"])
+        y = a["target"].to_numpy(np.float64)
+        if pa is not None and pb is not None and pa.shape[1] == 2 and np.isfinite(y).all():
+            rep = pairs["seed"].astype(str) + "/" + pairs["split_seed"].astype(str)
+            unit = pairs["split_seed"].astype(str) + "/" + pairs["case_id"].astype(str)
+            return st.delong(y == 1, pa[:, 1], pb[:, 1], replicate=rep.to_numpy(), unit=unit.to_numpy())
+    sa, sb = _statistic(metric, a), _statistic(metric, b)
+    if sa is None or sb is None:
+        return None
+    groups = (pairs["split_seed"].astype(str) + "/" + pairs["case_id"].astype(str)).to_numpy()
+    return st.paired_bootstrap(sa[1], sb[1], sa[0], n_boot=n_boot, seed=seed, groups=groups)
+
+
+# --------------------------------------------------------------------------- the public entry points
+def worse_than_best(results: Results, store, summary: pd.DataFrame, split: str = "test",
+                    alpha: float = 0.05, n_boot: int = N_BOOT, seed: int = 0) -> Significance:
+    """Mark configurations significantly worse than the best of their (dataset, task, metric)
+    column (see the module docstring); ``summary`` is :func:`results.leaderboard.summarize`'s."""
+    frame = results.frame
+    frame = frame[frame["split"] == split]
+    cases = _Cases(store)
+    out = Significance(alpha=alpha)
+    used: dict[str, set[str]] = {}
+    fallback: set[str] = set()
+    ns: list[int] = []
+    for (dataset, task, metric), col in summary.groupby(["dataset", "task", "metric"], sort=False):
+        higher = col["higher"].iloc[0]
+        if task in UNTESTED_TASKS or higher is None or (isinstance(higher, float) and math.isnan(higher)):
+            continue
+        col = col[col["mean"].notna()]
+        if len(col) < 2:
+            continue
+        higher = bool(higher)
+        best = col.loc[col["mean"].idxmax() if higher else col["mean"].idxmin(), "config_id"]
+        out.best[(dataset, task, metric)] = best
+        best_runs = _runs(frame, dataset, task, metric, best)
+        best_rows = _case_rows(cases, best_runs, task, metric)
+        keys, tests = [], []
+        for config in col["config_id"]:
+            if config == best:
+                continue
+            runs = _runs(frame, dataset, task, metric, config)
+            res = compare(best_rows, _case_rows(cases, runs, task, metric), best_runs, runs, metric, n_boot, seed)
+            keys.append((dataset, task, metric, config))
+            tests.append(res)
+        adjusted = st.holm([t.pvalue for t in tests])
+        for key, res, p in zip(keys, tests, adjusted):
+            res = replace(res, p_adjusted=float(p))
+            out.tests[key] = res
+            worse = res.effect > 0 if higher else res.effect < 0
+            if p == p and p < alpha and worse:
+                out.marks.add(key)
+            used.setdefault(res.test, set()).add(metric)
+            if res.extra.get("fallback"):
+                fallback.add(metric)
+            if res.n:
+                ns.append(res.n)
+    out.footnote = _footnote(used, fallback, ns, alpha)
+    return out
+
+
+def _footnote(used: dict[str, set[str]], fallback: set[str], ns: list[int], alpha: float) -> str:
+    if not used:
+        return ""
+    order = ["McNemar exact", "DeLong", "Wilcoxon signed-rank", "paired bootstrap", "paired t-test over seeds"]
+    names = {"McNemar exact": "McNemar's exact test", "DeLong": "DeLong's test",
+             "Wilcoxon signed-rank": "Wilcoxon signed-rank test", "paired bootstrap": "paired bootstrap",
+             "paired t-test over seeds": "paired t-test over shared seeds"}
+    parts = [f"{names[t]} ({', '.join(sorted(used[t]))})" for t in order if t in used]
+    n_text = f"{min(ns)}" if ns and min(ns) == max(ns) else f"{min(ns)}–{max(ns)}" if ns else "?"
+    text = (f"Marked: significantly worse than the best configuration of its column, two-sided, "
+            f"Holm-corrected within each column, α = {alpha:g}. Tests: {'; '.join(parts)}. "
+            f"Per-case tests pair the same test cases within each shared seed, pooled over seeds; "
+            f"n = {n_text} (test cases × seeds, or seeds for the seed-level test).")
+    if fallback:
+        text += (" Seed-level test where per-case data were absent or could not give the metric: "
+                 + ", ".join(sorted(fallback)) + ".")
+    return text
+
+
+def summary_ci(results: Results, store, split: str = "test", summary: pd.DataFrame | None = None,
+               n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """The leaderboard summary with a ``level`` bootstrap CI of each mean: ``ci_low``, ``ci_high``
+    and ``ci_over`` -- ``"cases"`` (BCa over test cases pooled across seeds: each case's value
+    averaged over its seeds and organs, for metrics that are a mean of a per-case value) or
+    ``"seeds"`` (over the per-seed values, otherwise; ``""`` with fewer than two)."""
+    if summary is None:
+        from .leaderboard import summarize
+
+        summary = summarize(results, split)[0]
+    frame = results.frame
+    frame = frame[frame["split"] == split]
+    cases = _Cases(store)
+    lows, highs, over = [], [], []
+    for r in summary.itertuples(index=False):
+        runs = _runs(frame, r.dataset, r.task, r.metric, r.config_id)
+        ci, how = (float("nan"), float("nan")), ""
+        col = _CASE_MEAN.get(r.metric) or (r.metric.split("_", 1)[0] if r.metric.startswith(_SEG_PER_CLASS) else None)
+        if col is not None and r.task not in UNTESTED_TASKS:
+            rows = _case_rows(cases, runs, r.task, r.metric)
+            if not rows.empty and col in rows:
+                v = rows[col].to_numpy(np.float64) ** (2 if r.metric == "mse" else 1)
+                ok = np.isfinite(v)
+                if ok.sum() >= 2:
+                    unit = (rows["split_seed"].astype(str) + "/" + rows["case_id"].astype(str))[ok]
+                    per_case = pd.Series(v[ok]).groupby(unit.to_numpy(), sort=False).mean().to_numpy()
+                    ci, how = st.bootstrap_ci(per_case, n_boot=n_boot, seed=seed, level=level), "cases"
+        if not how:
+            values = runs["value"].to_numpy(np.float64)
+            if np.isfinite(values).sum() >= 2:
+                ci, how = st.bootstrap_ci(values, n_boot=n_boot, seed=seed, level=level), "seeds"
+        lows.append(ci[0])
+        highs.append(ci[1])
+        over.append(how)
+    return summary.assign(ci_low=lows, ci_high=highs, ci_over=over)
