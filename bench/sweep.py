@@ -291,7 +291,13 @@ class LocalPool:
             self.pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(store_url,))
 
     def submit(self, job: RunConfig):
-        with _sigint_ignored():   # a worker process may be spawned now
+        # a worker process may be spawned by this submit (one per submit until there are
+        # `workers`): it must start with SIGINT ignored. A Ctrl-C that arrives while SIGINT is
+        # ignored here is lost, so ignore it only while the pool is still growing (its first
+        # `workers` submits), never once every worker runs
+        if len(getattr(self.pool, "_processes", None) or {}) >= self.slots:
+            return self.pool.submit(_worker_run, job, *self.args)
+        with _sigint_ignored():
             return self.pool.submit(_worker_run, job, *self.args)
 
     def wait(self, futures: list, timeout: float) -> list:
