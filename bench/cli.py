@@ -114,6 +114,18 @@ inputs are never modified; an existing non-empty output folder is refused). The 
 imagesTs/labelsTs) and lists every problem at once, one line each naming the file: unreadable
 or truncated NIfTI, shape/affine mismatches between channels and label, label values missing
 from dataset.json, NaN/Inf, missing channel files, numTraining mismatch. Files are only read.""",
+    "verify": """examples:
+  python -m bench verify claims/demo.yaml                     run what is missing, print the verdicts
+  python -m bench verify claims/demo.yaml --dry-run           the jobs each claim needs: done / to run
+  python -m bench verify claims/m4oe_miccai24.yaml --data-root /data --format html --out claims.html
+  python -m bench verify claims/i2moe_icml25.yaml             without the data: every claim not checkable here
+
+Each claim (method vs baseline, dataset(s), metric, direction, claimed size) is tested on the test
+split with the paired per-case test of its metric (McNemar, Wilcoxon, DeLong, paired bootstrap;
+seed-level t-test without per-case data), Holm-corrected across the file's tests. Verdicts:
+supported, refuted, inconclusive, not checkable here (data or method missing; nothing is run for
+it). Jobs are built as `bench sweep` builds them (the printed lines reproduce them); those in the
+store are reused. Format and rules: README "Verifying claims", docs/claims.md.""",
     "leaderboard": """examples:
   python -m bench leaderboard
   python -m bench leaderboard --dataset wdbc --format csv --out wdbc.csv
@@ -267,6 +279,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="convert: folder to write DatasetNNN_Name folders into")
     p.add_argument("--copy", action="store_true", help="convert: copy files instead of hard-linking them")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    p = sub.add_parser("verify", help="check a claims file: find or run the jobs, test each claim, give verdicts",
+                       epilog=EPILOGS["verify"], formatter_class=fmt)
+    p.add_argument("file", help="a claims YAML file, e.g. claims/demo.yaml")
+    p.add_argument("--format", default="md", choices=("md", "html", "json"), help="report format (default md)")
+    p.add_argument("--out", help="write the report to this file instead of stdout")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                   help="parallel worker processes for the jobs to run (default: min(2, CPU cores)); also sets the "
+                        "threads per job, cores // workers")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per job (part of the job key; default cores // --workers, as bench sweep)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--data-root", default=None, help="root of external datasets (default $BENCH_DATA_ROOT or ./data)")
+    p.add_argument("--dry-run", action="store_true", help="list the jobs each claim needs (done / to run / not "
+                   "checkable here); run nothing")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_store_args(p)
 
     p = sub.add_parser("leaderboard", help="mean ± std over seeds from the run store", epilog=EPILOGS["leaderboard"],
                        formatter_class=fmt)
@@ -740,7 +769,51 @@ def cmd_data(args) -> int:
     return EXIT_FAILED if problems else 0
 
 
-COMMANDS = {"tune": cmd_tune, "list": cmd_list, "perf": cmd_perf, "data": cmd_data, "cost": cmd_cost, "run": cmd_run, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard}
+def _shown_url(url: str) -> str:
+    """A store URL for a printed command, its password hidden."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:   # not a URL SQLAlchemy parses: print it as given
+        return url
+
+
+def cmd_verify(args) -> int:
+    from .config import ConfigError
+    from .sweep import sweep_threads
+    from .verify import print_plan, verify
+
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    threads = args.threads or (sweep_threads(args.workers) if args.device.startswith("cpu") else None)
+    runs_args = (f" --store {_shown_url(args.store)}" if args.store else
+                 f" --runs-dir {args.runs_dir}" if args.runs_dir != "runs" else "")
+    say = None if args.no_progress and args.dry_run else (lambda line: print(f"verify: {line}", file=sys.stderr))
+    report, extra = verify(args.file, _store(args), args.runs_dir, data_root=args.data_root, device=args.device,
+                           threads=threads, workers=args.workers, dry_run=args.dry_run,
+                           progress=not args.no_progress, runs_args=runs_args, say=say)
+    if report is None:
+        print_plan(extra)
+        return 0
+    from results.claims import render
+
+    text = render(report, args.format)
+    if args.out:
+        Path(args.out).write_text(text + ("\n" if not text.endswith("\n") else ""))
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        print(text)
+    counts = {}
+    for c in report.claims:
+        counts[c.verdict] = counts.get(c.verdict, 0) + 1
+    print("verify: " + ", ".join(f"{n} {v}" for v, n in counts.items()), file=sys.stderr)
+    for line in extra:
+        print(f"  failed: {line}", file=sys.stderr)
+    return EXIT_FAILED if extra else 0
+
+
+COMMANDS = {"tune": cmd_tune, "list": cmd_list, "perf": cmd_perf, "data": cmd_data, "cost": cmd_cost, "run": cmd_run, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard, "verify": cmd_verify}
 
 
 def main(argv: list[str] | None = None) -> int:
