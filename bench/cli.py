@@ -134,6 +134,9 @@ store are reused. Format and rules: README "Verifying claims", docs/claims.md.""
   python -m bench leaderboard --format latex --out table.tex     # pdflatex table.tex
   python -m bench leaderboard --format latex --fragment --layout grouped --metric accuracy
   python -m bench leaderboard --format html --out leaderboard.html
+  python -m bench leaderboard --ci --alpha 0.01          # mean [95% CI]; marks at alpha = 0.01
+  python -m bench leaderboard --control late --metric accuracy   # Friedman + Wilcoxon-Holm vs late
+  python -m bench leaderboard --no-tests --all-singles   # no marks / CI columns; every single:<modality> row
 
 Rows are configurations: runs that differ in any setting (hparams, budget, preset, split seed,
 threads, code or data) are never averaged; n counts distinct seeds. Only the newest run of each
@@ -142,7 +145,15 @@ job is used unless --all-versions is given.
 latex: booktabs tables (a complete document; --fragment for the tables alone), mean ± std, best
 per column bold and second underlined; --cost adds parameter and training-time columns.
 html: one self-contained page (no network) with sortable tables, critical-difference diagrams,
-per-dataset seed plots, metric-vs-cost scatters and routing-weight summaries.""",
+per-dataset seed plots, metric-vs-cost scatters and routing-weight summaries.
+
+Statistics (md, latex, html; --no-tests skips them): † marks a configuration significantly worse
+than the best of its column (paired per-case test, Holm-corrected per column, --alpha); csv/json
+get worse_than_best, p_adjusted, test and a 95% bootstrap CI (ci_low, ci_high, ci_over = cases or
+seeds). --ci shows mean [CI] in the tables. Single-modality baselines: one row per dataset, the
+single:<modality> with the best validation primary metric, labelled "best single (<modality>)"
+(--all-singles keeps all). --control METHOD adds a Friedman test over datasets and a Wilcoxon-Holm
+comparison of every configuration with METHOD (docs/results.md).""",
 }
 
 
@@ -313,6 +324,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suite", help="only runs stored by this suite's sweeps")
     p.add_argument("--all-versions", action="store_true",
                    help="also runs superseded by a newer run of the same job (e.g. before a code change)")
+    p.add_argument("--alpha", type=float, default=0.05,
+                   help="significance level of the marks and of --control (default 0.05)")
+    p.add_argument("--no-tests", action="store_true",
+                   help="no significance marks, no CI / test columns in csv/json (faster on big stores)")
+    p.add_argument("--ci", action="store_true",
+                   help="md/latex/html: show mean [95%% CI] instead of mean ± std (the table says over what)")
+    p.add_argument("--all-singles", action="store_true",
+                   help="keep every single:<modality> row (default: only the best on validation, per dataset)")
+    p.add_argument("--control", metavar="METHOD",
+                   help="Friedman over datasets + Wilcoxon-Holm of every configuration vs this one (needs ≥ 2 datasets)")
     _add_store_args(p)
     return parser
 
@@ -593,37 +614,73 @@ def _print_tune(r) -> None:
 
 
 def cmd_leaderboard(args) -> int:
-    from results import leaderboard, load_results
+    from results import load_results, render, summarize
+    from results.leaderboard import keep_best_singles, label_best_singles
 
+    if not 0 < args.alpha < 1:
+        from .config import ConfigError
+
+        raise ConfigError(f"--alpha must lie between 0 and 1 (got {args.alpha})")
     store = _store(args)
-    results = load_results(store, split=args.split, headline_only=True, latest=not args.all_versions,
-                           datasets=args.dataset, suite=args.suite)
+    # the validation split is read too: it chooses the best single-modality row of each dataset
+    results = load_results(store, split=None if not args.all_singles else args.split, headline_only=True,
+                           latest=not args.all_versions, datasets=args.dataset, suite=args.suite)
     if args.method:
         frame = results.frame
         results.frame = frame[frame["method"].isin(args.method) | frame["label"].isin(args.method)]
+    chosen: dict[str, str] = {}
+    if not args.all_singles:
+        results, chosen = keep_best_singles(results, "val")
+        results.frame = results.frame[results.frame["split"] == args.split]
     if args.metric:
         results.frame = results.frame[results.frame["metric"].isin(args.metric)]
-    # hook for significance marks (an object with .marks and .footnote, e.g. from --control):
-    # every renderer below takes it; None = no marks
-    significance = None
+    summary, commons = summarize(results, args.split)
+    summary = label_best_singles(summary, chosen)
+    # per-case tables hold test predictions only: on --split val the tests and CIs are over seeds
+    case_store = store if args.split == "test" else None
+    significance, ci = None, bool(args.ci)
+    machine = args.format in ("csv", "json")
+    if not args.no_tests and not summary.empty:
+        from results.significance import CaseCache, summary_ci, with_significance, worse_than_best
+
+        cache = CaseCache(case_store)   # each run's per-case table is read once, in batches
+        significance = worse_than_best(results, case_store, summary, args.split, alpha=args.alpha, case_cache=cache)
+        if machine or ci:
+            summary = summary_ci(results, case_store, args.split, summary, case_cache=cache)
+        if machine:
+            summary = with_significance(summary, significance)
+    elif ci and not summary.empty:
+        from results.significance import summary_ci
+
+        summary = summary_ci(results, case_store, args.split, summary)
+    control = None
+    if args.control and not summary.empty:
+        from results.control import control_analysis
+
+        control = control_analysis(summary, results.primary, args.control, args.metric, alpha=args.alpha)
+        if machine:
+            print("--control is shown with --format md, latex or html", file=sys.stderr)
     if args.format == "latex":
-        from results import summarize
         from results.latex import to_latex
 
-        summary, commons = summarize(results, args.split)
         costs = None
         if args.cost and not summary.empty:
             from results.costs import cost_frame
 
             costs = cost_frame(store, set(summary["config_id"]))
         text = to_latex(summary, commons, args.split, significance, costs, standalone=not args.fragment,
-                        layout=args.layout)
+                        layout=args.layout, ci=ci, control=control)
     elif args.format == "html":
         from results.html import html_report
 
-        text = html_report(results, store, args.split, significance)
+        text = html_report(results, store, args.split, significance, summary=summary, commons=commons, ci=ci,
+                           control=control)
     else:
-        text = leaderboard(results, args.format, split=args.split)
+        text = render(summary, args.format, commons, args.split, significance, ci)
+        if control is not None and args.format == "md":
+            from results.control import to_markdown as control_markdown
+
+            text += "\n\n" + control_markdown(control)
     if args.out:
         Path(args.out).write_text(text + ("\n" if not text.endswith("\n") else ""))
         print(f"wrote {args.out}", file=sys.stderr)

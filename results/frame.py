@@ -15,7 +15,7 @@ stale one instead of being averaged with it.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -32,6 +32,8 @@ class Results:
 
     frame: pd.DataFrame
     configs: pd.DataFrame
+    #: (dataset, task) -> the task's primary metric (from the runs' catalogues), e.g. accuracy
+    primary: dict = field(default_factory=dict)
 
 
 def load_results(store: RunStore, split: str | None = None, headline_only: bool = False, latest: bool = True,
@@ -59,12 +61,15 @@ def load_results(store: RunStore, split: str | None = None, headline_only: bool 
             parsed[text] = json.loads(text)
         return parsed[text]
 
-    out, configs = [], {}
+    out, configs, primary = [], {}, {}
     for (key, config_id, _rid, label, label_fields, method, dataset, seed, split_seed, preset, code_version, _created,
          purpose, metrics_text, catalogue_text) in rows:
         config_id = config_id or key
         catalogue = parse(catalogue_text)
         tasks, higher = catalogue.get("tasks", {}), catalogue.get("higher", {})
+        for task, info in tasks.items():
+            if info.get("primary") and (dataset, task) not in primary:
+                primary[(dataset, task)] = info["primary"]
         base = (key, config_id, label or method, method, dataset, seed, split_seed, preset, code_version, purpose)
         for split_name, by_task in json.loads(metrics_text or "{}").items():
             if split is not None and split_name != split:
@@ -77,7 +82,7 @@ def load_results(store: RunStore, split: str | None = None, headline_only: bool 
         if config_id not in configs:
             configs[config_id] = (config_id, method, dataset, label or method, parse(label_fields), code_version)
     frame = pd.DataFrame(out, columns=RUN_COLUMNS)
-    return Results(frame, pd.DataFrame(list(configs.values()), columns=CONFIG_COLUMNS))
+    return Results(frame, pd.DataFrame(list(configs.values()), columns=CONFIG_COLUMNS), primary)
 
 
 def runs_frame(store: RunStore, split: str | None = None, headline_only: bool = False, latest: bool = True,

@@ -17,7 +17,7 @@ import html as _html
 
 import pandas as pd
 
-from .leaderboard import DEFAULTS_BUDGET, _fmt
+from .leaderboard import CI_LEVEL, DEFAULTS_BUDGET, _fmt, ci_statement
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
 
@@ -79,13 +79,14 @@ def _img(figure) -> str:
     return uri
 
 
-def _table(dataset, task, part: pd.DataFrame, commons, split, marks, footnote) -> str:
+def _table(dataset, task, part: pd.DataFrame, commons, split, marks, footnote, ci=False) -> str:
     metrics = list(dict.fromkeys(part["metric"]))
     higher = {m: (None if pd.isna(h) else bool(h)) for m, h in zip(part["metric"], part["higher"])}
     rows: dict[tuple, dict] = {}
     budgets: dict[tuple, str] = {}
     for r in part.itertuples(index=False):
-        rows.setdefault((r.label, r.config_id), {})[r.metric] = (r.mean, r.std, int(r.n))
+        rows.setdefault((r.label, r.config_id), {})[r.metric] = (r.mean, r.std, int(r.n),
+                                                                 (r.ci_low, r.ci_high) if ci else None)
         budgets[(r.label, r.config_id)] = r.budget
     best = {}
     for m in metrics:
@@ -103,8 +104,12 @@ def _table(dataset, task, part: pd.DataFrame, commons, split, marks, footnote) -
             if m not in cells:
                 tds.append('<td data-sort=""></td>')
                 continue
-            mean, std, _ = cells[m]
-            text = f"{mean:.3f}" if std != std else f"{mean:.3f} ± {std:.3f}"
+            mean, std, _, interval = cells[m]
+            if interval is not None:
+                lo, hi = interval
+                text = f"{mean:.3f}" if lo != lo or hi != hi else f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
+            else:
+                text = f"{mean:.3f}" if std != std else f"{mean:.3f} ± {std:.3f}"
             marked = (dataset, task, m, config) in marks
             any_mark |= marked
             cls = ' class="best"' if m in best and round(mean, 3) == best[m] else ""
@@ -114,10 +119,14 @@ def _table(dataset, task, part: pd.DataFrame, commons, split, marks, footnote) -
     lo, hi = min(ns), max(ns)
     seeds = f"{hi} seed{'s' if hi != 1 else ''}" if lo == hi else f"{lo}-{hi} seeds"
     out = [f"<h2>{esc(dataset)} — task {esc(task)}</h2>",
-           f'<p class="caption">{esc(split)} split, mean ± std over {seeds} (ddof 1; n = distinct seeds); '
-           "best per column in bold; click a column header to sort.</p>",
+           f'<p class="caption">{esc(split)} split, '
+           + (f"mean [{CI_LEVEL * 100:g}% CI] over {seeds} (n = distinct seeds); " if ci else
+              f"mean ± std over {seeds} (ddof 1; n = distinct seeds); ")
+           + "best per column in bold; click a column header to sort.</p>",
            '<table class="sortable"><thead><tr>' + "".join(f'<th scope="col">{esc(h)}</th>' for h in head)
            + "</tr></thead><tbody>" + "".join(lines) + "</tbody></table>"]
+    if ci:
+        out.append(f'<p class="note ci">{esc(ci_statement(part, CI_LEVEL))}.</p>')
     if any_mark and footnote:
         out.append(f'<p class="note"><span class="mark">†</span> {esc(footnote)}</p>')
     distinct = sorted(set(budgets.values()))
@@ -131,8 +140,12 @@ def _table(dataset, task, part: pd.DataFrame, commons, split, marks, footnote) -
 
 
 def to_html(summary: pd.DataFrame, commons: dict[str, dict] | None = None, split: str = "test", significance=None,
-            plots=None, notes: list[str] | None = None, title: str = "bench leaderboard") -> str:
-    """The leaderboard as one self-contained HTML page (see the module docstring)."""
+            plots=None, notes: list[str] | None = None, title: str = "bench leaderboard", ci: bool = False,
+            control=None) -> str:
+    """The leaderboard as one self-contained HTML page (see the module docstring); ``ci``: cells
+    show the summary CIs and each table says what they are over; ``control``: a
+    :class:`results.control.ControlAnalysis` (its table and CD diagram after the leaderboard)."""
+    ci = ci and "ci_low" in summary.columns
     marks = set(getattr(significance, "marks", None) or ())
     footnote = str(getattr(significance, "footnote", "") or "")
     body = [f"<h1>{esc(title)}</h1>"]
@@ -143,7 +156,11 @@ def to_html(summary: pd.DataFrame, commons: dict[str, dict] | None = None, split
         body.append(f'<p class="caption">Tuning budget: {esc(", ".join(budgets))}'
                     + (" (no tuning)" if budgets == [DEFAULTS_BUDGET] else "") + ".</p>")
         for (dataset, task), part in summary.groupby(["dataset", "task"], sort=True):
-            body.append(_table(dataset, task, part, commons, split, marks, footnote))
+            body.append(_table(dataset, task, part, commons, split, marks, footnote, ci))
+    if control is not None:
+        from .control import to_html as control_html
+
+        body.append(control_html(control))
     if plots:
         body.append("<h2>Plots</h2>")
         for caption, figure in plots:
@@ -157,14 +174,18 @@ def to_html(summary: pd.DataFrame, commons: dict[str, dict] | None = None, split
             + "\n".join(body) + f"\n<script>{SCRIPT}</script>\n</body>\n</html>\n")
 
 
-def html_report(results, store=None, split: str = "test", significance=None, title: str = "bench leaderboard") -> str:
-    """Summary, plots (with costs from ``store`` when given) and page in one call."""
+def html_report(results, store=None, split: str = "test", significance=None, title: str = "bench leaderboard",
+                summary: pd.DataFrame | None = None, commons: dict | None = None, ci: bool = False,
+                control=None) -> str:
+    """Summary (``summarize``'s, unless given), plots (with costs from ``store`` when given) and
+    page in one call."""
     from .costs import cost_frame
     from .leaderboard import summarize
     from .plots import report_plots
 
-    summary, commons = summarize(results, split)
+    if summary is None:
+        summary, commons = summarize(results, split)
     costs = cost_frame(store, set(summary["config_id"])) if store is not None and not summary.empty else None
     notes: list[str] = []
     plots = report_plots(results, summary, costs, split, notes) if not summary.empty else []
-    return to_html(summary, commons, split, significance, plots, notes, title)
+    return to_html(summary, commons, split, significance, plots, notes, title, ci, control)

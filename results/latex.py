@@ -26,7 +26,7 @@ import unicodedata
 
 import pandas as pd
 
-from .leaderboard import DEFAULTS_BUDGET, _fmt
+from .leaderboard import CI_LEVEL, DEFAULTS_BUDGET, _fmt, ci_statement
 
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "%": r"\%", "#": r"\#",
@@ -68,8 +68,11 @@ def _num(x: float, digits: int = DIGITS) -> str:
     return f"{x:.{digits}f}" if x == x else "--"
 
 
-def _cell(mean: float, std: float, rank: int | None, marked: bool) -> str:
-    text = _num(mean) if std != std else f"{_num(mean)} $\\pm$ {_num(std)}"
+def _cell(mean: float, std: float, rank: int | None, marked: bool, ci: tuple | None = None) -> str:
+    if ci is not None:
+        text = _num(mean) if ci[0] != ci[0] or ci[1] != ci[1] else f"{_num(mean)} [{_num(ci[0])}, {_num(ci[1])}]"
+    else:
+        text = _num(mean) if std != std else f"{_num(mean)} $\\pm$ {_num(std)}"
     if rank == 1:
         text = r"\textbf{\boldmath " + text + "}"
     elif rank == 2:
@@ -146,7 +149,18 @@ def _table_env(body: str, caption: str, note: str) -> str:
             + f"\\caption{{{caption}}}\n\\end{{table}}\n")
 
 
-def _per_task_tables(summary, commons, split, marks, footnote, runs_info) -> list[str]:
+def _ci(r, ci: bool):
+    return (r.ci_low, r.ci_high) if ci else None
+
+
+def _spread_text(ci: bool, part, seeds: str, ddof: str) -> str:
+    """``mean $\\pm$ std over N seeds (ddof 1...)``, or the CI and what it is over."""
+    if not ci:
+        return f"mean $\\pm$ std over {seeds} ({ddof})"
+    return f"mean [{CI_LEVEL * 100:g}\\% CI] over {seeds} ({latex_escape(ci_statement(part, CI_LEVEL))})"
+
+
+def _per_task_tables(summary, commons, split, marks, footnote, runs_info, ci=False) -> list[str]:
     cost_cols, costs = _cost_columns(runs_info)
     out = []
     for (dataset, task), part in summary.groupby(["dataset", "task"], sort=True):
@@ -155,7 +169,7 @@ def _per_task_tables(summary, commons, split, marks, footnote, runs_info) -> lis
         rows: dict[tuple, dict] = {}
         budgets: dict[tuple, str] = {}
         for r in part.itertuples(index=False):
-            rows.setdefault((r.label, r.config_id), {})[r.metric] = (r.mean, r.std, int(r.n))
+            rows.setdefault((r.label, r.config_id), {})[r.metric] = (r.mean, r.std, int(r.n), _ci(r, ci))
             budgets[(r.label, r.config_id)] = r.budget
         ranks = {m: _ranks({k: c[m][0] for k, c in rows.items() if m in c}, higher[m]) for m in metrics}
         with_budget = any(b != DEFAULTS_BUDGET for b in budgets.values())
@@ -174,20 +188,21 @@ def _per_task_tables(summary, commons, split, marks, footnote, runs_info) -> lis
                     continue
                 marked = (dataset, task, m, config) in marks
                 any_mark |= marked
-                row.append(_cell(cells[m][0], cells[m][1], ranks[m].get((label, config)), marked))
+                row.append(_cell(cells[m][0], cells[m][1], ranks[m].get((label, config)), marked, cells[m][3]))
             lines.append(" & ".join(row) + r" \\")
         spec = "l" + "r" * (1 + with_budget + len(cost_cols)) + "c" * len(metrics)
         tabular = ("\\begin{tabular}{" + spec + "}\n\\toprule\n" + " & ".join(head) + " \\\\\n\\midrule\n"
                    + "\n".join(lines) + "\n\\bottomrule\n\\end{tabular}%\n")
-        caption = (f"{latex_escape(dataset)}, task {latex_escape(task)}: {latex_escape(split)} split, mean $\\pm$ "
-                   f"std over {_seeds_text(ns)} (ddof 1; $n$ = distinct seeds); best per column in bold, second "
+        spread = _spread_text(ci, part, _seeds_text(ns), "ddof 1; $n$ = distinct seeds")
+        caption = (f"{latex_escape(dataset)}, task {latex_escape(task)}: {latex_escape(split)} split, "
+                   f"{spread}; best per column in bold, second "
                    f"underlined; {_budget_text(budgets.values())}. {_shared_text(commons, [dataset])}")
         note = f"{MARK} {latex_escape(footnote)}" if any_mark and footnote else ""
         out.append(_table_env(_fit(tabular), caption.strip(), note))
     return out
 
 
-def _grouped_table(summary, commons, split, marks, footnote) -> str:
+def _grouped_table(summary, commons, split, marks, footnote, ci=False) -> str:
     groups = []   # (dataset, task, [metrics], {metric: higher})
     multi_task = summary.groupby("dataset")["task"].nunique().to_dict()
     for (dataset, task), part in summary.groupby(["dataset", "task"], sort=True):
@@ -196,7 +211,7 @@ def _grouped_table(summary, commons, split, marks, footnote) -> str:
                        {m: _higher(part.loc[part["metric"] == m, "higher"].iloc[0]) for m in metrics}))
     cells: dict[str, dict] = {}   # label -> {(dataset, task, metric): (mean, std, n, config_id)}
     for r in summary.itertuples(index=False):
-        cells.setdefault(r.label, {})[(r.dataset, r.task, r.metric)] = (r.mean, r.std, int(r.n), r.config_id)
+        cells.setdefault(r.label, {})[(r.dataset, r.task, r.metric)] = (r.mean, r.std, int(r.n), r.config_id, _ci(r, ci))
     ranks = {}
     for dataset, task, metrics, higher in groups:
         for m in metrics:
@@ -223,14 +238,15 @@ def _grouped_table(summary, commons, split, marks, footnote) -> str:
                 ns.append(c[2])
                 marked = (dataset, task, m, c[3]) in marks
                 any_mark |= marked
-                row.append(_cell(c[0], c[1], ranks[(dataset, task, m)].get(label), marked))
+                row.append(_cell(c[0], c[1], ranks[(dataset, task, m)].get(label), marked, c[4]))
         lines.append(" & ".join(row) + r" \\")
     n_cols = col - 1
     tabular = ("\\begin{tabular}{l" + "c" * (n_cols - 1) + "}\n\\toprule\n" + " & ".join(top) + " \\\\\n"
                + " ".join(rules) + "\n" + " & ".join(sub) + " \\\\\n\\midrule\n" + "\n".join(lines)
                + "\n\\bottomrule\n\\end{tabular}%\n")
     datasets = sorted(set(summary["dataset"]))
-    caption = (f"{latex_escape(split)} split, mean $\\pm$ std over {_seeds_text(ns)} (ddof 1); best per column in bold, "
+    spread = _spread_text(ci, summary, _seeds_text(ns), "ddof 1")
+    caption = (f"{latex_escape(split)} split, {spread}; best per column in bold, "
                f"second underlined; {_budget_text(summary['budget'])}. {_shared_text(commons, datasets)}")
     note = f"{MARK} {latex_escape(footnote)}" if any_mark and footnote else ""
     return _table_env(_fit(tabular), caption.strip(), note)
@@ -248,9 +264,12 @@ PREAMBLE = r"""\documentclass[10pt]{article}
 
 def to_latex(summary: pd.DataFrame, commons: dict[str, dict] | None = None, split: str = "test", significance=None,
              runs_info: pd.DataFrame | None = None, standalone: bool = True, layout: str = "tables",
-             title: str | None = None) -> str:
+             title: str | None = None, ci: bool = False, control=None) -> str:
     """The leaderboard as LaTeX (see the module docstring); ``standalone=False`` gives only the
-    table environments (they need ``booktabs`` and ``graphicx``)."""
+    table environments (they need ``booktabs`` and ``graphicx``). ``ci``: cells show the summary
+    CIs (``summary_ci``'s columns) and the caption says what they are over; ``control``: a
+    :class:`results.control.ControlAnalysis`, typeset as a second small table."""
+    ci = ci and "ci_low" in summary.columns
     if layout not in ("tables", "grouped"):
         raise ValueError(f"unknown LaTeX layout {layout!r}; choose tables or grouped")
     marks = set(getattr(significance, "marks", None) or ())
@@ -258,9 +277,13 @@ def to_latex(summary: pd.DataFrame, commons: dict[str, dict] | None = None, spli
     if summary.empty:
         body = "No completed runs in the store yet.\n"
     elif layout == "grouped":
-        body = _grouped_table(summary, commons, split, marks, footnote)
+        body = _grouped_table(summary, commons, split, marks, footnote, ci)
     else:
-        body = "\n".join(_per_task_tables(summary, commons, split, marks, footnote, runs_info))
+        body = "\n".join(_per_task_tables(summary, commons, split, marks, footnote, runs_info, ci))
+    if control is not None:
+        from .control import to_latex as control_latex
+
+        body += "\n" + control_latex(control)
     body = "\\ifdefined\\benchtablebox\\else\\newsavebox\\benchtablebox\\fi\n" + body
     if not standalone:
         return "% bench leaderboard: needs \\usepackage{booktabs} and \\usepackage{graphicx}\n" + body

@@ -8,6 +8,12 @@ under the table. Standard deviation uses ddof = 1 (the sample standard deviation
 Markdown is rendered with tabulate, one table per dataset and task, the best mean per column in
 bold; every label is escaped, so no user string can change the table. ``csv``/``json`` give the
 full long-form summary for machines.
+
+``significance`` (:func:`results.significance.worse_than_best`) puts a † on configurations
+significantly worse than the best of their column and its footnote under each table; ``ci=True``
+shows ``mean [ci_low, ci_high]`` (the summary needs :func:`results.significance.summary_ci`'s
+columns) and states under the table what the interval is over. "Best single modality" is one row
+per dataset, chosen on validation (:func:`keep_best_singles`).
 """
 from __future__ import annotations
 
@@ -78,6 +84,8 @@ def display_labels(configs: pd.DataFrame) -> tuple[dict[str, str], dict[str, obj
 
 
 _MISSING = object()
+#: level of the summary CIs shown with ``ci=True``
+CI_LEVEL = 0.95
 
 
 def summarize(results: Results, split: str = "test") -> tuple[pd.DataFrame, dict[str, dict]]:
@@ -105,19 +113,127 @@ def summarize(results: Results, split: str = "test") -> tuple[pd.DataFrame, dict
     return out[SUMMARY_COLUMNS], commons
 
 
-def _cell(mean: float, std: float, bold: bool) -> str:
-    text = f"{mean:.3f}" if std != std else f"{mean:.3f} ± {std:.3f}"
-    return f"**{text}**" if bold else text
+#: method-name prefix of the single-modality baselines (``single:<modality>``)
+SINGLE_PREFIX = "single:"
+#: label of the single-modality configuration chosen on validation: ``best single (<modality>)``
+BEST_SINGLE = "best single"
+#: pseudo-tasks that hold no ranked metric
+_UNRANKED_TASKS = ("interpretation",)
 
 
-def to_markdown(summary: pd.DataFrame, commons: dict[str, dict] | None = None, split: str = "test") -> str:
+def main_task(tasks, primary: dict, dataset: str) -> str | None:
+    """The task that ranks a dataset: segmentation's ``all`` (the mean over domains) when present,
+    else the first task (by name) whose catalogue names a primary metric."""
+    tasks = sorted(t for t in set(tasks) if t not in _UNRANKED_TASKS)
+    if "all" in tasks and (dataset, "all") in primary:
+        return "all"
+    return next((t for t in tasks if (dataset, t) in primary), None)
+
+
+def choose_best_singles(results: Results, split: str = "val") -> dict[str, str]:
+    """dataset -> config_id of its best ``single:*`` configuration on ``split`` (validation): the
+    best mean over seeds of the main task's primary metric (:func:`main_task`), in the metric's
+    direction; ties go to the first config id. Datasets without such numbers are left out."""
+    f = results.frame
+    f = f[(f["split"] == split) & f["method"].str.startswith(SINGLE_PREFIX)]
+    chosen = {}
+    for dataset, part in f.groupby("dataset", sort=True):
+        task = main_task(part["task"], results.primary, dataset)
+        if task is None:
+            continue
+        metric = results.primary[(dataset, task)]
+        rows = part[(part["task"] == task) & (part["metric"] == metric)]
+        higher = rows["higher"].dropna()
+        if rows.empty or higher.empty:
+            continue
+        means = rows.groupby("config_id", sort=True)["value"].mean().dropna()
+        if means.empty:
+            continue
+        chosen[dataset] = str(means.idxmax() if bool(higher.iloc[0]) else means.idxmin())
+    return chosen
+
+
+def keep_best_singles(results: Results, split: str = "val") -> tuple[Results, dict[str, str]]:
+    """``results`` without the ``single:*`` configurations that were not chosen on ``split`` (see
+    :func:`choose_best_singles`), and the choice. A dataset with singles but no ``split`` numbers
+    keeps all of them."""
+    chosen = choose_best_singles(results, split)
+    if not chosen:
+        return results, chosen
+    f = results.frame
+    single = f["method"].str.startswith(SINGLE_PREFIX) & f["dataset"].isin(set(chosen))
+    keep = ~single | f["config_id"].isin(set(chosen.values()))
+    return Results(f[keep], results.configs, results.primary), chosen
+
+
+def label_best_singles(summary: pd.DataFrame, chosen: dict[str, str]) -> pd.DataFrame:
+    """Relabel each chosen single-modality row ``best single (<modality>)`` (its label without
+    the ``single:`` prefix, so settings that tell configurations apart stay visible)."""
+    if not chosen or summary.empty:
+        return summary
+    picked = {(d, c) for d, c in chosen.items()}
+    labels = [f"{BEST_SINGLE} ({lab[len(SINGLE_PREFIX):] if lab.startswith(SINGLE_PREFIX) else lab})"
+              if (d, c) in picked else lab
+              for d, c, lab in zip(summary["dataset"], summary["config_id"], summary["label"])]
+    return summary.assign(label=labels)
+
+
+def ci_statement(part: pd.DataFrame, level: float = 0.95) -> str:
+    """What the CIs of ``part`` (rows with ``ci_over``) are over, e.g. ``95% CI: bootstrap over
+    test cases pooled across seeds``; per metric when the metrics differ."""
+    if "ci_over" not in part.columns or part.empty:
+        return ""
+    pct = f"{level * 100:g}% CI: bootstrap"
+    cases, seeds, none = "over test cases pooled across seeds", "over seeds", "none (fewer than 2 values)"
+    kinds: dict[str, set] = {}
+    for m, how in zip(part["metric"], part["ci_over"]):
+        kinds.setdefault(m, set()).add(how if isinstance(how, str) else "")
+    uniform = {how for hows in kinds.values() for how in hows}
+    if uniform == {"cases"}:
+        return f"{pct} {cases}"
+    if uniform == {"seeds"}:
+        return f"{pct} {seeds}"
+    if uniform == {""}:
+        return f"{pct}: {none}"
+    names = {"cases": cases, "seeds": seeds, "": none}
+    groups: dict[str, list[str]] = {}
+    for m, hows in kinds.items():
+        text = " / ".join(names[h] for h in ("cases", "seeds", "") if h in hows)
+        groups.setdefault(text, []).append(m)
+    return f"{pct} " + "; ".join(f"{text} ({', '.join(ms)})" for text, ms in groups.items())
+
+
+def _cell(mean: float, std: float, bold: bool, ci: tuple | None = None, mark: bool = False) -> str:
+    if ci is not None:
+        lo, hi = ci
+        text = f"{mean:.3f}" if lo != lo or hi != hi else f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
+    else:
+        text = f"{mean:.3f}" if std != std else f"{mean:.3f} ± {std:.3f}"
+    return (f"**{text}**" if bold else text) + ("†" if mark else "")
+
+
+def to_markdown(summary: pd.DataFrame, commons: dict[str, dict] | None = None, split: str = "test",
+                significance=None, ci: bool = False) -> str:
+    """One Markdown table per (dataset, task); ``significance``: † marks and the footnote under
+    each tested table; ``ci``: ``mean [ci_low, ci_high]`` cells (needs the summary_ci columns)."""
     if summary.empty:
         return "No completed runs in the store yet: run `python -m bench sweep --suite quick` first."
+    ci = ci and "ci_low" in summary.columns
+    marks = set(getattr(significance, "marks", None) or ())
+    tested = set(getattr(significance, "tests", None) or ()) | {
+        (*col, c) for col, c in (getattr(significance, "best", None) or {}).items()}
+    footnote = str(getattr(significance, "footnote", "") or "")
     tables: dict[tuple[str, str], dict] = {}
-    for r in summary.itertuples(index=False):   # plain dicts: a pandas lookup per cell is slow on big stores
-        t = tables.setdefault((r.dataset, r.task), {"metrics": {}, "rows": {}})
+    lows = summary["ci_low"].to_numpy() if ci else None
+    highs = summary["ci_high"].to_numpy() if ci else None
+    for i, r in enumerate(summary.itertuples(index=False)):   # plain dicts: a pandas lookup per cell is slow
+        t = tables.setdefault((r.dataset, r.task), {"metrics": {}, "rows": {}, "tested": False, "idx": []})
         t["metrics"].setdefault(r.metric, None if pd.isna(r.higher) else bool(r.higher))
-        t["rows"].setdefault((r.label, r.config_id), {})[r.metric] = (r.mean, r.std, int(r.n))
+        key = (r.dataset, r.task, r.metric, r.config_id)
+        t["rows"].setdefault((r.label, r.config_id), {})[r.metric] = (
+            r.mean, r.std, int(r.n), (lows[i], highs[i]) if ci else None, key in marks)
+        t["tested"] |= key in tested
+        t["idx"].append(i)
         t.setdefault("budgets", {})[(r.label, r.config_id)] = r.budget
     blocks = []
     for (dataset, task), t in sorted(tables.items()):
@@ -134,13 +250,14 @@ def to_markdown(summary: pd.DataFrame, commons: dict[str, dict] | None = None, s
             n = max(c[2] for c in cells.values())
             ns.append(n)
             rows.append([md_escape(label), n] + ([budgets[(label, config)]] if with_budget else [])
-                        + [_cell(cells[m][0], cells[m][1], m in best and cells[m][0] == best[m])
-                           if m in cells else "" for m in shown])
+                        + [_cell(cells[m][0], cells[m][1], m in best and cells[m][0] == best[m], cells[m][3],
+                                 cells[m][4]) if m in cells else "" for m in shown])
         arrows = {True: " ↑", False: " ↓"}
         head = [f"{md_escape(m)}{arrows.get(higher.get(m), '')}" for m in shown]
         n_min, n_max = min(ns), max(ns)
         seeds = f"{n_max} seed{'s' if n_max > 1 else ''}" if n_min == n_max else f"{n_min}-{n_max} seeds"
-        text = (f"### {md_escape(dataset)} — task `{task.replace('`', '')}` ({split}, mean ± std over {seeds}, ddof=1; "
+        what = (f"mean [{CI_LEVEL * 100:g}% CI] over {seeds}" if ci else f"mean ± std over {seeds}, ddof=1")
+        text = (f"### {md_escape(dataset)} — task `{task.replace('`', '')}` ({split}, {what}; "
                 "best in bold; n = distinct seeds)\n\n"
                 + tabulate(rows, headers=["configuration", "n", *(["budget"] if with_budget else []), *head],
                            tablefmt="github", disable_numparse=True))
@@ -150,6 +267,10 @@ def to_markdown(summary: pd.DataFrame, commons: dict[str, dict] | None = None, s
                 by_budget.setdefault(budget, []).append(label)
             text += ("\n\n**Unequal tuning budgets** (not a fair comparison): " + "; ".join(
                 f"{md_escape(b)}: {', '.join(md_escape(x) for x in labels)}" for b, labels in sorted(by_budget.items())))
+        if ci:
+            text += "\n\n" + md_escape(ci_statement(summary.iloc[t["idx"]], CI_LEVEL)) + "."
+        if significance is not None and t["tested"] and footnote:
+            text += "\n\n† " + md_escape(footnote)
         common = (commons or {}).get(dataset) or {}
         if common:
             text += "\n\nShared by every row: " + ", ".join(md_escape(f"{k}={_fmt(v)}") for k, v in sorted(common.items()))
@@ -157,9 +278,12 @@ def to_markdown(summary: pd.DataFrame, commons: dict[str, dict] | None = None, s
     return "\n\n".join(blocks)
 
 
-def render(summary: pd.DataFrame, fmt: str, commons: dict[str, dict] | None = None, split: str = "test") -> str:
+def render(summary: pd.DataFrame, fmt: str, commons: dict[str, dict] | None = None, split: str = "test",
+           significance=None, ci: bool = False) -> str:
+    """``md`` (see :func:`to_markdown`), or every column of ``summary`` as ``csv``/``json``
+    (with the significance and CI columns when the caller added them)."""
     if fmt == "md":
-        return to_markdown(summary, commons, split)
+        return to_markdown(summary, commons, split, significance, ci)
     if fmt == "csv":
         return summary.to_csv(index=False)
     if fmt == "json":
@@ -167,7 +291,12 @@ def render(summary: pd.DataFrame, fmt: str, commons: dict[str, dict] | None = No
     raise ValueError(f"unknown leaderboard format {fmt!r}; choose one of: md, csv, json")
 
 
-def leaderboard(results: Results, fmt: str = "md", split: str = "test") -> str:
-    """The rendered leaderboard of ``results`` (see :func:`summarize`)."""
+def leaderboard(results: Results, fmt: str = "md", split: str = "test", all_singles: bool = False) -> str:
+    """The rendered leaderboard of ``results`` (see :func:`summarize`); without ``all_singles``
+    only the single-modality configuration that is best on validation (when ``results`` holds
+    validation numbers) is kept per dataset, labelled ``best single (<modality>)``."""
+    chosen: dict[str, str] = {}
+    if not all_singles:
+        results, chosen = keep_best_singles(results, "val")
     summary, commons = summarize(results, split)
-    return render(summary, fmt, commons, split)
+    return render(label_best_singles(summary, chosen), fmt, commons, split)

@@ -61,10 +61,24 @@ class Significance:
 
 
 class _Cases:
-    """Per-case frames of runs, read once per key."""
+    """Per-case frames of runs, read once per key; :meth:`prefetch` reads many keys in a few
+    batched queries (``RunStore.cases_many``) instead of one query per run."""
 
     def __init__(self, store):
         self.store, self.cache = store, {}
+        self.rows_cache: dict[tuple, pd.DataFrame] = {}
+
+    def prefetch(self, keys) -> None:
+        wanted = sorted({k for k in keys if k not in self.cache})
+        many = getattr(self.store, "cases_many", None)
+        if not wanted or many is None:
+            return
+        try:
+            found = many(wanted)
+        except Exception:   # an unreadable batch: fall back to one read per key
+            return
+        for k in wanted:
+            self.cache[k] = found.get(k, _EMPTY)
 
     def get(self, key: str) -> pd.DataFrame:
         if key not in self.cache:
@@ -76,6 +90,38 @@ class _Cases:
         return self.cache[key]
 
 
+_EMPTY = pd.DataFrame()
+#: per-case tables of a store, read once per run (share one between worse_than_best and summary_ci)
+CaseCache = _Cases
+
+
+class _RunIndex:
+    """``_runs`` for every (dataset, task, metric, config) of one split, grouped once: a big
+    store has thousands of configurations, and filtering the whole frame for each is slow."""
+
+    def __init__(self, frame: pd.DataFrame):
+        frame = frame.drop_duplicates(["dataset", "task", "metric", "config_id", "seed"], keep="last")
+        indices = frame.groupby(["dataset", "task", "metric", "config_id"], sort=False).indices
+        order = np.concatenate(list(indices.values())) if indices else np.array([], dtype=np.intp)
+        ends = np.cumsum([len(v) for v in indices.values()])
+        self.spans = {g: (int(e - len(v)), int(e)) for (g, v), e in zip(indices.items(), ends)}
+        # one frame sorted by group: each group's runs are a slice of it (no per-group copy)
+        self.slim = frame[["seed", "key", "split_seed", "value"]].iloc[order].set_index("seed")
+        self.key_values = self.slim["key"].to_numpy()
+        self.cache: dict = {}
+
+    def keys(self, group) -> list[str]:
+        a, b = self.spans.get(group, (0, 0))
+        return list(self.key_values[a:b])
+
+    def get(self, dataset: str, task: str, metric: str, config: str) -> pd.DataFrame:
+        group = (dataset, task, metric, config)
+        if group not in self.cache:
+            a, b = self.spans.get(group, (0, 0))
+            self.cache[group] = self.slim.iloc[a:b]
+        return self.cache[group]
+
+
 def _runs(frame: pd.DataFrame, dataset: str, task: str, metric: str, config: str) -> pd.DataFrame:
     part = frame[(frame["dataset"] == dataset) & (frame["task"] == task) & (frame["metric"] == metric)
                  & (frame["config_id"] == config)]
@@ -84,20 +130,33 @@ def _runs(frame: pd.DataFrame, dataset: str, task: str, metric: str, config: str
 
 def _case_rows(cases: _Cases, runs: pd.DataFrame, task: str, metric: str) -> pd.DataFrame:
     """The per-case rows of ``task`` over ``runs`` (one per seed), with seed and split_seed; for a
-    per-organ segmentation metric only that organ's rows."""
-    frames = []
-    for seed, r in runs.iterrows():
-        df = cases.get(r["key"])
+    per-organ segmentation metric only that organ's rows (cached: the metrics of one task share them)."""
+    organ = metric.split("_", 1)[1] if metric.startswith(_SEG_PER_CLASS) else None
+    memo = (tuple(runs["key"]), tuple(runs.index), task, organ)
+    if memo not in cases.rows_cache:
+        cases.rows_cache[memo] = _read_case_rows(cases, runs, task, metric)
+    return cases.rows_cache[memo]
+
+
+def _read_case_rows(cases: _Cases, runs: pd.DataFrame, task: str, metric: str) -> pd.DataFrame:
+    frames, seeds, split_seeds = [], [], []
+    for seed, key, split_seed in zip(runs.index, runs["key"], runs["split_seed"]):
+        df = cases.get(key)
         if df.empty or "case_id" not in df.columns:
             continue
-        if "task" in df.columns:
-            df = df[df["task"] == task]
-        if metric.startswith(_SEG_PER_CLASS) and "class" in df.columns:
-            df = df[df["class"].astype(str) == metric.split("_", 1)[1]]
-        if df.empty:
-            continue
-        frames.append(df.assign(seed=seed, split_seed=r["split_seed"]))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        frames.append(df)
+        seeds.append(np.full(len(df), seed))
+        split_seeds.append(np.full(len(df), split_seed))
+    if not frames:
+        return pd.DataFrame()
+    out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
+    out = out.assign(seed=np.concatenate(seeds), split_seed=np.concatenate(split_seeds))
+    keep = np.ones(len(out), dtype=bool)
+    if "task" in out.columns:
+        keep &= ((out["task"] == task) | out["task"].isna()).to_numpy()   # a table without the column: all rows
+    if metric.startswith(_SEG_PER_CLASS) and "class" in out.columns:
+        keep &= ((out["class"].astype(str) == metric.split("_", 1)[1]) | out["class"].isna()).to_numpy()
+    return out if keep.all() else out[keep].reset_index(drop=True)
 
 
 def _probs(col: pd.Series) -> np.ndarray | None:
@@ -181,14 +240,13 @@ def compare(best_rows: pd.DataFrame, other_rows: pd.DataFrame, best_runs: pd.Dat
     on = ["seed", "split_seed", "case_id"] + (["class"] if "class" in best_rows.columns
                                               and "class" in other_rows.columns else [])
     pairs = (best_rows.merge(other_rows, on=on, suffixes=("_a", "_b"))
-             if not best_rows.empty and not other_rows.empty else pd.DataFrame())
+             if not best_rows.empty and not other_rows.empty else _EMPTY)
     if not pairs.empty:
         res = _case_test(pairs, metric, n_boot, seed)
         if res is not None:
             return res
-    shared = best_runs.index.intersection(other_runs.index)
-    res = st.seed_paired(best_runs.loc[shared, "value"].to_numpy(np.float64),
-                         other_runs.loc[shared, "value"].to_numpy(np.float64))
+    _, ia, ib = np.intersect1d(best_runs.index.to_numpy(), other_runs.index.to_numpy(), return_indices=True)
+    res = st.seed_paired(best_runs["value"].to_numpy(np.float64)[ia], other_runs["value"].to_numpy(np.float64)[ib])
     why = "no per-case data" if pairs.empty else "metric not computable from per-case data"
     return replace(res, note=f"{why}; {res.note}".rstrip("; "), extra={**res.extra, "fallback": True})
 
@@ -224,16 +282,17 @@ def _case_test(pairs: pd.DataFrame, metric: str, n_boot: int, seed: int) -> st.T
 
 # --------------------------------------------------------------------------- the public entry points
 def worse_than_best(results: Results, store, summary: pd.DataFrame, split: str = "test",
-                    alpha: float = 0.05, n_boot: int = N_BOOT, seed: int = 0) -> Significance:
+                    alpha: float = 0.05, n_boot: int = N_BOOT, seed: int = 0,
+                    case_cache: CaseCache | None = None) -> Significance:
     """Mark configurations significantly worse than the best of their (dataset, task, metric)
-    column (see the module docstring); ``summary`` is :func:`results.leaderboard.summarize`'s."""
+    column (see the module docstring); ``summary`` is :func:`results.leaderboard.summarize`'s.
+    ``case_cache``: a :class:`CaseCache` of ``store`` to share per-case tables with
+    :func:`summary_ci` (each is read once)."""
     frame = results.frame
     frame = frame[frame["split"] == split]
-    cases = _Cases(store)
-    out = Significance(alpha=alpha)
-    used: dict[str, set[str]] = {}
-    fallback: set[str] = set()
-    ns: list[int] = []
+    index = _RunIndex(frame)
+    cases = case_cache if case_cache is not None else _Cases(store)
+    columns = []
     for (dataset, task, metric), col in summary.groupby(["dataset", "task", "metric"], sort=False):
         higher = col["higher"].iloc[0]
         if task in UNTESTED_TASKS or higher is None or (isinstance(higher, float) and math.isnan(higher)):
@@ -243,15 +302,28 @@ def worse_than_best(results: Results, store, summary: pd.DataFrame, split: str =
             continue
         higher = bool(higher)
         best = col.loc[col["mean"].idxmax() if higher else col["mean"].idxmin(), "config_id"]
+        columns.append((dataset, task, metric, higher, best, list(col["config_id"])))
+    # per-case tables are read lazily and in batches: first those of each column's best
+    # configuration, then the others' only where the best one has per-case rows to pair with
+    cases.prefetch(k for d, t, m, _, best, _ in columns for k in index.keys((d, t, m, best)))
+    paired = [c for c in columns if not _case_rows(cases, index.get(*c[:3], c[4]), c[1], c[2]).empty]
+    cases.prefetch(k for d, t, m, _, best, configs in paired for c in configs if c != best
+                   for k in index.keys((d, t, m, c)))
+    out = Significance(alpha=alpha)
+    used: dict[str, set[str]] = {}
+    fallback: set[str] = set()
+    ns: list[int] = []
+    for dataset, task, metric, higher, best, configs in columns:
         out.best[(dataset, task, metric)] = best
-        best_runs = _runs(frame, dataset, task, metric, best)
+        best_runs = index.get(dataset, task, metric, best)
         best_rows = _case_rows(cases, best_runs, task, metric)
         keys, tests = [], []
-        for config in col["config_id"]:
+        for config in configs:
             if config == best:
                 continue
-            runs = _runs(frame, dataset, task, metric, config)
-            res = compare(best_rows, _case_rows(cases, runs, task, metric), best_runs, runs, metric, n_boot, seed)
+            runs = index.get(dataset, task, metric, config)
+            rows = _case_rows(cases, runs, task, metric) if not best_rows.empty else _EMPTY
+            res = compare(best_rows, rows, best_runs, runs, metric, n_boot, seed)
             keys.append((dataset, task, metric, config))
             tests.append(res)
         adjusted = st.holm([t.pvalue for t in tests])
@@ -290,7 +362,8 @@ def _footnote(used: dict[str, set[str]], fallback: set[str], ns: list[int], alph
 
 
 def summary_ci(results: Results, store, split: str = "test", summary: pd.DataFrame | None = None,
-               n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+               n_boot: int = 2000, level: float = 0.95, seed: int = 0,
+               case_cache: CaseCache | None = None) -> pd.DataFrame:
     """The leaderboard summary with a ``level`` bootstrap CI of each mean: ``ci_low``, ``ci_high``
     and ``ci_over`` -- ``"cases"`` (BCa over test cases pooled across seeds: each case's value
     averaged over its seeds and organs, for metrics that are a mean of a per-case value) or
@@ -301,10 +374,14 @@ def summary_ci(results: Results, store, split: str = "test", summary: pd.DataFra
         summary = summarize(results, split)[0]
     frame = results.frame
     frame = frame[frame["split"] == split]
-    cases = _Cases(store)
+    index = _RunIndex(frame)
+    cases = case_cache if case_cache is not None else _Cases(store)
+    cases.prefetch(k for r in summary.itertuples(index=False) if r.task not in UNTESTED_TASKS
+                   and (r.metric in _CASE_MEAN or r.metric.startswith(_SEG_PER_CLASS))
+                   for k in index.keys((r.dataset, r.task, r.metric, r.config_id)))
     lows, highs, over = [], [], []
     for r in summary.itertuples(index=False):
-        runs = _runs(frame, r.dataset, r.task, r.metric, r.config_id)
+        runs = index.get(r.dataset, r.task, r.metric, r.config_id)
         ci, how = (float("nan"), float("nan")), ""
         col = _CASE_MEAN.get(r.metric) or (r.metric.split("_", 1)[0] if r.metric.startswith(_SEG_PER_CLASS) else None)
         if col is not None and r.task not in UNTESTED_TASKS:
@@ -324,3 +401,20 @@ def summary_ci(results: Results, store, split: str = "test", summary: pd.DataFra
         highs.append(ci[1])
         over.append(how)
     return summary.assign(ci_low=lows, ci_high=highs, ci_over=over)
+
+
+#: the columns :func:`with_significance` adds to a summary (CSV / JSON)
+SIGNIFICANCE_COLUMNS = ["worse_than_best", "p_adjusted", "test"]
+
+
+def with_significance(summary: pd.DataFrame, significance: Significance) -> pd.DataFrame:
+    """``summary`` with ``worse_than_best`` (bool: marked), ``p_adjusted`` (Holm-adjusted p-value
+    of the comparison with its column's best; empty for the best and for untested rows) and
+    ``test`` (the test used; ``best`` for the column's reference configuration)."""
+    keys = list(zip(summary["dataset"], summary["task"], summary["metric"], summary["config_id"]))
+    tests = significance.tests
+    best = {(*col, c) for col, c in significance.best.items()}
+    return summary.assign(
+        worse_than_best=[k in significance.marks for k in keys],
+        p_adjusted=[tests[k].p_adjusted if k in tests else float("nan") for k in keys],
+        test=[tests[k].test if k in tests else "best" if k in best else "" for k in keys])

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 
 ALTERNATIVES = ("two-sided", "greater", "less")
 
@@ -71,7 +71,7 @@ def _mean_ci(d: np.ndarray, level: float) -> tuple[float, float]:
     n = d.size
     if n < 2:
         return float("nan"), float("nan")
-    half = stats.t.ppf(0.5 + level / 2, n - 1) * d.std(ddof=1) / math.sqrt(n)
+    half = float(special.stdtrit(n - 1, 0.5 + level / 2)) * d.std(ddof=1) / math.sqrt(n)
     m = d.mean()
     return float(m - half), float(m + half)
 
@@ -296,10 +296,13 @@ def seed_paired(a_means, b_means, alternative: str = "two-sided", level: float =
         p = 1.0 if d[0] == 0 else 0.0
         return TestResult("paired t-test over seeds", float("nan"), p, n, mean, "mean difference", mean, mean,
                           alternative, level, {}, "constant differences")
-    res = stats.ttest_rel(a, b, alternative=alternative)
+    # SciPy's ttest_rel, computed directly: a leaderboard makes thousands of these, and the
+    # distribution objects' overhead dominated (tests/test_stats.py checks it against ttest_rel)
+    t = float(d.mean() / math.sqrt(d.var(ddof=1) / n))
+    lower, upper = float(special.stdtr(n - 1, t)), float(special.stdtr(n - 1, -t))
+    p = min(1.0, 2 * min(lower, upper)) if alternative == "two-sided" else upper if alternative == "greater" else lower
     lo, hi = _mean_ci(d, level)
-    return TestResult("paired t-test over seeds", float(res.statistic), float(res.pvalue), n, mean, "mean difference",
-                      lo, hi, alternative, level)
+    return TestResult("paired t-test over seeds", t, p, n, mean, "mean difference", lo, hi, alternative, level)
 
 
 # --------------------------------------------------------------------------- summary intervals

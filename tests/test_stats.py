@@ -192,6 +192,8 @@ def test_seed_paired_against_scipy():
     assert r.statistic == pytest.approx(ref.statistic) and r.pvalue == pytest.approx(ref.pvalue)
     ci = ref.confidence_interval()
     assert (r.ci_low, r.ci_high) == (pytest.approx(ci.low), pytest.approx(ci.high))
+    for alt in ("greater", "less"):
+        assert st.seed_paired(a, b, alternative=alt).pvalue == pytest.approx(stats.ttest_rel(a, b, alternative=alt).pvalue)
     assert st.seed_paired(a, b, alternative="greater").pvalue < 0.01
     assert st.seed_paired(b, a, alternative="greater").pvalue > 0.99
     assert math.isnan(st.seed_paired([0.8], [0.7]).pvalue)

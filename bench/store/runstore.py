@@ -228,6 +228,22 @@ class RunStore:
         blob = self._scalar(select(run_cases.c.cases).where(run_cases.c.key == key), f"read cases of run {key}")
         return pd.read_parquet(io.BytesIO(blob)) if blob else pd.DataFrame()
 
+    def cases_many(self, keys: Iterable[str]) -> dict:
+        """The per-case tables of many runs in a few queries (500 keys each): key -> DataFrame;
+        runs without per-case data are absent from the result."""
+        import pandas as pd
+
+        wanted = sorted(set(keys))
+        out = {}
+        with self._errors("read cases of runs"), self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                for key, blob in conn.execute(select(run_cases.c.key, run_cases.c.cases)
+                                              .where(run_cases.c.key.in_(chunk))):
+                    if blob:
+                        out[key] = pd.read_parquet(io.BytesIO(blob))
+        return out
+
     def count(self) -> int:
         return int(self._scalar(select(func.count()).select_from(runs), "count runs") or 0)
 
