@@ -370,3 +370,28 @@ def test_summary_ci_over_cases(tmp_path):
     row = ci.loc[("label", "accuracy", "cfg-good")]
     assert row["ci_over"] == "cases" and row["ci_low"] < row["mean"] < row["ci_high"]
     assert ci.loc[("label", "auroc", "cfg-good"), "ci_over"] == "seeds"
+
+
+def test_fast_case_metrics_equal_sklearn():
+    """The bootstrap recomputes AUROC / balanced accuracy / macro-F1 thousands of times without
+    sklearn's per-call validation; the numbers must be sklearn's, ties and absent classes included."""
+    from sklearn import metrics as skm
+
+    from results.significance import auroc_binary, auroc_ovr, balanced_accuracy, macro_f1
+
+    rng = np.random.default_rng(7)
+    for trial in range(30):
+        n = int(rng.integers(5, 300))
+        y = rng.integers(0, 4, n)
+        pred = np.where(rng.random(n) < 0.6, y, rng.integers(0, 5, n))   # label 4 only predicted
+        score = np.round(rng.random(n), 1 if trial % 2 else 6)            # many ties on odd trials
+        pos = y == 1
+        if pos.any() and not pos.all():
+            assert auroc_binary(pos, score) == pytest.approx(skm.roc_auc_score(pos, score), abs=1e-12)
+        probs = rng.dirichlet(np.ones(4), n).round(2 if trial % 2 else 8)
+        present = [k for k in range(4) if 0 < (y == k).sum() < n]
+        if present:
+            want = np.mean([skm.roc_auc_score(y == k, probs[:, k]) for k in present])
+            assert auroc_ovr(y, probs, range(4)) == pytest.approx(want, abs=1e-12)
+        assert balanced_accuracy(y, pred) == pytest.approx(skm.balanced_accuracy_score(y, pred), abs=1e-12)
+        assert macro_f1(y, pred) == pytest.approx(skm.f1_score(y, pred, average="macro", zero_division=0), abs=1e-12)
