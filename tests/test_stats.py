@@ -3,6 +3,7 @@ statsmodels, scikit-learn and baycomp, brute-force definitions, and an A/A simul
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -395,3 +396,19 @@ def test_fast_case_metrics_equal_sklearn():
             assert auroc_ovr(y, probs, range(4)) == pytest.approx(want, abs=1e-12)
         assert balanced_accuracy(y, pred) == pytest.approx(skm.balanced_accuracy_score(y, pred), abs=1e-12)
         assert macro_f1(y, pred) == pytest.approx(skm.f1_score(y, pred, average="macro", zero_division=0), abs=1e-12)
+
+
+def test_delong_reproduces_proc_on_asah():
+    """pROC's own test suite (tests/testthat/test-roc.test.R, roc.test with DeLong defaults) on
+    its aSAH data (113 patients, outcome Poor vs Good): Z, p and the 95% CI of the AUC
+    difference for wfns vs s100b, wfns vs ndka and ndka vs s100b."""
+    data = pd.read_csv(Path(__file__).parent / "fixtures" / "aSAH.csv", comment="#")
+    y = data["outcome"].to_numpy()
+    expected = {("wfns", "s100b"): (2.20898359144091, 0.0271757822291882, 0.0104061769564846, 0.174214419249478),
+                ("wfns", "ndka"): (2.79777591868904, 0.00514557970691098, 0.0634011709339876, 0.3600405634833566),
+                ("ndka", "s100b"): (-1.39077002573558, 0.164295175223054, -0.2876917446341914, 0.0488706064228094)}
+    for (a, b), (z, p, lo, hi) in expected.items():
+        r = st.delong(y, data[a].to_numpy(float), data[b].to_numpy(float))
+        assert r.statistic == pytest.approx(z, rel=1e-9)
+        assert r.pvalue == pytest.approx(p, rel=1e-9)
+        assert (r.ci_low, r.ci_high) == (pytest.approx(lo, rel=1e-9), pytest.approx(hi, rel=1e-9))
