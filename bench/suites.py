@@ -161,22 +161,11 @@ def get_suite(name: str) -> Suite:
 
 def load_suite_file(path: str | Path) -> Suite:
     """Read and check one suite file (every problem is one ConfigError line naming the file and field)."""
-    import yaml
+    from .yaml_files import load_yaml_file
 
     path = Path(path)
     where = str(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"suite file {where}: cannot read it ({exc.strerror or exc})") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"suite file {where}: YAML syntax error{at}: {problem}; fix the YAML (see README "
-                          "\"Suites\" for the format)") from None
+    raw = load_yaml_file(path, "suite", 'fix the YAML (see README "Suites" for the format)')
     return parse_suite(raw, where, default_name=path.stem)
 
 

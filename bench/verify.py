@@ -211,22 +211,11 @@ def _check_set_keys(sets, cls, where: str, fieldname: str) -> None:
 
 def load_claims(path: str | Path) -> ClaimsFile:
     """Read and check a claims file (every problem: one ConfigError line naming the file and field)."""
-    import yaml
-
     from .catalogue import direction
+    from .yaml_files import load_yaml_file
 
     where = str(path)
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ConfigError(f"claims file {where}: cannot read it ({exc.strerror or exc})") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"claims file {where}: YAML syntax error{at}: "
-                          f"{getattr(exc, 'problem', None) or str(exc).splitlines()[0]}; fix the YAML") from None
+    raw = load_yaml_file(path, "claims")
     if not isinstance(raw, dict):
         raise _fail(where, "top level", f"expected a mapping, got {_kind(raw)}",
                     "write title:, protocol: and claims: (see docs/claims.md)")
