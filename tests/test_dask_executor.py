@@ -137,7 +137,8 @@ def test_ctrl_c_on_a_dask_sweep_closes_the_cluster_and_is_resumable(tmp_path):
             "--preset", "tiny", "--set", "epochs=15", "--set", "patience=0", "--workers", "2", "--executor", "dask",
             "--runs-dir", str(tmp_path), "--no-progress", "--no-leaderboard"]
     proc = subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_default_sigint)
     store = RunStore(default_url(tmp_path))
     deadline = time.time() + 300
     while time.time() < deadline and store.count() < 1 and proc.poll() is None:
@@ -155,3 +156,10 @@ def test_ctrl_c_on_a_dask_sweep_closes_the_cluster_and_is_resumable(tmp_path):
     assert plan.returncode == 0 and plan.stdout.count('"running elsewhere"') == 0, plan.stdout   # no claim left
     rerun = _bench(*args)
     assert rerun.returncode == 0 and f"6 jobs planned, {done} already done, {6 - done} run" in rerun.stderr
+
+
+def _default_sigint() -> None:
+    """In the child: SIGINT back to its default action. A test run started in the background by
+    a non-interactive shell (as CI may do) has SIGINT ignored, the child would inherit that, and
+    Python does not install its KeyboardInterrupt handler for an ignored signal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

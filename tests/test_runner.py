@@ -157,7 +157,8 @@ def test_ctrl_c_on_a_parallel_sweep_is_one_line_and_resumable(tmp_path):
             "--runs-dir", str(tmp_path), "--no-progress", "--no-leaderboard"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True,
+                            preexec_fn=_default_sigint)
     store = RunStore(default_url(tmp_path))
     deadline = time.time() + 180
     while time.time() < deadline and store.count() < 1 and proc.poll() is None:
@@ -170,3 +171,10 @@ def test_ctrl_c_on_a_parallel_sweep_is_one_line_and_resumable(tmp_path):
     assert 1 <= done < 6
     rerun = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0 and f"6 jobs planned, {done} already done, {6 - done} run" in rerun.stderr
+
+
+def _default_sigint() -> None:
+    """In the child: SIGINT back to its default action. A test run started in the background by
+    a non-interactive shell (as CI may do) has SIGINT ignored, the child would inherit that, and
+    Python does not install its KeyboardInterrupt handler for an ignored signal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
