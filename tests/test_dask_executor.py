@@ -7,7 +7,6 @@ from __future__ import annotations
 import builtins
 import importlib.util
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -15,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from ctrl_c import interrupt_after_first_run
 
 from bench.cli import main
 from bench.store import RunStore, default_url
@@ -136,15 +136,8 @@ def test_ctrl_c_on_a_dask_sweep_closes_the_cluster_and_is_resumable(tmp_path):
     args = ["sweep", "--methods", "early", "intermediate", "--datasets", "digits-halves", "--seeds", "0", "1", "2",
             "--preset", "tiny", "--set", "epochs=15", "--set", "patience=0", "--workers", "2", "--executor", "dask",
             "--runs-dir", str(tmp_path), "--no-progress", "--no-leaderboard"]
-    proc = subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=_default_sigint)
+    proc, err = interrupt_after_first_run(args, tmp_path, _env(), wait_s=300)
     store = RunStore(default_url(tmp_path))
-    deadline = time.time() + 300
-    while time.time() < deadline and store.count() < 1 and proc.poll() is None:
-        time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGINT)   # what Ctrl-C in a terminal does: the whole process group
-    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert err.strip().splitlines() == ["interrupted: finished jobs are stored; rerun the same command to resume"]
     time.sleep(1)
@@ -157,9 +150,3 @@ def test_ctrl_c_on_a_dask_sweep_closes_the_cluster_and_is_resumable(tmp_path):
     rerun = _bench(*args)
     assert rerun.returncode == 0 and f"6 jobs planned, {done} already done, {6 - done} run" in rerun.stderr
 
-
-def _default_sigint() -> None:
-    """In the child: SIGINT back to its default action. A test run started in the background by
-    a non-interactive shell (as CI may do) has SIGINT ignored, the child would inherit that, and
-    Python does not install its KeyboardInterrupt handler for an ignored signal."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)

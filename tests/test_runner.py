@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from ctrl_c import interrupt_after_first_run
 
 from bench.config import ConfigError
 from bench.runner import build_config, run_job
@@ -152,29 +153,17 @@ def test_parallel_sweep_stores_every_job_once(tmp_path):
 
 
 def test_ctrl_c_on_a_parallel_sweep_is_one_line_and_resumable(tmp_path):
-    args = [sys.executable, "-m", "bench", "sweep", "--methods", "early", "intermediate", "--datasets", "digits-halves",
+    args = ["sweep", "--methods", "early", "intermediate", "--datasets", "digits-halves",
             "--seeds", "0", "1", "2", "--preset", "tiny", "--set", "epochs=15", "--set", "patience=0", "--workers", "2",
             "--runs-dir", str(tmp_path), "--no-progress", "--no-leaderboard"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True,
-                            preexec_fn=_default_sigint)
+    proc, err = interrupt_after_first_run(args, tmp_path, env)
     store = RunStore(default_url(tmp_path))
-    deadline = time.time() + 180
-    while time.time() < deadline and store.count() < 1 and proc.poll() is None:
-        time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
-    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert err.strip().splitlines() == ["interrupted: finished jobs are stored; rerun the same command to resume"]
     done = store.count()
     assert 1 <= done < 6
-    rerun = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=300)
     assert rerun.returncode == 0 and f"6 jobs planned, {done} already done, {6 - done} run" in rerun.stderr
 
-
-def _default_sigint() -> None:
-    """In the child: SIGINT back to its default action. A test run started in the background by
-    a non-interactive shell (as CI may do) has SIGINT ignored, the child would inherit that, and
-    Python does not install its KeyboardInterrupt handler for an ignored signal."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
