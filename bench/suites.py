@@ -33,7 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, RunConfig
+from .config import ConfigError, RunConfig, format_value
+from .yaml_files import check_keys, field_error, load_yaml_file
+from .yaml_files import describe as _kind
 
 SUITE_DIR = Path(__file__).resolve().parent / "suite_files"
 DEFAULT_SEEDS = (0, 1, 2)
@@ -161,8 +163,6 @@ def get_suite(name: str) -> Suite:
 
 def load_suite_file(path: str | Path) -> Suite:
     """Read and check one suite file (every problem is one ConfigError line naming the file and field)."""
-    from .yaml_files import load_yaml_file
-
     path = Path(path)
     where = str(path)
     raw = load_yaml_file(path, "suite", 'fix the YAML (see README "Suites" for the format)')
@@ -170,7 +170,7 @@ def load_suite_file(path: str | Path) -> Suite:
 
 
 def _fail(where: str, fieldname: str, problem: str, todo: str) -> ConfigError:
-    return ConfigError(f"suite file {where}: {fieldname}: {problem}; {todo}")
+    return field_error("suite", where, fieldname, problem, todo)
 
 
 def parse_suite(raw: Any, where: str, default_name: str = "") -> Suite:
@@ -192,18 +192,8 @@ def parse_suite(raw: Any, where: str, default_name: str = "") -> Suite:
                  tuple(_parse_entry(e, where, f"entries[{i}]") for i, e in enumerate(entries)), where)
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, (list, tuple)) and not value:
-        return "an empty list"
-    return f"{type(value).__name__} {value!r}" if not isinstance(value, (dict, list)) else type(value).__name__
-
-
 def _check_keys(raw: dict, allowed: tuple[str, ...], where: str, fieldname: str) -> None:
-    for key in raw:
-        if key not in allowed:
-            raise _fail(where, f"{fieldname}.{key}", "unknown key", f"use only: {', '.join(allowed)}")
+    check_keys(raw, allowed, _fail, where, fieldname)
 
 
 def _names(raw: dict, key: str, where: str, fieldname: str) -> tuple[str, ...]:
@@ -288,7 +278,7 @@ def _parse_entry(raw: Any, where: str, fieldname: str) -> SuiteEntry:
         if isinstance(value, (dict, list)) or value is None:
             raise _fail(where, f"{fieldname}.set.{key}", f"expected a single value, got {_kind(value)}",
                         "give one value (a list hparam is a comma-separated string, e.g. \"2,2,2,2\")")
-        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        text = format_value(value)
         for m, cls in classes.items():
             defaults = cls.defaults()
             if key in base:
@@ -316,7 +306,7 @@ def _typed(value: Any, key: str, default: Any, where: str, fieldname: str, coerc
         raise _fail(where, fieldname, f"expected a number, got {_kind(value)}", "write a number")
     if isinstance(default, str) and not isinstance(value, str):
         raise _fail(where, fieldname, f"expected a string, got {_kind(value)}", "quote the value")
-    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    text = format_value(value)
     try:
         return coerce(key, text, default)
     except ConfigError as exc:

@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError
+from .config import ConfigError, format_value
+from .yaml_files import check_keys, field_error, load_yaml_file
+from .yaml_files import describe as _kind
 
 _TOP_KEYS = ("title", "paper", "source", "alpha", "protocol", "unregistered", "claims")
 _CLAIM_KEYS = ("id", "claim", "method", "baseline", "dataset", "datasets", "task", "metric", "direction", "size",
@@ -88,20 +90,11 @@ class ClaimsFile:
 
 # --------------------------------------------------------------------------------- parsing
 def _fail(where: str, fieldname: str, problem: str, todo: str) -> ConfigError:
-    return ConfigError(f"claims file {where}: {fieldname}: {problem}; {todo}")
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    return type(value).__name__ if isinstance(value, (dict, list)) else f"{type(value).__name__} {value!r}"
+    return field_error("claims", where, fieldname, problem, todo)
 
 
 def _check_keys(raw: dict, allowed: tuple[str, ...], where: str, fieldname: str) -> None:
-    for key in raw:
-        if key not in allowed:
-            raise _fail(where, f"{fieldname}.{key}" if fieldname else str(key), "unknown key",
-                        f"use only: {', '.join(allowed)}")
+    check_keys(raw, allowed, _fail, where, fieldname)
 
 
 def _text(raw: dict, key: str, where: str, fieldname: str, required: bool = False) -> str:
@@ -123,7 +116,7 @@ def _sets(raw: Any, where: str, fieldname: str) -> tuple[tuple[str, str], ...]:
     for key, value in raw.items():
         if not isinstance(key, str) or isinstance(value, (dict, list)) or value is None:
             raise _fail(where, f"{fieldname}.{key}", f"expected a single value, got {_kind(value)}", "give one value")
-        out.append((key, ("true" if value else "false") if isinstance(value, bool) else str(value)))
+        out.append((key, format_value(value)))
     return tuple(sorted(out))
 
 
@@ -212,7 +205,6 @@ def _check_set_keys(sets, cls, where: str, fieldname: str) -> None:
 def load_claims(path: str | Path) -> ClaimsFile:
     """Read and check a claims file (every problem: one ConfigError line naming the file and field)."""
     from .catalogue import direction
-    from .yaml_files import load_yaml_file
 
     where = str(path)
     raw = load_yaml_file(path, "claims")

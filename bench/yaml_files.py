@@ -24,3 +24,25 @@ def load_yaml_file(path: str | Path, kind: str, fix: str = "fix the YAML") -> An
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{kind} file {where}: YAML syntax error{at}: {problem}; {fix}") from None
+
+
+def field_error(kind: str, where: str, fieldname: str, problem: str, todo: str) -> ConfigError:
+    """The one-line error of a bad field: ``<kind> file <path>: <field>: <problem>; <what to do>``."""
+    return ConfigError(f"{kind} file {where}: {fieldname}: {problem}; {todo}")
+
+
+def describe(value: Any) -> str:
+    """A YAML value as an error message shows it: its type, and the value when it is a scalar."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, (list, tuple)) and not value:
+        return "an empty list"
+    return f"{type(value).__name__} {value!r}" if not isinstance(value, (dict, list)) else type(value).__name__
+
+
+def check_keys(raw: dict, allowed: tuple[str, ...], fail, where: str, fieldname: str) -> None:
+    """Refuse the first key of ``raw`` not in ``allowed`` with ``fail`` (a file kind's field_error)."""
+    for key in raw:
+        if key not in allowed:
+            raise fail(where, f"{fieldname}.{key}" if fieldname else str(key), "unknown key",
+                       f"use only: {', '.join(allowed)}")
