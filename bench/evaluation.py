@@ -118,5 +118,7 @@ def _evaluate_samples(model, data: MultimodalData, split: str, batch_size: int, 
             extra[f"aux_{name}"] = v.reshape(len(v), -1).tolist() if v.ndim > 1 else v
         for name, values in extras.items():
             extra[f"truth_{name}"] = values
+        for name, values in getattr(data, "meta", {}).items():   # a user's extra table columns, kept
+            extra[f"meta_{name}"] = np.asarray(values)[idx]
         cases = cases.merge(extra, on="case_id", how="left")
     return SplitEval(loss, metrics, cases, aux_arrays, extras)

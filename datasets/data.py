@@ -28,7 +28,9 @@ class MultimodalData:
     for that sample (its input row is then zeros and must never be read as data);
     ``targets[t]`` is (N,) int64 for binary/multiclass, (N, C) float for multilabel, (N,) float
     for regression; ``target_mask[t]`` is False where the sample has no label for task ``t``.
-    ``extras`` carries per-sample ground truth of generated data (e.g. interaction type).
+    ``extras`` carries per-sample ground truth of generated data (e.g. interaction type);
+    ``meta`` the columns of a user's table that are neither inputs nor labels (kept, and written
+    beside each test case's predictions, so subgroup analyses can use them).
     """
 
     spec: DatasetSpec
@@ -40,71 +42,89 @@ class MultimodalData:
     splits: dict[str, np.ndarray]
     groups: np.ndarray | None = None
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, np.ndarray] = field(default_factory=dict)
+    unscaled: dict[str, np.ndarray] = field(default_factory=dict)  # inputs before standardisation (exporters only)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> "MultimodalData":
-        """Raise :class:`DatasetFormatError` naming the first problem; return self when clean."""
-        name = self.spec.name
+        """Raise :class:`DatasetProblems` listing every problem (:meth:`problems`); return self when clean."""
+        from .problems import DatasetProblems
+
+        problems = self.problems()
+        if problems:
+            raise DatasetProblems(self.spec.name, problems)
+        return self
+
+    def problems(self) -> list[str]:
+        """Every problem of the in-memory data, one line each (empty when clean)."""
         n = len(self.ids)
+        out: list[str] = []
         if len(set(self.ids)) != n:
-            raise DatasetFormatError(f"{name}: sample ids are not unique")
+            seen: set[str] = set()
+            dup = sorted({i for i in self.ids if i in seen or seen.add(i)})
+            out.append(f"sample ids are not unique (repeated: {', '.join(map(repr, dup[:5]))}"
+                       f"{', ...' if len(dup) > 5 else ''})")
         for m in self.spec.modalities:
             if m.name not in self.inputs:
-                raise DatasetFormatError(f"{name}: modality {m.name!r} declared in the spec has no data")
+                out.append(f"modality {m.name!r} declared in the spec has no data")
+                continue
             x = self.inputs[m.name]
             if tuple(x.shape) != (n, *m.shape):
-                raise DatasetFormatError(
-                    f"{name}: modality {m.name!r} has shape {tuple(x.shape[1:])} per sample, spec says {m.shape} "
-                    f"(and {x.shape[0]} rows for {n} samples)")
-            present = self.mask[m.name]
-            if present.shape != (n,) or present.dtype != torch.bool:
-                raise DatasetFormatError(f"{name}: mask of modality {m.name!r} must be a ({n},) bool tensor")
+                out.append(f"modality {m.name!r} has shape {tuple(x.shape[1:])} per sample, spec says {m.shape} "
+                           f"(and {x.shape[0]} rows for {n} samples)")
+                continue
+            present = self.mask.get(m.name)
+            if present is None or present.shape != (n,) or present.dtype != torch.bool:
+                out.append(f"mask of modality {m.name!r} must be a ({n},) bool tensor")
+                continue
             if not bool(present.any()):
-                raise DatasetFormatError(f"{name}: modality {m.name!r} is missing for every sample")
+                out.append(f"modality {m.name!r} is missing for every sample")
             bad = ~torch.isfinite(x.reshape(n, -1)).all(dim=1) & present
-            if bool(bad.any()):
-                i = int(bad.nonzero()[0])
-                raise DatasetFormatError(
-                    f"{name}: modality {m.name!r} has NaN/Inf values in sample {self.ids[i]!r} (row {i}); "
-                    "fix the data or mark the modality missing for that sample")
+            for i in bad.nonzero().flatten().tolist():
+                out.append(f"modality {m.name!r} has NaN/Inf values in sample {self.ids[i]!r} (row {i}); "
+                           "fix the data or mark the modality missing for that sample")
         for t in self.spec.tasks:
             if t.name not in self.targets:
-                raise DatasetFormatError(f"{name}: task {t.name!r} declared in the spec has no targets")
-            y, tm = self.targets[t.name], self.target_mask[t.name]
-            if y.shape[0] != n or tm.shape != (n,):
-                raise DatasetFormatError(f"{name}: task {t.name!r} targets/mask have {y.shape[0]}/{tm.shape} rows for {n} samples")
+                out.append(f"task {t.name!r} declared in the spec has no targets")
+                continue
+            y, tm = self.targets[t.name], self.target_mask.get(t.name)
+            if tm is None or y.shape[0] != n or tm.shape != (n,):
+                out.append(f"task {t.name!r} targets/mask have {y.shape[0]}/{None if tm is None else tuple(tm.shape)} "
+                           f"rows for {n} samples")
+                continue
+            if not bool(tm.any()):
+                out.append(f"task {t.name!r} has no labelled sample")
             yl = y[tm]
             if t.is_classification:
                 if yl.numel() and (int(yl.min()) < 0 or int(yl.max()) >= t.num_classes):
-                    raise DatasetFormatError(
-                        f"{name}: task {t.name!r} has labels outside 0..{t.num_classes - 1} "
-                        f"(found {int(yl.min())}..{int(yl.max())})")
+                    out.append(f"task {t.name!r} has labels outside 0..{t.num_classes - 1} "
+                               f"(found {int(yl.min())}..{int(yl.max())})")
             elif t.kind == "multilabel":
                 if y.shape[1:] != (t.num_classes,) or (yl.numel() and not bool(((yl == 0) | (yl == 1)).all())):
-                    raise DatasetFormatError(f"{name}: task {t.name!r} needs (N, {t.num_classes}) 0/1 targets")
+                    out.append(f"task {t.name!r} needs (N, {t.num_classes}) 0/1 targets")
             elif t.kind == "regression":
                 if yl.numel() and not bool(torch.isfinite(yl).all()):
-                    raise DatasetFormatError(f"{name}: task {t.name!r} has NaN/Inf regression targets; mask them instead")
+                    out.append(f"task {t.name!r} has NaN/Inf regression targets; mask them instead")
         for s in SPLITS:
             if s not in self.splits or len(self.splits[s]) == 0:
-                raise DatasetFormatError(f"{name}: split {s!r} is empty")
-        seen: dict[int, str] = {}
+                out.append(f"split {s!r} is empty")
+        seen_split: dict[int, str] = {}
         for s in SPLITS:
-            for i in self.splits[s]:
-                if int(i) in seen:
-                    raise DatasetFormatError(f"{name}: sample {self.ids[int(i)]!r} is in both {seen[int(i)]!r} and {s!r}")
-                seen[int(i)] = s
+            for i in self.splits.get(s, ()):
+                if int(i) in seen_split:
+                    out.append(f"sample {self.ids[int(i)]!r} is in both {seen_split[int(i)]!r} and {s!r}")
+                seen_split[int(i)] = s
         if self.groups is not None:
             owner: dict[object, str] = {}
             for s in SPLITS:
-                for g in set(self.groups[self.splits[s]].tolist()):
+                for g in sorted(set(self.groups[self.splits.get(s, np.array([], int))].tolist()), key=str):
                     if g in owner and owner[g] != s:
-                        raise DatasetFormatError(f"{name}: patient {g!r} appears in both {owner[g]!r} and {s!r} splits")
-                    owner[g] = s
-        return self
+                        out.append(f"patient {g!r} appears in both {owner[g]!r} and {s!r} splits")
+                    owner.setdefault(g, s)
+        return out
 
     # ------------------------------------------------------------------ batching
     def batch(self, index: np.ndarray | torch.Tensor) -> Batch:

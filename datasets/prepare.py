@@ -6,6 +6,8 @@ are left as the adapter scaled them (adapters put them in a fixed, data-independ
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 
 import numpy as np
@@ -19,20 +21,36 @@ from .splits import split_indices
 def build_data(spec: DatasetSpec, inputs: dict[str, np.ndarray], targets: dict[str, np.ndarray], split_seed: int,
                ids: list[str] | None = None, mask: dict[str, np.ndarray] | None = None,
                target_mask: dict[str, np.ndarray] | None = None, groups: np.ndarray | None = None,
-               stratify: np.ndarray | None = None, extras: dict[str, np.ndarray] | None = None) -> MultimodalData:
+               stratify: np.ndarray | None = None, extras: dict[str, np.ndarray] | None = None,
+               splits: dict[str, np.ndarray] | None = None, meta: dict[str, np.ndarray] | None = None) -> MultimodalData:
+    """Split (by ``split_seed``, or the fixed ``splits`` a release or a user's split column gives),
+    standardise vector modalities with training-split statistics, and assemble the tensors.
+
+    ``mask[m]`` is False where modality ``m`` is absent for a sample (its values are ignored and
+    zeroed); ``splits`` maps train/val/test to row indices and replaces the seeded split (the split
+    seed then changes nothing, which the spec's ``split_rule`` should say); ``meta`` holds extra
+    per-sample columns kept beside the predictions. Under :func:`keeping_unscaled` the vector
+    inputs before standardisation are kept in ``data.unscaled`` for exporters.
+    """
     n = len(next(iter(targets.values())))
     ids = ids or [f"{spec.name}-{i:05d}" for i in range(n)]
     mask = {m: np.asarray(mask[m], bool) if mask and m in mask else np.ones(n, bool) for m in spec.modality_names}
     target_mask = {t: np.asarray(target_mask[t], bool) if target_mask and t in target_mask else np.ones(n, bool)
                    for t in spec.task_names}
-    splits = split_indices(n, split_seed, stratify=stratify, groups=groups)
+    if splits is None:
+        splits = split_indices(n, split_seed, stratify=stratify, groups=groups)
+    else:
+        splits = {s: np.sort(np.asarray(splits.get(s, []), dtype=np.int64)) for s in ("train", "val", "test")}
     train = splits["train"]
+    unscaled: dict[str, np.ndarray] = {}
 
     tensors: dict[str, torch.Tensor] = {}
     for m in spec.modalities:
         if m.name not in inputs:
             raise DatasetFormatError(f"{spec.name}: modality {m.name!r} declared in the spec has no data")
         x = np.asarray(inputs[m.name], dtype=np.float32).copy()
+        if _KEEP_UNSCALED.get():
+            unscaled[m.name] = x.copy()
         if m.is_vector:
             rows = train[mask[m.name][train]]
             with np.errstate(invalid="ignore"):
@@ -64,4 +82,20 @@ def build_data(spec: DatasetSpec, inputs: dict[str, np.ndarray], targets: dict[s
         spec=spec, ids=list(ids), inputs=tensors,
         mask={m: torch.from_numpy(v) for m, v in mask.items()}, targets=ys,
         target_mask={t: torch.from_numpy(v) for t, v in target_mask.items()},
-        splits=splits, groups=groups, extras=extras or {})
+        splits=splits, groups=groups, extras=extras or {},
+        meta=meta or {}, unscaled=unscaled)
+
+
+_KEEP_UNSCALED: contextvars.ContextVar[bool] = contextvars.ContextVar("keep_unscaled", default=False)
+
+
+@contextlib.contextmanager
+def keeping_unscaled():
+    """Within this block :func:`build_data` keeps each modality's values as given, before
+    standardisation (``bench data convert --to folder`` writes those, so the folder rebuilds
+    bit-identical tensors)."""
+    token = _KEEP_UNSCALED.set(True)
+    try:
+        yield
+    finally:
+        _KEEP_UNSCALED.reset(token)
