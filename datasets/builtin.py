@@ -1,2 +1,3 @@
 """Imports every built-in dataset module so that each registers itself."""
 from . import diabetes_views, digits_halves, external, segmentation, synthetic_mvmt, synthetic_pid, wdbc  # noqa: F401
+from .adapters import adni, enrico, mimic_iv  # noqa: F401
