@@ -75,7 +75,7 @@ def test_mosi_loads_with_spec_shapes_and_official_splits(tmp_path):
         ("vision", "sequence", (50, 20)), ("audio", "sequence", (50, 5)), ("text", "sequence", (50, 300))]
     task = data.spec.task("sentiment")
     assert task.kind == "regression" and task.num_classes == 1 and task.sign_metric
-    ids = {s: [f"vid{k}{i // 3}_{i}" for i in range(n)] for k, n in MOSI_N.items() for s in [k]}
+    ids = {key: [f"vid{key}{i // 3}_{i}" for i in range(n)] for key, n in MOSI_N.items()}
     assert data.spec.params["dropped_empty_text"] == {"train": ["vidtrain1_3"]}
     ids["train"].remove("vidtrain1_3")
     for ours, key in cmu_mosi.SPLIT_KEYS.items():
@@ -324,7 +324,6 @@ def test_imdb_shape_mismatch_and_overlapping_splits(tmp_path):
     assert imdb_problems(tmp_path) == ["multimodal_imdb.hdf5 ['features']: has shape (34, 299), expected (N, 300)"]
     split = fuel_split()
     split["start"][split["split"] == b"dev"] -= 2
-    split["start"][split["split"] == b"dev"] -= 0
     write_imdb(tmp_path, split=split)
     assert imdb_problems(tmp_path) == ["multimodal_imdb.hdf5 attribute 'split': rows 18..19 are in both 'train' and 'dev'"]
 
@@ -371,8 +370,11 @@ def test_cli_run_late_on_cmu_mosi_reports_sign_accuracy(tmp_path):
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 0, r.stderr
     record = json.loads(r.stdout.strip().splitlines()[-1])
-    text = json.dumps(record)
-    assert "cmu-mosi" in text and "sign_accuracy" in text and "pearson_r" in text
+    assert record["status"] == "ok" and record["dataset"] == "cmu-mosi:data"
+    for split in ("val", "test"):
+        metrics = record["metrics"][split]["sentiment"]
+        assert {"mae", "rmse", "pearson_r", "sign_accuracy"} <= set(metrics)
+        assert 0.0 <= metrics["sign_accuracy"] <= 1.0
 
 
 def test_fixtures_do_not_warn(tmp_path):

@@ -136,7 +136,7 @@ class _NumpyUnpickler(pickle.Unpickler):
     }
 
     def find_class(self, module: str, name: str):
-        if (module, name) not in self.ALLOWED and not (module.startswith("numpy") and name.endswith("Dtype")):
+        if (module, name) not in self.ALLOWED and not (module == "numpy.dtypes" and name.endswith("DType")):
             raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only NumPy arrays and plain "
                                          "containers are read)")
         return super().find_class(module, name)
