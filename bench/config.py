@@ -86,8 +86,19 @@ SEG_TRAIN_DEFAULTS: dict[str, Any] = {"optimizer": "sgd", "lr": 0.015, "weight_d
 SEG_EPOCHS_BY_PRESET: dict[str, int] = {"tiny": 24, "small": 40, "paper": 100}
 
 
-#: fields of the key that say which code and data computed a result (not part of the request)
-PROVENANCE_FIELDS = ("code_version", "data")
+#: The evaluation every multimodal per-sample run gets besides the intact test split
+#: (``bench.robustness``): each modality removed, and each modality with Gaussian noise at these
+#: levels. It is part of the key, as provenance: changing it makes stored runs stale.
+ROBUSTNESS_PROTOCOL: dict[str, Any] = {
+    "version": 1,
+    "removed": "each modality, through the method's missing-modality path",
+    "noise": "gaussian, std = level x the modality's training-split std, test rows only, seeded by (seed, modality, level)",
+    "noise_levels": (0.5, 1.0, 2.0),
+}
+
+#: fields of the key that say which code, data and evaluation protocol computed a result (not
+#: part of the request: a run that differs only in these is *stale*)
+PROVENANCE_FIELDS = ("code_version", "data", "evaluation")
 
 
 @dataclass
@@ -111,6 +122,7 @@ class RunConfig:
     code_version: str = ""
     data_fingerprint: str | None = None
     purpose: str = "eval"
+    evaluation: dict[str, Any] = field(default_factory=lambda: dict(ROBUSTNESS_PROTOCOL))
     label_fields: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def key_fields(self) -> dict[str, Any]:
@@ -119,7 +131,7 @@ class RunConfig:
                   "preset": self.preset, "hparams": self.hparams, "train": dataclasses.asdict(self.train),
                   "device": device, "deterministic": self.deterministic,
                   "threads": self.threads if device == "cpu" else None,
-                  "code_version": self.code_version, "data": self.data_fingerprint}
+                  "code_version": self.code_version, "data": self.data_fingerprint, "evaluation": self.evaluation}
         if self.purpose != "eval":   # a tuning trial never evaluates test: it must not share a benchmark run's key
             fields["purpose"] = self.purpose
         return fields

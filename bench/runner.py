@@ -34,7 +34,7 @@ import torch
 from datasets import DatasetError, MultimodalData
 from methods import parse_method
 
-from . import __version__
+from . import __version__, robustness
 from .catalogue import build_catalogue
 from .checkpoint import Checkpointer, CheckpointWriteError
 from .config import ConfigError, RunConfig, TrainConfig
@@ -367,6 +367,9 @@ def _finish(cfg: RunConfig, store, ckpt: Checkpointer, data, cls, model, device,
                                                 "train_time")} | {"new_parameters": (d["loaded"] or {}).get("new", [])}
                              for d in done]
     metrics = {"val": val.metrics, "test": test.metrics}
+    if robustness.applies(data):   # the same weights on the test split with a modality removed / noisy
+        metrics.update(robustness.evaluate_robustness(model, data, tc.batch_size, device, cfg.seed))
+        summary["robustness"] = robustness.describe(cls)
     catalogue = build_catalogue({t.name: t.kind for t in data.spec.tasks}, metrics)
     record = _record(cfg, "ok", suite, purpose, metrics=metrics, cost=cost, env=environment(device), summary=summary,
                      checkpoint=str(ckpt.best_path), catalogue=catalogue)

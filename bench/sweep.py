@@ -17,6 +17,7 @@ with other code or data, and which) or running elsewhere (``bench sweep --dry-ru
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import signal
 import sys
@@ -123,6 +124,9 @@ def _why_stale(old: dict[str, Any], job: RunConfig) -> str:
         reasons.append(f"code changed ({old['code_version']} -> {job.code_version})")
     if old.get("data") != job.data_fingerprint:
         reasons.append(f"data changed ({old.get('data') or 'not fingerprinted'} -> {job.data_fingerprint})")
+    if old.get("evaluation") != json.loads(json.dumps(job.evaluation)):
+        reasons.append("evaluation protocol changed (robustness conditions)" if old.get("evaluation")
+                       else "stored before the robustness evaluation")
     return "; ".join(reasons) or "stored under another key"
 
 

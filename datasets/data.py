@@ -14,7 +14,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .spec import DatasetFormatError, DatasetSpec
+from .spec import DatasetSpec
 
 SPLITS = ("train", "val", "test")
 Batch = dict  # {"id": list[str], "index": LongTensor, "inputs": {m: T}, "mask": {m: BoolT}, "targets": {t: T}, "target_mask": {t: BoolT}}

@@ -141,7 +141,7 @@ def _table(dataset, task, part: pd.DataFrame, commons, split, marks, footnote, c
 
 def to_html(summary: pd.DataFrame, commons: dict[str, dict] | None = None, split: str = "test", significance=None,
             plots=None, notes: list[str] | None = None, title: str = "bench leaderboard", ci: bool = False,
-            control=None) -> str:
+            control=None, sections: list[str] | None = None) -> str:
     """The leaderboard as one self-contained HTML page (see the module docstring); ``ci``: cells
     show the summary CIs and each table says what they are over; ``control``: a
     :class:`results.control.ControlAnalysis` (its table and CD diagram after the leaderboard)."""
@@ -149,7 +149,9 @@ def to_html(summary: pd.DataFrame, commons: dict[str, dict] | None = None, split
     marks = set(getattr(significance, "marks", None) or ())
     footnote = str(getattr(significance, "footnote", "") or "")
     body = [f"<h1>{esc(title)}</h1>"]
-    if summary.empty:
+    if sections and summary.empty:   # a page of extra sections only (leaderboard --robustness)
+        pass
+    elif summary.empty:
         body.append("<p>No completed runs in the store yet: run <code>python -m bench sweep --suite quick</code> first.</p>")
     else:
         budgets = sorted(set(summary["budget"]))
@@ -157,6 +159,7 @@ def to_html(summary: pd.DataFrame, commons: dict[str, dict] | None = None, split
                     + (" (no tuning)" if budgets == [DEFAULTS_BUDGET] else "") + ".</p>")
         for (dataset, task), part in summary.groupby(["dataset", "task"], sort=True):
             body.append(_table(dataset, task, part, commons, split, marks, footnote, ci))
+    body += [s for s in sections or () if s]   # pre-rendered HTML (robustness tables), escaped by their makers
     if control is not None:
         from .control import to_html as control_html
 
@@ -174,11 +177,57 @@ def to_html(summary: pd.DataFrame, commons: dict[str, dict] | None = None, split
             + "\n".join(body) + f"\n<script>{SCRIPT}</script>\n</body>\n</html>\n")
 
 
+def robustness_section(rsum: pd.DataFrame, missing_paths: dict[str, str] | None = None) -> tuple[str, list]:
+    """HTML tables of :func:`results.robustness.robustness_summary` (configurations × conditions)
+    and their plots, as (html, [(caption, figure)])."""
+    from .plots import robustness_plot
+
+    if rsum is None or rsum.empty:
+        return "", []
+    out, plots = ["<h2>Robustness: missing and noisy modalities</h2>",
+                  '<p class="caption">Test metric with one modality removed for every test sample (−m, through the '
+                  "method's own missing-modality path) or with Gaussian noise of s × the modality's training-split "
+                  "std (m~s); mean ± std over seeds.</p>"], []
+    for (dataset, task, metric), part in rsum.groupby(["dataset", "task", "metric"], sort=True):
+        columns = list(dict.fromkeys(part["condition"]))
+        lines = []
+        for label, rows in part.groupby("label", sort=True):
+            cells = {r.condition: r for r in rows.itertuples()}
+            tds = [f"<td>{esc(label)}</td>", f"<td>{int(rows['n'].max())}</td>"]
+            for c in columns:
+                r = cells.get(c)
+                if r is None or r.mean != r.mean:
+                    tds.append('<td data-sort=""></td>')
+                    continue
+                text = f"{r.mean:.3f}" + (f" ± {r.std:.3f}" if r.std == r.std else "")
+                tds.append(f'<td data-sort="{float(r.mean)!r}">{esc(text)}</td>')
+            lines.append("<tr>" + "".join(tds) + "</tr>")
+        head = ["configuration", "n", *columns]
+        out.append(f"<h3>{esc(dataset)} — task {esc(task)}: {esc(metric)}</h3>")
+        out.append('<table class="sortable"><thead><tr>' + "".join(f'<th scope="col">{esc(h)}</th>' for h in head)
+                   + "</tr></thead><tbody>" + "".join(lines) + "</tbody></table>")
+        fig = robustness_plot(rsum, dataset, task)
+        if fig is not None:
+            plots.append((f"Robustness: {dataset} / {task}", fig))
+    if missing_paths:
+        out.append('<p class="note">Missing-modality paths: '
+                   + esc("; ".join(f"{m}: {p}" for m, p in sorted(missing_paths.items()))) + ".</p>")
+    return "\n".join(out), plots
+
+
+def robustness_page(rsum: pd.DataFrame, missing_paths: dict[str, str] | None = None,
+                    title: str = "bench robustness") -> str:
+    """``leaderboard --robustness --format html``: the robustness tables and plots alone."""
+    section, plots = robustness_section(rsum, missing_paths)
+    return to_html(pd.DataFrame(columns=["budget"]), None, "test", plots=plots, title=title,
+                   sections=[section or "<p>No robustness results in the store.</p>"])
+
+
 def html_report(results, store=None, split: str = "test", significance=None, title: str = "bench leaderboard",
                 summary: pd.DataFrame | None = None, commons: dict | None = None, ci: bool = False,
-                control=None) -> str:
+                control=None, robustness: pd.DataFrame | None = None) -> str:
     """Summary (``summarize``'s, unless given), plots (with costs from ``store`` when given) and
-    page in one call."""
+    page in one call; ``robustness`` (a robustness summary) adds its tables and plots."""
     from .costs import cost_frame
     from .leaderboard import summarize
     from .plots import report_plots
@@ -188,4 +237,11 @@ def html_report(results, store=None, split: str = "test", significance=None, tit
     costs = cost_frame(store, set(summary["config_id"])) if store is not None and not summary.empty else None
     notes: list[str] = []
     plots = report_plots(results, summary, costs, split, notes) if not summary.empty else []
-    return to_html(summary, commons, split, significance, plots, notes, title, ci, control)
+    sections = []
+    if robustness is not None and not robustness.empty:
+        from .robustness import missing_paths
+
+        section, more = robustness_section(robustness, missing_paths(store, results))
+        sections.append(section)
+        plots += more
+    return to_html(summary, commons, split, significance, plots, notes, title, ci, control, sections)

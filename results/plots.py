@@ -283,3 +283,42 @@ def report_plots(results, summary: pd.DataFrame, costs: pd.DataFrame | None = No
     if routing is not None:
         out.append(("Routing / expert weights", routing))
     return out
+
+
+# --- robustness ---------------------------------------------------------------------------------
+
+def robustness_plot(rsum: pd.DataFrame, dataset: str, task: str) -> Figure | None:
+    """One panel per modality: each configuration's test metric intact, under noise of growing
+    level and with the modality removed (mean ± std over seeds); ``rsum`` is
+    :func:`results.robustness.robustness_summary`'s frame. None when the dataset has none."""
+    part = rsum[(rsum["dataset"] == dataset) & (rsum["task"] == task)]
+    if part.empty:
+        return None
+    modalities = sorted(m for m in part["modality"].dropna().unique())
+    levels = sorted(float(v) for v in part.loc[part["modality"].notna() & part["level"].notna(), "level"].unique())
+    ticks = ["intact", *[f"noise {v:g}" for v in levels], "removed"]
+    metric = part["metric"].iloc[0]
+    fig = Figure(figsize=(3.2 * max(1, len(modalities)) + 1.5, 3.0))
+    axes = fig.subplots(1, max(1, len(modalities)), sharey=True, squeeze=False)[0]
+    for ax, modality in zip(axes, modalities):
+        for label, rows in part.groupby("label", sort=True):
+            intact = rows[rows["modality"].isna()]
+            mine = rows[rows["modality"] == modality]
+            ys, es = [], []
+            for x, tick in enumerate(ticks):
+                if tick == "intact":
+                    r = intact
+                elif tick == "removed":
+                    r = mine[mine["level"].isna()]
+                else:
+                    r = mine[np.isclose(mine["level"].astype(float), levels[x - 1])]
+                ys.append(float(r["mean"].iloc[0]) if len(r) else np.nan)
+                es.append(float(r["std"].iloc[0]) if len(r) and r["std"].iloc[0] == r["std"].iloc[0] else 0.0)
+            ax.errorbar(range(len(ticks)), ys, yerr=es, marker="o", ms=3, lw=1, capsize=2, label=label)
+        ax.set_xticks(range(len(ticks)), ticks, fontsize=7, rotation=30, ha="right")
+        ax.set_title(f"{modality}", fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(metric, fontsize=8)
+    axes[-1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.suptitle(f"{dataset} / {task}: {metric} with one modality noisy or removed (test)", fontsize=9)
+    return fig

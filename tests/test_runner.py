@@ -12,6 +12,7 @@ import pytest
 from ctrl_c import interrupt_after_first_run
 
 from bench.config import ConfigError
+from bench.robustness import conditions
 from bench.runner import build_config, run_job
 from bench.store import RunStore, default_url
 from bench.sweep import expand, run_sweep
@@ -40,13 +41,21 @@ def test_different_seed_changes_result(tmp_path):
     assert a.summary["history"] != b.summary["history"]
 
 
+def cfg_modalities(rec) -> list[str]:
+    from datasets import load_dataset
+
+    return load_dataset(rec.dataset, rec.split_seed).spec.modality_names
+
+
 def test_record_contents_and_store_roundtrip(tmp_path):
     store = _store(tmp_path)
     cfg = build_config("late", "synthetic-mvmt", seed=0, preset="tiny", train={"epochs": 2, "patience": 0})
     rec = run_job(cfg, store, tmp_path, progress=False)
     assert rec.status == "ok" and rec.key == cfg.key()
-    assert set(rec.metrics) == {"val", "test"}
+    robust = {c.split for c in conditions(list(cfg_modalities(rec)))}
+    assert set(rec.metrics) == {"val", "test"} | robust   # + the robustness conditions (bench/robustness.py)
     assert set(rec.metrics["test"]) == {"task_a", "task_b", "same"}
+    assert all(set(rec.metrics[s]) == {"task_a", "task_b", "same"} for s in robust)
     for field in ("params_total", "params_trainable", "flops_per_sample", "peak_memory_bytes", "train_time_s",
                   "step_time_s", "inference_s_per_sample", "throughput_samples_s"):
         assert rec.cost[field] > 0, field

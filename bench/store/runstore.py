@@ -260,7 +260,8 @@ class RunStore:
                 for rid, key, status, code, created, raw in rows:
                     cfg = json.loads(raw).get("config") or {}
                     out.setdefault(rid, []).append({"key": key, "status": status, "code_version": code,
-                                                    "created_at": created, "data": cfg.get("data_fingerprint")})
+                                                    "created_at": created, "data": cfg.get("data_fingerprint"),
+                                                    "evaluation": cfg.get("evaluation")})
         for rows in out.values():
             rows.sort(key=lambda r: r["created_at"] or "", reverse=True)
         return out
