@@ -44,7 +44,7 @@ from ..external import data_root
 from ..problems import Problems
 from ..registry import register_dataset
 from ..spec import DatasetNotFound, DatasetSpec, ModalitySpec, TaskSpec
-from .adni import duplicate_ids, read_csv
+from .common import duplicate_ids, read_csv
 
 NAME = "enrico"
 FOLDER = "enrico"

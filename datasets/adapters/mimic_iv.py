@@ -49,7 +49,7 @@ from ..external import data_root
 from ..problems import Problems
 from ..registry import register_dataset
 from ..spec import DatasetSpec, ModalitySpec, TaskSpec
-from .adni import duplicate_ids, fill_from_train, make_splits, not_found, read_csv, read_split_json
+from .common import duplicate_ids, fill_from_train, make_splits, not_found, read_csv, read_split_json
 
 NAME = "mimic-iv"
 FOLDERS = ("mimic-iv", "mimic4 Dataset")
