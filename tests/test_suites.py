@@ -54,8 +54,12 @@ def test_paper_suites_follow_the_papers_and_say_what_is_missing():
     i2 = get_suite("paper-i2moe-icml25")
     assert {e.sets.get("backbone") for e in i2.entries} >= {"early", "late", "attention", "moe"}
     assert all(e.train["optimizer"] == "adam" and e.train["lr"] == 1e-4 for e in i2.entries)
-    for dataset in ("ADNI", "MIMIC-IV", "MM-IMDb", "CMU-MOSI", "ENRICO"):
-        assert dataset in i2.description
+    assert "paper-i2moe-icml25-data" in i2.description
+    data = get_suite("paper-i2moe-icml25-data")   # the same configurations on the paper's own datasets
+    assert set(data.datasets) == {"adni", "mimic-iv", "mmimdb", "cmu-mosi", "enrico"}
+    assert [(e.methods, e.sets, e.train, e.preset, e.seeds) for e in data.entries] == [
+        (e.methods, e.sets, e.train, e.preset, e.seeds) for e in i2.entries]
+    assert all(isinstance(j, UnavailableJob) for j in suite_jobs(data, threads=1, data_root="/nonexistent"))
     mt = get_suite("paper-m4oe-iclr25")
     for missing in ("m4oe-mt", "EMBED", "RSNA", "VinDr", "GAMMA"):
         assert missing in mt.description
