@@ -104,6 +104,17 @@ forward FLOPs per sample, the median time of a training step, inference latency 
   python -m bench data check /data/nnUNet_raw/Dataset001_Liver --json
   python -m bench data convert flare22 --data-root /data --out /data/nnUNet_raw
   python -m bench data convert amos22 --data-root /data --out /data/nnUNet_raw --copy
+  python -m bench data check folder:my_dataset                 your own table + files (dataset.yaml)
+  python -m bench data convert wdbc --to folder --out my_wdbc  any per-sample dataset as such a folder
+  python -m bench run --method attention --dataset folder:my_wdbc
+
+`data check folder:PATH` reads a folder dataset (dataset.yaml + table.csv + files,
+docs/folder-format.md) and lists every problem, one line each naming the file, the row (1-based
+data row, header not counted) and the column; when clean it prints samples, modalities with their
+missing counts, tasks and split sizes (at --split-seed). `data convert NAME --to folder` writes a
+registered per-sample dataset as such a folder (raw values, exact float32; a split column only when
+the folder's default split rule would not reproduce the dataset's split at --split-seed); the
+result is read back and compared before it is put in place.
 
 `data convert` writes the official FLARE22 / AMOS22 (CT and MR parts) / ATLAS23 layouts found
 under the data root as nnU-Net v2 raw folders (hard links where possible, else copies; the
@@ -281,14 +292,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_job_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON list of rows")
 
-    p = sub.add_parser("data", help="validate a data folder", epilog=EPILOGS["data"], formatter_class=fmt)
+    p = sub.add_parser("data", help="validate or convert a data folder", epilog=EPILOGS["data"], formatter_class=fmt)
     p.add_argument("action", choices=("check", "convert"),
-                   help="check: list every problem in an nnU-Net v2 raw folder; convert: official layout -> nnU-Net v2")
-    p.add_argument("path", help="check: the dataset folder (the one holding dataset.json); "
-                                "convert: flare22, amos22, amos22-ct, amos22-mr or atlas23")
+                   help="check: list every problem in an nnU-Net v2 raw folder or a folder dataset (folder:PATH); "
+                        "convert: official layout -> nnU-Net v2, or a per-sample dataset -> folder dataset")
+    p.add_argument("path", help="check: an nnU-Net v2 folder (the one holding dataset.json) or folder:PATH "
+                                "(the one holding dataset.yaml); convert: flare22, amos22, amos22-ct, amos22-mr, "
+                                "atlas23 (--to nnunet) or a per-sample dataset such as wdbc (--to folder)")
+    p.add_argument("--to", choices=("nnunet", "folder"), default=None,
+                   help="convert: output format (default nnunet for the segmentation names, folder otherwise)")
+    p.add_argument("--split-seed", type=int, default=0,
+                   help="folder check: split sizes shown; convert --to folder: the split to reproduce (default 0)")
     p.add_argument("--data-root", default=None, help="convert: root of the official layouts (default $BENCH_DATA_ROOT or ./data)")
-    p.add_argument("--out", help="convert: folder to write DatasetNNN_Name folders into")
-    p.add_argument("--copy", action="store_true", help="convert: copy files instead of hard-linking them")
+    p.add_argument("--out", help="convert: folder to write DatasetNNN_Name folders into (--to nnunet), "
+                                 "or the new folder dataset (--to folder; must not exist or be empty)")
+    p.add_argument("--copy", action="store_true", help="convert --to nnunet: copy files instead of hard-linking them")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
     p = sub.add_parser("verify", help="check a claims file: find or run the jobs, test each claim, give verdicts",
@@ -789,10 +807,30 @@ def cmd_data(args) -> int:
     from .config import ConfigError
 
     if args.action == "convert":
-        from datasets.convert import convert_to_nnunet
+        from datasets.convert import CONVERTIBLE, convert_to_nnunet
 
+        to = args.to or ("nnunet" if args.path in CONVERTIBLE else "folder")
         if not args.out:
-            raise ConfigError("data convert needs --out FOLDER (where the nnU-Net v2 folders are written)")
+            what = "the nnU-Net v2 folders are" if to == "nnunet" else "the folder dataset is"
+            raise ConfigError(f"data convert needs --out FOLDER (where {what} written)")
+        if to == "folder":
+            from datasets import UnknownDataset
+            from datasets.folder.writer import convert_to_folder
+
+            if args.path in CONVERTIBLE:
+                raise ConfigError(f"{args.path} is segmentation data; convert it with --to nnunet")
+            try:
+                info = convert_to_folder(args.path, args.out, split_seed=args.split_seed, data_root=args.data_root)
+            except (ValueError, UnknownDataset) as exc:
+                raise ConfigError(str(exc)) from None
+            split = (f"a split column (the split of split seed {args.split_seed})" if info["split_column"]
+                     else "no split column (the default rule reproduces the split for every split seed)")
+            print(json.dumps(info) if args.json else f"wrote {info['folder']}: {info['samples']} samples, "
+                  f"{info['files']} files, {split}; read it with --dataset folder:{info['folder']}")
+            return 0
+        if args.path not in CONVERTIBLE:
+            raise ConfigError(f"--to nnunet converts {', '.join(CONVERTIBLE)}, not {args.path!r} "
+                              "(a per-sample dataset converts with --to folder)")
         try:
             written = convert_to_nnunet(args.path, args.data_root, args.out, link=not args.copy)
         except ValueError as exc:
@@ -804,6 +842,18 @@ def cmd_data(args) -> int:
                 print(f"wrote {folder}")
         return 0
 
+    if args.path.startswith("folder:"):
+        from datasets.folder import check_folder, summary_lines
+
+        problems, summary = check_folder(args.path.removeprefix("folder:"), args.split_seed)
+        if args.json:
+            print(json.dumps({"path": args.path, "problems": problems, "summary": summary}))
+        else:
+            for line in problems or summary_lines(summary, args.split_seed):
+                print(line)
+            print(f"{args.path}: {len(problems)} problem(s)" if problems else f"{args.path}: no problems found",
+                  file=sys.stderr)
+        return EXIT_FAILED if problems else 0
     problems = check_dataset(args.path)
     out: dict = {"path": args.path, "problems": problems}
     if not problems:  # what a job's key records (names, sizes, times) and what it stands for (contents)
