@@ -107,6 +107,10 @@ forward FLOPs per sample, the median time of a training step, inference latency 
   python -m bench data check folder:my_dataset                 your own table + files (dataset.yaml)
   python -m bench data convert wdbc --to folder --out my_wdbc  any per-sample dataset as such a folder
   python -m bench run --method attention --dataset folder:my_wdbc
+  python -m bench data check adni --data-root /data          an I2MoE benchmark under the data root
+
+`data check NAME --data-root R` (adni, mimic-iv, mmimdb, cmu-mosi, enrico, ...) builds the dataset
+from the data root and lists every problem it finds (or the missing files), exit 1 if any.
 
 `data check folder:PATH` reads a folder dataset (dataset.yaml + table.csv + files,
 docs/folder-format.md) and lists every problem, one line each naming the file, the row (1-based
@@ -148,6 +152,7 @@ store are reused. Format and rules: README "Verifying claims", docs/claims.md.""
   python -m bench leaderboard --ci --alpha 0.01          # mean [95% CI]; marks at alpha = 0.01
   python -m bench leaderboard --control late --metric accuracy   # Friedman + Wilcoxon-Holm vs late
   python -m bench leaderboard --no-tests --all-singles   # no marks / CI columns; every single:<modality> row
+  python -m bench leaderboard --robustness --dataset synthetic-pid:unique-m1   # intact / -m1 / -m2 / noise
 
 Rows are configurations: runs that differ in any setting (hparams, budget, preset, split seed,
 threads, code or data) are never averaged; n counts distinct seeds. Only the newest run of each
@@ -164,7 +169,11 @@ get worse_than_best, p_adjusted, test and a 95% bootstrap CI (ci_low, ci_high, c
 seeds). --ci shows mean [CI] in the tables. Single-modality baselines: one row per dataset, the
 single:<modality> with the best validation primary metric, labelled "best single (<modality>)"
 (--all-singles keeps all). --control METHOD adds a Friedman test over datasets and a Wilcoxon-Holm
-comparison of every configuration with METHOD (docs/results.md).""",
+comparison of every configuration with METHOD (docs/results.md).
+
+--robustness: per configuration the test metric intact, with each modality removed (-m) and with
+Gaussian noise on each modality (m~s, s x the modality's training std); every multimodal run
+stores these (docs/protocol.md "Robustness"); md, csv, json, or html with plots.""",
 }
 
 
@@ -294,10 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="validate or convert a data folder", epilog=EPILOGS["data"], formatter_class=fmt)
     p.add_argument("action", choices=("check", "convert"),
-                   help="check: list every problem in an nnU-Net v2 raw folder or a folder dataset (folder:PATH); "
+                   help="check: list every problem in an nnU-Net v2 raw folder, a folder dataset (folder:PATH) or "
+                        "a registered dataset read from the data root (e.g. adni --data-root R); "
                         "convert: official layout -> nnU-Net v2, or a per-sample dataset -> folder dataset")
-    p.add_argument("path", help="check: an nnU-Net v2 folder (the one holding dataset.json) or folder:PATH "
-                                "(the one holding dataset.yaml); convert: flare22, amos22, amos22-ct, amos22-mr, "
+    p.add_argument("path", help="check: an nnU-Net v2 folder (the one holding dataset.json), folder:PATH "
+                                "(the one holding dataset.yaml) or a dataset name (adni, cmu-mosi, ...); convert: flare22, amos22, amos22-ct, amos22-mr, "
                                 "atlas23 (--to nnunet) or a per-sample dataset such as wdbc (--to folder)")
     p.add_argument("--to", choices=("nnunet", "folder"), default=None,
                    help="convert: output format (default nnunet for the segmentation names, folder otherwise)")
@@ -352,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep every single:<modality> row (default: only the best on validation, per dataset)")
     p.add_argument("--control", metavar="METHOD",
                    help="Friedman over datasets + Wilcoxon-Holm of every configuration vs this one (needs ≥ 2 datasets)")
+    p.add_argument("--robustness", action="store_true",
+                   help="configurations x {intact, -m1, -m2, ..., m1~0.5, ...}: the test metric with each modality "
+                        "removed or noisy (md, csv, json, html)")
     _add_store_args(p)
     return parser
 
@@ -641,7 +654,8 @@ def cmd_leaderboard(args) -> int:
         raise ConfigError(f"--alpha must lie between 0 and 1 (got {args.alpha})")
     store = _store(args)
     # the validation split is read too: it chooses the best single-modality row of each dataset
-    results = load_results(store, split=None if not args.all_singles else args.split, headline_only=True,
+    results = load_results(store, split=None if not args.all_singles or args.robustness else args.split,
+                           headline_only=True,
                            latest=not args.all_versions, datasets=args.dataset, suite=args.suite)
     if args.method:
         frame = results.frame
@@ -649,6 +663,14 @@ def cmd_leaderboard(args) -> int:
     chosen: dict[str, str] = {}
     if not args.all_singles:
         results, chosen = keep_best_singles(results, "val")
+    if args.robustness:   # reads the test[...] condition splits, so before keeping one split
+        return _robustness_board(args, store, results)
+    robust = None
+    if args.format == "html" and args.split == "test":   # the page shows the robustness tables too
+        from results.robustness import robustness_summary
+
+        robust = robustness_summary(results, args.metric)
+    if not args.all_singles:
         results.frame = results.frame[results.frame["split"] == args.split]
     if args.metric:
         results.frame = results.frame[results.frame["metric"].isin(args.metric)]
@@ -692,13 +714,36 @@ def cmd_leaderboard(args) -> int:
         from results.html import html_report
 
         text = html_report(results, store, args.split, significance, summary=summary, commons=commons, ci=ci,
-                           control=control)
+                           control=control, robustness=robust)
     else:
         text = render(summary, args.format, commons, args.split, significance, ci)
         if control is not None and args.format == "md":
             from results.control import to_markdown as control_markdown
 
             text += "\n\n" + control_markdown(control)
+    if args.out:
+        Path(args.out).write_text(text + ("\n" if not text.endswith("\n") else ""))
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        print(text)
+    return 0
+
+
+def _robustness_board(args, store, results) -> int:
+    """``leaderboard --robustness``: the intact / removed / noisy table of the chosen runs."""
+    from results.robustness import missing_paths, render, robustness_summary
+
+    from .config import ConfigError
+
+    if args.format == "latex":
+        raise ConfigError("--robustness is shown as md, csv, json or html (not latex)")
+    summary = robustness_summary(results, args.metric)
+    if args.format == "html":
+        from results.html import robustness_page
+
+        text = robustness_page(summary, missing_paths(store, results))
+    else:
+        text = render(summary, args.format, missing_paths(store, results))
     if args.out:
         Path(args.out).write_text(text + ("\n" if not text.endswith("\n") else ""))
         print(f"wrote {args.out}", file=sys.stderr)
@@ -854,6 +899,19 @@ def cmd_data(args) -> int:
             print(f"{args.path}: {len(problems)} problem(s)" if problems else f"{args.path}: no problems found",
                   file=sys.stderr)
         return EXIT_FAILED if problems else 0
+    if not Path(args.path).exists() and _registered_per_sample(args.path):   # e.g. adni, cmu-mosi:raw
+        from datasets.folder import summary_lines
+        from datasets.inspect import check_named
+
+        problems, summary = check_named(args.path, args.data_root, args.split_seed)
+        if args.json:
+            print(json.dumps({"dataset": args.path, "problems": problems, "summary": summary}))
+        else:
+            for line in problems or summary_lines(summary, args.split_seed):
+                print(line)
+            print(f"{args.path}: {len(problems)} problem(s)" if problems else f"{args.path}: no problems found",
+                  file=sys.stderr)
+        return EXIT_FAILED if problems else 0
     problems = check_dataset(args.path)
     out: dict = {"path": args.path, "problems": problems}
     if not problems:  # what a job's key records (names, sizes, times) and what it stands for (contents)
@@ -874,6 +932,17 @@ def cmd_data(args) -> int:
         print(f"{args.path}: {len(problems)} problem(s)" if problems else f"{args.path}: no problems found",
               file=sys.stderr)
     return EXIT_FAILED if problems else 0
+
+
+def _registered_per_sample(name: str) -> bool:
+    """A registered per-sample dataset name (``adni``, ``cmu-mosi:raw``), not a path."""
+    from datasets import UnknownDataset, parse_name
+
+    try:
+        entry, _ = parse_name(name)
+    except UnknownDataset:
+        return False
+    return not entry.segmentation and not entry.open_variant
 
 
 def _shown_url(url: str) -> str:

@@ -384,3 +384,34 @@ def test_fixtures_do_not_warn(tmp_path):
         warnings.simplefilter("error")
         cmu_mosi.build(None, 0, data_root=str(tmp_path))
         mmimdb.build(None, 0, data_root=str(tmp_path))
+
+
+def test_data_check_lists_every_problem_of_a_registered_dataset(tmp_path):
+    """``bench data check cmu-mosi --data-root R``: the adapter's problems, one per line, exit 1;
+    the missing files in one line when absent; a summary when clean."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+
+    def check(*args):
+        return subprocess.run([sys.executable, "-m", "bench", "data", "check", *args], cwd=root,
+                              capture_output=True, text=True)
+
+    absent = check("cmu-mosi", "--data-root", str(tmp_path / "nothing"))
+    assert absent.returncode == 1 and "mosi_data.pkl" in absent.stdout and len(absent.stdout.splitlines()) == 1
+    good = tmp_path / "good"
+    write_mosi(good)
+    ok = check("cmu-mosi", "--data-root", str(good))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "modality vision (sequence" in ok.stdout and "no problems found" in ok.stderr
+    parts = mosi_parts()
+    del parts["valid"]["audio"]
+    parts["train"]["labels"][4, 0, 0] = 3.5
+    bad = tmp_path / "bad"
+    write_mosi(bad, parts)
+    broken = check("cmu-mosi", "--data-root", str(bad))
+    assert broken.returncode == 1 and "2 problem(s)" in broken.stderr
+    assert sorted(broken.stdout.splitlines()) == [
+        "mosi_data.pkl ['train']['labels'] row 4: label 3.5 is outside [-3, 3]",
+        "mosi_data.pkl ['valid']: missing key 'audio' (has ['id', 'labels', 'text', 'vision'])"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..inspect import summarize_data
 from ..problems import DatasetProblems
 from ..registry import register_dataset
 from .reader import build_folder, check_present, read_folder
@@ -62,17 +63,7 @@ def check_folder(path: str | Path, split_seed: int = 0) -> tuple[list[str], dict
         return exc.problems, None
     except Exception as exc:  # DatasetNotFound and the like: one line
         return [str(exc)], None
-    n = len(data)
-    summary = {
-        "name": data.spec.name, "samples": n,
-        "modalities": [{"name": m.name, "kind": m.kind, "shape": list(m.shape),
-                        "missing": int(n - int(data.mask[m.name].sum()))} for m in data.spec.modalities],
-        "tasks": [{"name": t.name, "kind": t.kind, "classes": list(t.labels),
-                   "labelled": int(data.target_mask[t.name].sum())} for t in data.spec.tasks],
-        "splits": {s: int(len(v)) for s, v in data.splits.items()},
-        "split_rule": data.spec.split_rule,
-        "meta": sorted(data.meta),
-    }
+    summary = summarize_data(data)
     from bench.identity import files_fingerprint
 
     files, root = folder_files(None, str(path))
@@ -91,9 +82,10 @@ def summary_lines(summary: dict, split_seed: int = 0) -> list[str]:
         lines.append(f"task {t['name']} ({t['kind']}{classes}): {t['labelled']} labelled")
     sizes = ", ".join(f"{s} {k}" for s, k in summary["splits"].items())
     lines.append(f"split (split seed {split_seed}): {sizes}; {summary['split_rule']}")
-    if summary["meta"]:
+    if summary.get("meta"):
         lines.append(f"meta columns (kept beside test predictions as meta_<column>): {', '.join(summary['meta'])}")
-    lines.append(f"files: {summary['files']}, fingerprint (job key): {summary['fingerprint']}")
+    if "files" in summary:
+        lines.append(f"files: {summary['files']}, fingerprint (job key): {summary['fingerprint']}")
     return lines
 
 
