@@ -15,6 +15,7 @@ expert over shared encoders, and the fusion baselines are "shared encoders + one
 | ``attention`` | pre-norm transformer over all tokens + CLS (or per-modality mean pooling) -> heads | keys masked |
 | ``moe`` | the same transformer with top-k switch MoE feed-forward layers | keys masked |
 | ``soft-moe`` | the same transformer with Soft-MoE feed-forward layers | keys masked, not dispatched |
+| ``mmoe`` | pooled embeddings concatenated -> shared expert MLPs, one softmax gate + head per task | zero embedding |
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from torch import nn
 from .blocks import Block
 from .encoders import divisible_heads
 from .heads import TaskHeads
-from .moe_layers import SoftMoE, SwitchMoE
+from .moe_layers import SoftMoE, SwitchMoE, _ExpertMLPs
 
 BackboneOut = tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]
 
@@ -202,9 +203,54 @@ class SoftMoEBackbone(TransformerBackbone):
         return SoftMoE(dim, int(hparams["num_experts"]), int(hparams["slots"]), 2 * dim, float(hparams.get("dropout", 0.0)))
 
 
+
+class MMoEBackbone(Backbone):
+    """Multi-gate mixture of experts (Ma et al., KDD 2018): shared experts, one gate per task.
+
+    Expert input x (B, M*H): each modality's tokens mean-pooled, multiplied by its mask and
+    concatenated, as ``intermediate`` fusion does. Pooled embeddings (rather than all tokens
+    flattened, as ``early``) keep the input width independent of token counts, make an absent
+    modality a zero block of x (so its tokens cannot leak in), and make ``num_experts=1`` exactly
+    the shared-bottom multi-task model MMoE is compared with. Experts: ``num_experts`` 2-layer
+    MLPs M*H -> H -> M*H (GELU, dropout) held as stacked weights (one einsum, no loop). Gates: one
+    Linear(M*H, E) per task, softmax over the E experts; task t's representation is
+    sum_e g_t,e(x) * expert_e(x) and its tower is the task's head (one Linear, regression
+    rescaled as in :class:`~methods.heads.TaskHeads`). No auxiliary loss. ``info``:
+    ``gate_<task>`` (B, E) per task and ``latent``, the task representations concatenated
+    (B, T*M*H). Rows are independent (no batch statistics), so I2MoE's stacked variants need no
+    ``segments``.
+    """
+
+    def __init__(self, spec, hparams, token_counts):
+        super().__init__(spec, hparams, token_counts)
+        self.experts = int(hparams["num_experts"])
+        if self.experts < 1:
+            raise ValueError(f"mmoe: num_experts must be >= 1, got {self.experts}")
+        dim = self.hidden * len(self.names)
+        self.tasks = spec.task_names
+        self.mlps = _ExpertMLPs(self.experts, dim, self.hidden, self.dropout)
+        self.gates = nn.ModuleDict({t: nn.Linear(dim, self.experts) for t in self.tasks})
+        self.towers = nn.ModuleDict({t.name: TaskHeads((t,), dim) for t in spec.tasks})
+
+    def gate_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, E): each task's softmax over the experts."""
+        return torch.stack([torch.softmax(self.gates[t](x), dim=-1) for t in self.tasks], dim=1)
+
+    def forward(self, tokens, mask) -> BackboneOut:
+        x = torch.cat(self.pooled(tokens, mask), dim=-1)  # (B, M*H)
+        out = self.mlps(x.unsqueeze(1).expand(-1, self.experts, -1))  # (B, E, M*H)
+        g = self.gate_weights(x)
+        reps = torch.einsum("bte,bed->btd", g, out)  # (B, T, M*H)
+        preds = {}
+        for i, t in enumerate(self.tasks):
+            preds.update(self.towers[t](reps[:, i]))
+        info = {f"gate_{t}": g[:, i] for i, t in enumerate(self.tasks)}
+        return preds, x.new_zeros(()), {**info, "latent": reps.flatten(1)}
+
 BACKBONES: dict[str, type[Backbone]] = {
     "intermediate": IntermediateBackbone, "early": EarlyTokenBackbone, "late": LateBackbone,
     "attention": TransformerBackbone, "moe": SwitchMoEBackbone, "soft-moe": SoftMoEBackbone,
+    "mmoe": MMoEBackbone,
 }
 MOE_DEFAULTS = {"num_experts": 4, "top_k": 1, "aux_weight": 0.01, "slots": 1}
 
