@@ -61,6 +61,8 @@ class TaskSpec:
     multilabel, 1 for regression. ``target_mean``/``target_std`` (regression only) are computed
     on the training split by the adapter; heads predict in standardised units internally and
     report predictions in the original units. ``sign_metric`` marks sentiment-like regression.
+    ``class_counts`` (binary/multiclass): labelled training-split rows per class, filled by
+    ``build_data`` (class-weighted losses such as M4oE-MT's focal loss use them); empty otherwise.
     """
 
     name: str
@@ -70,6 +72,7 @@ class TaskSpec:
     target_mean: float = 0.0
     target_std: float = 1.0
     sign_metric: bool = False
+    class_counts: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in TASK_KINDS:
