@@ -76,6 +76,10 @@ def build_data(spec: DatasetSpec, inputs: dict[str, np.ndarray], targets: dict[s
             ys[t.name] = torch.from_numpy(y.astype(np.float32))
         else:
             ys[t.name] = torch.from_numpy(y.astype(np.int64))
+            if t.kind in ("binary", "multiclass"):  # labelled training rows per class (class-weighted losses)
+                labelled = y[train[target_mask[t.name][train]]].astype(np.int64)
+                counts = np.bincount(labelled[(labelled >= 0) & (labelled < t.num_classes)], minlength=t.num_classes)
+                t = dataclasses.replace(t, class_counts=tuple(int(c) for c in counts))
         tasks.append(t)
     spec = dataclasses.replace(spec, tasks=tuple(tasks))
     return MultimodalData(
