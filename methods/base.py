@@ -8,6 +8,7 @@ harness; nothing about seeds, splits, optimisers or metrics lives here.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -37,7 +38,8 @@ class Output:
     """Per-task predictions plus optional interpretation tensors and auxiliary losses.
 
     ``preds[task]``: logits (B, C) for classification/multilabel, values (B,) in original units
-    for regression. ``aux``: per-sample tensors with batch dimension first (routing or gate
+    for regression, logits (B, C, H, W) for a per-sample segmentation (dense) task; only the
+    tasks the method supports (:meth:`Method.supports_task`). ``aux``: per-sample tensors with batch dimension first (routing or gate
     weights, expert outputs) that the runner stores with per-case predictions. ``losses``:
     auxiliary losses (e.g. load balancing) already weighted, added to the task loss.
     """
@@ -45,6 +47,27 @@ class Output:
     preds: dict[str, torch.Tensor]
     aux: dict[str, torch.Tensor] = field(default_factory=dict)
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+#: smoothing of the soft Dice in the segmentation loss (numerator and denominator)
+SEG_DICE_SMOOTH = 1.0
+
+
+def segmentation_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy + soft-Dice loss of logits (n, C, H, W) against class maps (n, H, W).
+
+    CE is the mean over all pixels (softmax CE; for C=2 it equals BCE on the logit difference).
+    The soft Dice (``(2 sum(p*g) + s) / (sum(p) + sum(g) + s)``, ``s = SEG_DICE_SMOOTH``) is
+    computed **per sample** and per foreground class (1..C-1), averaged over those classes, then
+    over the samples, never pooled over the batch (a small structure weighs as much as a big one)."""
+    logits = pred.float()
+    target = target.long()
+    ce = nn.functional.cross_entropy(logits, target)
+    prob = logits.softmax(dim=1)[:, 1:]
+    onehot = nn.functional.one_hot(target, logits.shape[1]).movedim(-1, 1)[:, 1:].float()
+    dims = tuple(range(2, logits.dim()))  # spatial dims only: one Dice per (sample, class)
+    dice = (2 * (prob * onehot).sum(dims) + SEG_DICE_SMOOTH) / (prob.sum(dims) + onehot.sum(dims) + SEG_DICE_SMOOTH)
+    return ce + (1.0 - dice.mean(dim=1)).mean()
 
 
 def task_loss(task: TaskSpec, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -58,6 +81,8 @@ def task_loss(task: TaskSpec, pred: torch.Tensor, target: torch.Tensor, mask: to
         return nn.functional.binary_cross_entropy_with_logits(pred, target.float())
     if task.kind == "regression":
         return (((pred.reshape(-1) - target.float()) / task.target_std) ** 2).mean()
+    if task.kind == "segmentation":
+        return segmentation_loss(pred, target)
     raise ValueError(f"task {task.name!r}: kind {task.kind!r} has no loss here")
 
 
@@ -100,10 +125,47 @@ class Method(nn.Module):
                 "dropout": trial.suggest_float("dropout", 0.0, 0.5)}
 
     @classmethod
+    def supports_task(cls, task: TaskSpec) -> bool | str:
+        """True, or a one-line reason why this method does not predict ``task``. The runner trains
+        and evaluates the supported tasks only and records the declined ones with their reason
+        (``summary["declined_tasks"]``). Default: every per-sample kind; no segmentation (dense)
+        task, which needs a decoder (override to accept one and return (B, C, H, W) logits)."""
+        if task.kind == "segmentation":
+            return f"{cls.name} has per-sample heads only; it does not do segmentation (dense task {task.name!r})"
+        return True
+
+    @classmethod
+    def declined_tasks(cls, spec: DatasetSpec) -> dict[str, str]:
+        """``{task name: reason}`` for the tasks of ``spec`` this method does not predict."""
+        return {t.name: r for t in spec.tasks if (r := cls.supports_task(t)) is not True}
+
+    @classmethod
+    def supported_tasks(cls, spec: DatasetSpec) -> tuple[TaskSpec, ...]:
+        """The tasks of ``spec`` this method predicts (in spec order)."""
+        return tuple(t for t in spec.tasks if cls.supports_task(t) is True)
+
+    @classmethod
     def supports(cls, spec: DatasetSpec) -> bool | str:
-        """True, or a one-line reason why this method cannot run on ``spec``."""
-        bad = [t.name for t in spec.tasks if t.kind == "segmentation"]
-        return True if not bad else f"{cls.name} does not do segmentation (tasks {bad})"
+        """True, or a one-line reason why this method cannot run on ``spec``: by default it runs when
+        it supports at least one task (the declined ones are recorded, not run)."""
+        declined = cls.declined_tasks(spec)
+        if len(declined) < len(spec.tasks):
+            return True
+        return "; ".join(dict.fromkeys(declined.values()))
+
+    @property
+    def tasks(self) -> tuple[TaskSpec, ...]:
+        """The tasks this model predicts and is trained on (``supported_tasks`` of its spec)."""
+        return type(self).supported_tasks(self.spec)
+
+    @property
+    def task_spec(self) -> DatasetSpec:
+        """The spec restricted to the supported tasks: what heads and backbones are built from
+        (the full spec when every task, or no task, is supported)."""
+        tasks = self.tasks
+        if not tasks or len(tasks) == len(self.spec.tasks):
+            return self.spec
+        return dataclasses.replace(self.spec, tasks=tasks)
 
     @classmethod
     def stages(cls, hparams: dict[str, Any]) -> list[Stage]:
@@ -130,7 +192,7 @@ class Method(nn.Module):
 
     def loss(self, output: Output, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         parts: dict[str, torch.Tensor] = {}
-        for task in self.spec.tasks:
+        for task in self.tasks:   # declined tasks have no prediction and no loss
             parts[f"task/{task.name}"] = task_loss(task, output.preds[task.name], batch["targets"][task.name],
                                                    batch["target_mask"][task.name])
         for name, value in output.losses.items():
