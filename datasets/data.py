@@ -27,7 +27,8 @@ class MultimodalData:
     ``inputs[m]`` is (N, *shape); ``mask[m]`` is (N,) bool, False where modality ``m`` is absent
     for that sample (its input row is then zeros and must never be read as data);
     ``targets[t]`` is (N,) int64 for binary/multiclass, (N, C) float for multilabel, (N,) float
-    for regression; ``target_mask[t]`` is False where the sample has no label for task ``t``.
+    for regression, (N, H, W) int64 class maps (0 = background) for a per-sample segmentation
+    task; ``target_mask[t]`` is False where the sample has no label for task ``t``.
     ``extras`` carries per-sample ground truth of generated data (e.g. interaction type);
     ``meta`` the columns of a user's table that are neither inputs nor labels (kept, and written
     beside each test case's predictions, so subgroup analyses can use them).
@@ -108,6 +109,14 @@ class MultimodalData:
             elif t.kind == "regression":
                 if yl.numel() and not bool(torch.isfinite(yl).all()):
                     out.append(f"task {t.name!r} has NaN/Inf regression targets; mask them instead")
+            elif t.kind == "segmentation":   # per-sample dense task: (N, H, W) int64 class maps
+                if t.num_classes < 2:
+                    out.append(f"task {t.name!r}: a segmentation task has num_classes >= 2 (background included)")
+                elif y.dim() != 3 or y.dtype != torch.int64:
+                    out.append(f"task {t.name!r} needs (N, H, W) int64 class maps, got {tuple(y.shape)} {y.dtype}")
+                elif yl.numel() and (int(yl.min()) < 0 or int(yl.max()) >= t.num_classes):
+                    out.append(f"task {t.name!r} has mask labels outside 0..{t.num_classes - 1} "
+                               f"(found {int(yl.min())}..{int(yl.max())})")
         for s in SPLITS:
             if s not in self.splits or len(self.splits[s]) == 0:
                 out.append(f"split {s!r} is empty")
