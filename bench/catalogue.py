@@ -15,7 +15,9 @@ METRIC_DIRECTION: dict[str, bool] = {
     "mae": False, "rmse": False, "mse": False, "pearson_r": True, "sign_accuracy": True,
     "agreement": True,  # interpretation: dominant expert == planted interaction type (I2MoE on synthetic-pid)
     "agreement_kappa": True,  # the same, chance-corrected (Cohen's kappa)
-    "dice": True, "iou": True, "nsd": True, "hd95": False,  # segmentation (bench.seg_eval), per-class as <name>_<organ>
+    # segmentation: 3-D per volume (bench.seg_eval, per class as <name>_<organ>) and 2-D per sample
+    # (bench.metrics: dice, iou, dice_<label>, iou_<label>); infer_kind reads "dice" as segmentation
+    "dice": True, "iou": True, "nsd": True, "hd95": False,
     "gate_match": True,  # M4oE: own dataset's expert dominates (gate weights / entropies are descriptive)
 }
 _PER_CLASS_PREFIXES = ("auroc_", "auprc_", "agreement_", "dice_", "iou_", "nsd_")
@@ -30,7 +32,8 @@ HEADLINE: dict[str, tuple[str, ...]] = {
     "multiclass": ("accuracy", "balanced_accuracy", "macro_f1", "auroc", "ece"),
     "multilabel": ("micro_f1", "macro_f1", "mean_ap", "subset_accuracy"),
     "regression": ("mae", "rmse", "pearson_r"),
-    "segmentation": ("dice", "hd95", "nsd", "iou"),  # per dataset: mean over organs of the per-case means
+    # 3-D: mean over organs of the per-case means; 2-D per-sample: mean over cases (no hd95/nsd)
+    "segmentation": ("dice", "hd95", "nsd", "iou"),
 }
 #: the pseudo-task holding a method's interpretation numbers (all of them are shown)
 INTERPRETATION = "interpretation"

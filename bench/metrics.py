@@ -1,4 +1,6 @@
-"""Per-task evaluation: aggregate metrics plus a per-case table, for every non-segmentation task kind.
+"""Per-task evaluation: aggregate metrics plus a per-case table, for every per-sample task kind
+(binary, multiclass, multilabel, regression, and 2-D per-sample segmentation; the 3-D
+segmentation track is scored per volume by ``bench.seg_eval``).
 
 Conventions
 -----------
@@ -25,6 +27,17 @@ Conventions
   ``task.sign_metric``) follows the CMU-MOSI Acc-2 "non-zero" reference code: cases with target 0 are
   excluded and ``(pred > 0) == (target > 0)`` is scored, so a prediction of exactly 0 counts as negative.
   The per-case ``loss`` is the squared error in standardised units, ``((pred - target) / target_std)^2``.
+* Segmentation (per-sample, dense): predictions are logits (N, C, H, W), targets (N, H, W) class maps
+  with 0 = background; the predicted map is the argmax over C. Per case and per foreground class k
+  (1..C-1): ``dice_k = 2|P_k & G_k| / (|P_k| + |G_k|)`` and ``iou_k = |P_k & G_k| / |P_k | G_k|``.
+  **Empty-mask convention** (the same as ``bench.seg_metrics`` and nnU-Net v2): a class absent from both
+  prediction and truth is NaN for that case and excluded from the means; absent from exactly one it is 0.
+  (MONAI's ``compute_dice(ignore_empty=False)`` scores both-empty as 1; otherwise the values are equal.)
+  The case's ``dice``/``iou`` is the mean over its non-NaN foreground classes (NaN when every class is
+  empty in both); the aggregate ``dice``/``iou`` is the mean over cases of the per-case value (NaN cases
+  excluded), ``dice_<label>``/``iou_<label>`` the mean over cases of that class. Per-case rows carry
+  ``dice``, ``iou``, ``dice_<label>``, ``target``/``pred`` = foreground pixel counts, and ``loss`` = the
+  case's training loss (pixel CE + 1 - soft Dice, ``methods.base.segmentation_loss``).
 * Every aggregate metric value is a plain python ``float``.
 """
 from __future__ import annotations
@@ -80,6 +93,9 @@ def _metric_names(task: TaskSpec) -> list[str]:
                 + ["auprc"] + [f"auprc_{c}" for c in names] + ["ece", "nll"])
     if task.kind == "multilabel":
         return ["micro_f1", "macro_f1", "mean_ap", "subset_accuracy", "bce"]
+    if task.kind == "segmentation":
+        names = _class_names(task)[1:]
+        return ["dice"] + [f"dice_{c}" for c in names] + ["iou"] + [f"iou_{c}" for c in names]
     return ["mae", "rmse", "pearson_r", "mse"] + (["sign_accuracy"] if task.sign_metric else [])
 
 
@@ -185,16 +201,71 @@ def _regression(task: TaskSpec, pred: np.ndarray, y: np.ndarray) -> tuple[dict[s
     return out, cols
 
 
+def dice_per_class(pred: np.ndarray, target: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-case, per-foreground-class Dice and IoU of class maps (N, *spatial): two (N, C-1)
+    arrays; NaN where the class is absent from both prediction and truth, 0 where from one."""
+    n = len(pred)
+    p, g = pred.reshape(n, -1), target.reshape(n, -1)
+    dice, iou = np.full((n, num_classes - 1), NAN), np.full((n, num_classes - 1), NAN)
+    for k in range(1, num_classes):
+        pk, gk = p == k, g == k
+        inter = (pk & gk).sum(axis=1).astype(np.float64)
+        total = pk.sum(axis=1) + gk.sum(axis=1)
+        union = (pk | gk).sum(axis=1)
+        ok = total > 0
+        dice[ok, k - 1] = 2.0 * inter[ok] / total[ok]
+        iou[ok, k - 1] = inter[ok] / union[ok]
+    return dice, iou
+
+
+def _row_nanmean(x: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(x, axis=1) if x.shape[1] else np.full(len(x), NAN)
+
+
+def _segmentation(task: TaskSpec, logits: np.ndarray, y: np.ndarray) -> tuple[dict[str, float], dict[str, Any]]:
+    n, c = len(logits), task.num_classes
+    if logits.ndim != 4 or logits.shape[1] != c or y.shape != (n, *logits.shape[2:]):
+        raise ValueError(f"task {task.name!r}: expected logits (N, {c}, H, W) and class maps (N, H, W), "
+                         f"got {logits.shape} and {y.shape}")
+    if n and (y.min() < 0 or y.max() >= c or np.any(y != np.round(y))):
+        raise ValueError(f"task {task.name!r}: mask labels must be class indices in [0, {c})")
+    y = y.astype(np.int64)
+    pred = logits.argmax(axis=1)
+    dice, iou = dice_per_class(pred, y, c)
+    case_dice, case_iou = _row_nanmean(dice), _row_nanmean(iou)
+    # the case's training loss: mean pixel CE + (1 - soft Dice over the foreground classes)
+    logp = log_softmax(logits, axis=1)
+    ce = -np.take_along_axis(logp, y[:, None], axis=1).reshape(n, -1).mean(axis=1)
+    from methods.base import SEG_DICE_SMOOTH
+
+    prob, onehot = np.exp(logp)[:, 1:], (y[:, None] == np.arange(1, c).reshape(1, -1, *([1] * (y.ndim - 1))))
+    axes = tuple(range(2, logits.ndim))
+    soft = (2 * (prob * onehot).sum(axes) + SEG_DICE_SMOOTH) / (prob.sum(axes) + onehot.sum(axes) + SEG_DICE_SMOOTH)
+    names = _class_names(task)[1:]
+    cols = {"target": (y > 0).reshape(n, -1).sum(axis=1).astype(np.float64),
+            "pred": (pred > 0).reshape(n, -1).sum(axis=1).astype(np.float64),
+            "correct": np.full(n, NAN), "loss": ce + 1.0 - soft.mean(axis=1), "abs_error": np.full(n, NAN),
+            "probs": [[] for _ in range(n)], "dice": case_dice, "iou": case_iou,
+            **{f"dice_{name}": dice[:, k] for k, name in enumerate(names)}}
+    if n == 0:
+        return dict.fromkeys(_metric_names(task), NAN), cols
+    out = {"dice": _nanmean(case_dice.tolist())}
+    out.update({f"dice_{name}": _nanmean(dice[:, k].tolist()) for k, name in enumerate(names)})
+    out["iou"] = _nanmean(case_iou.tolist())
+    out.update({f"iou_{name}": _nanmean(iou[:, k].tolist()) for k, name in enumerate(names)})
+    return out, cols
+
+
 _EVALUATORS = {"binary": _classification, "multiclass": _classification, "multilabel": _multilabel,
-               "regression": _regression}
+               "regression": _regression, "segmentation": _segmentation}
 
 
 def evaluate_task(task: TaskSpec, preds: torch.Tensor | np.ndarray, targets: Any, mask: Any = None,
                   ids: list[str] | None = None) -> TaskEval:
-    """Evaluate ``preds`` (logits, or values for regression) against ``targets`` on the rows where ``mask``."""
-    if task.kind == "segmentation":
-        raise ValueError(f"task {task.name!r}: segmentation metrics live elsewhere; bench.metrics covers "
-                         "binary, multiclass, multilabel and regression tasks only")
+    """Evaluate ``preds`` (logits, or values for regression; (N, C, H, W) logits for a per-sample
+    segmentation task) against ``targets`` on the rows where ``mask``."""
     p, y = _to_numpy(preds).astype(np.float64), _to_numpy(targets)
     n = p.shape[0] if p.ndim else -1
     keep = np.ones(n, dtype=bool) if mask is None else _to_numpy(mask).astype(bool).reshape(-1)
