@@ -227,7 +227,7 @@ def _row_nanmean(x: np.ndarray) -> np.ndarray:
 def _segmentation(task: TaskSpec, logits: np.ndarray, y: np.ndarray) -> tuple[dict[str, float], dict[str, Any]]:
     n, c = len(logits), task.num_classes
     if logits.ndim != 4 or logits.shape[1] != c or y.shape != (n, *logits.shape[2:]):
-        raise ValueError(f"task {task.name!r}: expected logits (N, {c}, H, W) and class maps (N, H, W), "
+        raise ValueError(f"task {task.name!r} (segmentation): expected logits (N, {c}, H, W) and class maps (N, H, W), "
                          f"got {logits.shape} and {y.shape}")
     if n and (y.min() < 0 or y.max() >= c or np.any(y != np.round(y))):
         raise ValueError(f"task {task.name!r}: mask labels must be class indices in [0, {c})")
