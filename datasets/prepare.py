@@ -3,6 +3,8 @@
 Vector modalities are z-scored and regression targets' scale recorded using statistics of the
 **training split only**, so no information from val/test reaches the model. Image modalities
 are left as the adapter scaled them (adapters put them in a fixed, data-independent range).
+A non-vector modality given as lazy rows (an object with ``lazy_rows = True``, e.g. the
+memory-mapped image stacks of the M4oE-MT adapters) is kept as given, so it stays on disk.
 """
 from __future__ import annotations
 
@@ -48,6 +50,13 @@ def build_data(spec: DatasetSpec, inputs: dict[str, np.ndarray], targets: dict[s
     for m in spec.modalities:
         if m.name not in inputs:
             raise DatasetFormatError(f"{spec.name}: modality {m.name!r} declared in the spec has no data")
+        if not m.is_vector and getattr(inputs[m.name], "lazy_rows", False):
+            # memory-mapped rows (datasets/adapters/imaging.py) stay on disk: not copied, not zeroed;
+            # absent rows are marked by mask[m] and methods never read their values as data
+            tensors[m.name] = inputs[m.name]
+            if _KEEP_UNSCALED.get():
+                unscaled[m.name] = np.asarray(inputs[m.name], dtype=np.float32)
+            continue
         x = np.asarray(inputs[m.name], dtype=np.float32).copy()
         if _KEEP_UNSCALED.get():
             unscaled[m.name] = x.copy()
