@@ -26,12 +26,27 @@ _SEGMENTATION = {
               "unet3d_features": "32,32,64,128,256,32", "patch": "32,128,128"},
 }
 PRESETS: dict[str, dict[str, object]] = {name: {**_FUSION[name], **_SEGMENTATION[name]} for name in _FUSION}
+#: Per-method sizes, applied over the shared preset when a method's defaults carry ``"sizes": <family>``
+#: (so ``paper`` can mean that paper's sizes without changing any other method). ``m4oe-mt``: paper =
+#: ViT-B/16 encoders (d 768, depth 12, 12 heads), MSoE 2 blocks x 32 experts, MToE 128 experts, fusion
+#: 2 blocks x 16 experts, MLP ratio 4 (docs/m4oe-mt.md); tiny/small are CPU sizes.
+METHOD_PRESETS: dict[str, dict[str, dict[str, object]]] = {
+    "m4oe-mt": {
+        "tiny": {"hidden": 16, "layers": 1, "heads": 2, "encoder_heads": 2, "patch_size": 4, "msoe_experts": 4,
+                 "mtoe_experts": 4, "fusion_experts": 2, "mlp_ratio": 2.0, "dropout": 0.0},
+        "small": {"hidden": 32, "layers": 1, "heads": 4, "encoder_heads": 4, "patch_size": 4, "msoe_experts": 8,
+                  "mtoe_experts": 16, "fusion_experts": 4, "mlp_ratio": 4.0, "dropout": 0.1},
+        "paper": {"hidden": 768, "layers": 12, "heads": 8, "encoder_heads": 12, "patch_size": 16, "msoe_experts": 32,
+                  "mtoe_experts": 128, "fusion_experts": 16, "mlp_ratio": 4.0, "dropout": 0.1},
+    },
+}
 
 
 def resolve_hparams(defaults: dict, preset: str, overrides: dict) -> dict:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     out = dict(defaults)
-    out.update({k: v for k, v in PRESETS[preset].items() if k in defaults})
+    sizes = {**PRESETS[preset], **METHOD_PRESETS.get(str(defaults.get("sizes", "")), {}).get(preset, {})}
+    out.update({k: v for k, v in sizes.items() if k in defaults})
     out.update(overrides)
     return out
