@@ -15,6 +15,21 @@ as separate calls would.
 ``SoftMoE``: Soft MoE (Puigcerver et al., ICLR 2024): each expert has ``slots`` slots; slot
 inputs are softmax-over-tokens mixtures of the tokens (padded tokens excluded), expert outputs
 are recombined per token with a softmax over slots. No auxiliary loss, no token dropping.
+Constructor switches (defaults = the harness's original layer, bit-for-bit, so ``soft-moe`` and
+I2MoE's ``soft-moe`` backbone are unchanged):
+
+- ``router="layernorm"`` (default): logits = LayerNorm(x) @ Φ, Φ ~ N(0, 1/d) unnormalised;
+  ``router="l2"`` (the paper's form, Puigcerver et al. Sec. 2.3): x and Φ L2-normalised along d,
+  Φ scaled by a learnable scalar initialised at 1: logits = scale * <x/|x|, Φ/|Φ|>.
+- ``hidden`` or ``mlp_ratio``: expert MLP width (d -> hidden -> d); default 2 * d.
+- ``tasks=T`` (T >= 1): task slots for M4oE-MT's MToE. ``slots`` must be a multiple of T; slot j
+  of every expert belongs to task j // (slots / T) (slots == T: slot k is task k's). A learnable
+  task embedding (T, d), initialised at 0, is added to the inputs of task k's slots, and the
+  combine softmax runs over task k's (expert, slot) pairs only, giving one output per task:
+  (B, T, N, d). Dispatch is unchanged (softmax over tokens for every slot).
+- ``forward(..., return_routing=True)`` also returns ``{"logits", "dispatch", "combine"}`` with the
+  slot axis split as (B, N, E, S) (task mode: combine is (B, N, E, S) with each task's slots
+  normalised on their own).
 """
 from __future__ import annotations
 
@@ -74,25 +89,61 @@ class SwitchMoE(nn.Module):
         return self.router.weight.numel() + self.top_k * per_expert
 
 
+#: Soft-MoE router forms: ``layernorm`` (the harness's original layer) and ``l2`` (the paper's)
+SOFT_ROUTERS = ("layernorm", "l2")
+
+
 class SoftMoE(nn.Module):
     uses_mask = True
 
-    def __init__(self, dim: int, experts: int = 4, slots: int = 1, hidden: int | None = None, dropout: float = 0.0):
+    def __init__(self, dim: int, experts: int = 4, slots: int = 1, hidden: int | None = None, dropout: float = 0.0,
+                 router: str = "layernorm", mlp_ratio: float | None = None, tasks: int = 0):
         super().__init__()
-        self.experts, self.slots = experts, slots
+        if router not in SOFT_ROUTERS:
+            raise ValueError(f"SoftMoE: router must be one of {SOFT_ROUTERS}, got {router!r}")
+        if tasks < 0 or (tasks and slots % tasks):
+            raise ValueError(f"SoftMoE: slots ({slots}) must be a multiple of tasks ({tasks})")
+        self.experts, self.slots, self.router, self.tasks = experts, slots, router, tasks
         self.phi = nn.Parameter(torch.randn(dim, experts * slots) / math.sqrt(dim))
-        self.norm = nn.LayerNorm(dim)
-        self.mlps = _ExpertMLPs(experts, dim, hidden or 2 * dim, dropout)
+        if router == "layernorm":
+            self.norm = nn.LayerNorm(dim)
+        else:
+            self.scale = nn.Parameter(torch.ones(()))
+        if tasks:
+            self.task_embed = nn.Parameter(torch.zeros(tasks, dim))
+        width = hidden or (int(round(mlp_ratio * dim)) if mlp_ratio else 2 * dim)
+        self.mlps = _ExpertMLPs(experts, dim, width, dropout)
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    def router_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, E*S) routing logits; slot index = expert * slots + slot."""
+        if self.router == "layernorm":
+            return self.norm(x) @ self.phi
+        return F.normalize(x, dim=-1) @ (self.scale * F.normalize(self.phi, dim=0))
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None, return_routing: bool = False):
         b, n, d = x.shape
-        logits = self.norm(x) @ self.phi  # (B, N, E*S)
+        e, s = self.experts, self.slots
+        logits = self.router_logits(x)  # (B, N, E*S)
         if keep is not None:
             dispatch_logits = logits.masked_fill(~keep.unsqueeze(-1), float("-inf"))
         else:
             dispatch_logits = logits
         dispatch = torch.softmax(dispatch_logits, dim=1)  # over tokens
-        combine = torch.softmax(logits, dim=-1)  # over slots
-        slots = torch.einsum("bns,bnd->bsd", dispatch, x).view(b, self.experts, self.slots, d)
-        out = self.mlps(slots.transpose(1, 2)).transpose(1, 2).reshape(b, self.experts * self.slots, d)
-        return torch.einsum("bns,bsd->bnd", combine, out)
+        slots = torch.einsum("bns,bnd->bsd", dispatch, x).view(b, e, s, d)
+        if self.tasks:
+            per = s // self.tasks  # slot j belongs to task j // per
+            slots = slots + self.task_embed.repeat_interleave(per, dim=0)
+        out = self.mlps(slots.transpose(1, 2)).transpose(1, 2)  # (B, E, S, D)
+        if not self.tasks:
+            combine = torch.softmax(logits, dim=-1)  # over all (expert, slot) pairs
+            y = torch.einsum("bns,bsd->bnd", combine, out.reshape(b, e * s, d))
+        else:
+            t, per = self.tasks, s // self.tasks
+            grouped = logits.view(b, n, e, t, per)  # each task's (expert, slot) pairs on their own
+            combine = torch.softmax(grouped.transpose(2, 3).reshape(b, n, t, e * per), dim=-1)
+            combine = combine.view(b, n, t, e, per).transpose(2, 3)  # back to (B, N, E, T, per)
+            y = torch.einsum("bnetp,betpd->btnd", combine, out.view(b, e, t, per, d))
+        if not return_routing:
+            return y
+        return y, {"logits": logits.view(b, n, e, s), "dispatch": dispatch.view(b, n, e, s),
+                   "combine": combine.reshape(b, n, e, s)}
