@@ -331,6 +331,14 @@ def _run_claimed(cfg: RunConfig, store, runs_dir: Path, progress: bool, force: b
     return _finish(cfg, store, ckpt, data, cls, model, device, done, suite, purpose)
 
 
+def _declined_tasks(cls, data) -> dict[str, str]:
+    """``{task: reason}`` for the tasks of a per-sample dataset the method declines
+    (``Method.supports_task``); the 3-D segmentation track has its own task handling."""
+    if is_segmentation(data) or not hasattr(cls, "declined_tasks"):
+        return {}
+    return dict(cls.declined_tasks(data.spec))
+
+
 def _finish(cfg: RunConfig, store, ckpt: Checkpointer, data, cls, model, device, done: list[dict[str, Any]],
             suite: str | None, purpose: str) -> RunRecord:
     """The one test evaluation with the selected weights, cost, and the record."""
@@ -362,6 +370,8 @@ def _finish(cfg: RunConfig, store, ckpt: Checkpointer, data, cls, model, device,
                "history": last["history"], "missing_modality": getattr(cls, "missing_modality", "unspecified"),
                "model_hparams": dict(model.hparams), "dataset_source": data.spec.source,
                "hparam_overrides": hparam_overrides(cls, cfg)}
+    if declined := _declined_tasks(cls, data):   # trained and evaluated without them; no leaderboard row
+        summary["declined_tasks"] = declined
     if len(done) > 1:
         summary["stages"] = [{k: d[k] for k in ("name", "epoch", "step", "best_epoch", "best_score", "history",
                                                 "train_time")} | {"new_parameters": (d["loaded"] or {}).get("new", [])}
@@ -385,6 +395,8 @@ def _finish_trial(cfg: RunConfig, store, ckpt: Checkpointer, model, device, done
     summary = {"epochs_run": sum(d["epoch"] for d in done), "steps": sum(d["step"] for d in done),
                "best_epoch": last["best_epoch"], "selection": cfg.train.select, "best_val_score": last["best_score"],
                "history": last["history"], "model_hparams": dict(model.hparams)}
+    if declined := _declined_tasks(type(model), data):
+        summary["declined_tasks"] = declined
     cost = {**parameter_counts(model), "train_time_s": sum(d["train_time"] for d in done)}
     record = _record(cfg, "ok", suite, "trial", metrics={"val": val.metrics}, cost=cost, env=environment(device),
                      summary=summary, checkpoint=str(ckpt.best_path))
