@@ -1,8 +1,9 @@
 """One evaluation entry point for every task kind: predict a split, score it, and (for the test
 split) keep the per-case rows that paired statistics need.
 
-Classification, multilabel and regression tasks are scored per sample (``bench.metrics``);
-segmentation tasks per 3-D case (``bench.seg_eval``). :func:`evaluate` does both, and
+Classification, multilabel, regression and 2-D per-sample segmentation tasks are scored per
+sample (``bench.metrics``), only the tasks the method supports (``Method.supports_task``);
+segmentation datasets of the 3-D track per case (``bench.seg_eval``). :func:`evaluate` does both, and
 :func:`validation_score` is the number the training loop selects on. Only the validation split is
 ever seen during training; the runner evaluates the test split once, at the end (docs/protocol.md).
 """
@@ -35,6 +36,13 @@ def is_segmentation(data) -> bool:
     return bool(getattr(data, "is_segmentation", False))
 
 
+def model_tasks(model, spec) -> tuple:
+    """The tasks of ``spec`` that ``model`` predicts: its class's ``supported_tasks`` (a method may
+    decline some, e.g. a dense task it has no decoder for), every task for any other module."""
+    supported = getattr(type(model), "supported_tasks", None)
+    return tuple(supported(spec)) if supported is not None else tuple(spec.tasks)
+
+
 def to_device(batch: dict, device: torch.device) -> dict:
     if device.type == "cpu":
         return batch
@@ -60,7 +68,9 @@ def evaluate(model, data, split: str, tc: TrainConfig, device: torch.device, opt
 
 def validation_score(model, data, tc: TrainConfig, device: torch.device, opts: dict[str, Any]) -> tuple[float, float]:
     """(validation loss, selection score; lower is better) on the validation split only.
-    ``select=loss``: the mean task loss; ``primary``: the tasks' primary metrics, direction-aware."""
+    ``select=loss``: the sum of the task losses of the tasks the model predicts (a dense task's
+    CE + Dice included when the method supports it, absent when it declines it); ``primary``: the
+    mean of those tasks' primary metrics, direction-aware."""
     if is_segmentation(data):
         from .seg_eval import seg_val_loss
 
@@ -73,7 +83,7 @@ def validation_score(model, data, tc: TrainConfig, device: torch.device, opts: d
     if tc.select == "loss":
         return val.loss, val.loss
     values = []
-    for task in data.spec.tasks:
+    for task in model_tasks(model, data.spec):
         name, higher = primary_metric(task)
         v = val.metrics[task.name][name]
         values.append(-v if higher else v)
@@ -86,7 +96,8 @@ def _evaluate_samples(model, data: MultimodalData, split: str, batch_size: int, 
     """Predict a whole split of a per-sample dataset in eval mode: loss, metrics per task (unless
     ``with_metrics`` is False: validation under ``select=loss`` needs only the loss)."""
     model.eval()
-    preds: dict[str, list[torch.Tensor]] = {t: [] for t in data.spec.task_names}
+    tasks = model_tasks(model, data.spec)   # declined tasks: no prediction, no loss, no metric, no rows
+    preds: dict[str, list[torch.Tensor]] = {t.name: [] for t in tasks}
     aux: dict[str, list[torch.Tensor]] = {}
     for batch in data.batches(split, batch_size):
         out = model(to_device(batch, device))
@@ -98,7 +109,7 @@ def _evaluate_samples(model, data: MultimodalData, split: str, batch_size: int, 
     idx = data.splits[split]
     ids = [data.ids[i] for i in idx]
     loss, metrics, frames = 0.0, {}, []
-    for task in data.spec.tasks:
+    for task in tasks:
         p = torch.cat(preds[task.name])
         y, m = data.targets[task.name][idx], data.target_mask[task.name][idx]
         loss += float(task_loss(task, p, y, m))

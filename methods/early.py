@@ -44,7 +44,7 @@ class EarlyFusion(Method):
         else:
             fused = ModalitySpec("early", "tabular", (sum(int(torch.Size(m.shape).numel()) for m in mods),))
         self.encoder = build_encoder(fused, hparams)
-        self.heads = TaskHeads(spec.tasks, int(hparams["hidden"]))
+        self.heads = TaskHeads(self.tasks, int(hparams["hidden"]))  # supported tasks only
 
     def forward(self, batch):
         xs = [batch["inputs"][m] for m in self.spec.modality_names]

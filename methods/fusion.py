@@ -55,7 +55,8 @@ class FusionMethod(Method):
                        "matched_params": True}
         super().__init__(spec, hparams)
         self.encoders = build_encoders(spec.modalities, hparams)
-        self.backbone = build_backbone(self.backbone_name, spec, hparams, token_counts(self.encoders, spec))
+        # heads for the supported tasks only (a declined dense task gets no head, no loss)
+        self.backbone = build_backbone(self.backbone_name, self.task_spec, hparams, token_counts(self.encoders, spec))
 
     def forward(self, batch):
         preds, aux_loss, info = self.backbone(encode(self.encoders, self.spec.modality_names, batch), batch["mask"])

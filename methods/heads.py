@@ -12,8 +12,15 @@ from datasets.spec import TaskSpec
 
 
 class TaskHeads(nn.Module):
+    """Linear heads for per-sample tasks. A segmentation (dense) task needs a decoder, not a
+    linear head: pass ``Method.tasks`` (the supported tasks), never a declined dense task."""
+
     def __init__(self, tasks: tuple[TaskSpec, ...], in_dim: int):
         super().__init__()
+        dense = [t.name for t in tasks if t.kind == "segmentation"]
+        if dense:
+            raise ValueError(f"TaskHeads are per-sample linear heads; segmentation tasks {dense} need a dense "
+                             "decoder (declare them unsupported with Method.supports_task, or build a decoder)")
         self.tasks = tasks
         self.heads = nn.ModuleDict({t.name: nn.Linear(in_dim, t.num_classes) for t in tasks})
 

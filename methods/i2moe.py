@@ -213,10 +213,11 @@ class I2MoE(Method):
             raise ValueError(f"i2moe: num_perturb must be in 0..{self.m}, got {hp['num_perturb']}")
         self.k = self.m + 2
         self.expert_names = expert_names(spec.modality_names)
-        self.regression = all(t.kind == "regression" for t in spec.tasks)
+        self.regression = all(t.kind == "regression" for t in self.tasks)
         self.encoders = build_encoders(spec.modalities, hp)
         counts = token_counts(self.encoders, spec)
-        self.experts = ExpertGroup(lambda: build_backbone(hp["backbone"], spec, hp, counts), self.k, hp["expert_init"])
+        task_spec = self.task_spec   # experts predict the supported tasks only
+        self.experts = ExpertGroup(lambda: build_backbone(hp["backbone"], task_spec, hp, counts), self.k, hp["expert_init"])
         h = int(hp["hidden"])
         layers: list[nn.Module] = []
         width = self.m * h
@@ -224,6 +225,7 @@ class I2MoE(Method):
             layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(float(hp["gate_dropout"]))]
             width = h
         self.gate = nn.Sequential(*layers, nn.Linear(width, self.k))
+        self.task_names = [t.name for t in self.tasks]
 
     # ------------------------------------------------------------------ pieces
     def gate_weights(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -261,7 +263,7 @@ class I2MoE(Method):
             return z if self.hparams["latent_grad"] else z.detach()
         raw = self.regression and self.hparams["regression_int_loss"] == "mse"
         parts = []
-        for t in self.spec.tasks:
+        for t in self.tasks:
             p = preds[t.name]
             if t.kind == "regression":
                 parts.append((p if raw else (p - t.target_mean) / t.target_std).unsqueeze(-1))
@@ -290,7 +292,7 @@ class I2MoE(Method):
         return {m: (repl[m][k] if m == which else t) for m, t in tokens.items()}
 
     def _stack_outputs(self, outs, v: int, b: int):
-        preds = {t: torch.stack([p[t].reshape(v, b, *p[t].shape[1:]) for p, _, _ in outs]) for t in self.spec.task_names}
+        preds = {t: torch.stack([p[t].reshape(v, b, *p[t].shape[1:]) for p, _, _ in outs]) for t in self.task_names}
         vecs = torch.stack([self._vector(p, info).reshape(v, b, -1) for p, _, info in outs])
         return preds, vecs, torch.stack([a for _, a, _ in outs])
 
@@ -299,7 +301,7 @@ class I2MoE(Method):
         outs = []
         for k in range(self.k):
             calls = [self.experts.one(k, self._variant(tokens, repl, which, k), mask) for which in order]
-            preds = {t: torch.cat([p[t] for p, _, _ in calls]) for t in self.spec.task_names}
+            preds = {t: torch.cat([p[t] for p, _, _ in calls]) for t in self.task_names}
             info = {"latent": torch.cat([i["latent"] for _, _, i in calls])}
             outs.append((preds, torch.stack([a for _, a, _ in calls]).mean(), info))
         return self._stack_outputs(outs, len(order), mask[self.spec.modality_names[0]].shape[0])
@@ -371,7 +373,7 @@ class I2MoE(Method):
         total, parts = super().loss(output, batch)
         if self.hparams["regression_task_loss"] != "smooth-l1":
             return total, parts
-        for t in self.spec.tasks:
+        for t in self.tasks:
             if t.kind != "regression":
                 continue
             pred, target, mask = output.preds[t.name], batch["targets"][t.name], batch["target_mask"][t.name]

@@ -35,7 +35,7 @@ class Single(Method):
             raise ValueError(f"single: modality {self.modality!r} is not in {spec.name}; use single:<modality> with one "
                              f"of: {', '.join(spec.modality_names)}")
         self.encoder = build_encoder(spec.modality(self.modality), hparams)
-        self.heads = TaskHeads(spec.tasks, int(hparams["hidden"]))
+        self.heads = TaskHeads(self.tasks, int(hparams["hidden"]))  # supported tasks only
 
     def forward(self, batch):
         return Output(self.heads(pool(self.encoder(batch["inputs"][self.modality]))))
