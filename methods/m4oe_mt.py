@@ -417,7 +417,7 @@ class M4oEMT(Method):
         ``noise_spearman`` = mean over tasks and their relevant views of Spearman(contribution,
         noise) across samples where the view is present (should be < 0; chance 0);
         ``noise_pair_agreement`` = share of (sample, task, pair of present relevant views) where the
-        less noisy view gets more mass, minus 0.5 (chance 0)."""
+        less noisy view gets more mass (ties one half), minus 0.5 (chance 0)."""
         names = [t.name for t in self.my_tasks if f"contrib_{t.name}" in aux]
         if not names:
             return {}
@@ -452,9 +452,9 @@ class M4oEMT(Method):
                         if a >= c:
                             continue
                         rows = present[:, a] & present[:, c] & (noise[a] != noise[c])
-                        less_noisy_a = noise[a][rows] < noise[c][rows]
-                        more_mass_a = contrib[t][rows, a] > contrib[t][rows, c]
-                        hits.append(less_noisy_a == more_mass_a)
+                        sign = np.sign(noise[c][rows] - noise[a][rows])  # +1 where view a is the less noisy
+                        mass = np.sign(contrib[t][rows, a] - contrib[t][rows, c])
+                        hits.append(np.where(mass == 0, 0.5, (sign == mass).astype(float)))  # a tie counts one half
             out["noise_spearman"] = float(np.nanmean(rhos)) if rhos else float("nan")
             if hits:
                 out["noise_pair_agreement"] = float(np.concatenate(hits).mean()) - 0.5
