@@ -10,3 +10,4 @@ from . import (  # noqa: F401
     wdbc,
 )
 from .adapters import adni, cmu_mosi, enrico, mimic_iv, mmimdb  # noqa: F401  (the I2MoE benchmarks)
+from .adapters import embed, gamma, rsna_mammo, vindr_mammo  # noqa: F401  (the M4oE-MT benchmarks)
