@@ -78,3 +78,58 @@ def timed_inference(run: Callable[[dict], object], batches: Iterable[dict], devi
         elapsed += time.perf_counter() - start
         n += len(batch["index"])
     return {"inference_s_per_sample": elapsed / max(1, n), "throughput_samples_s": n / elapsed if elapsed else float("nan")}
+
+
+#: ``bench cost`` measures on the meta device by itself (no weights allocated, no timing) above this
+#: many parameters on CPU: a paper-size model (M4oE-MT: 2.3 B) would need ~9 GB for fp32 weights alone
+META_AUTO_PARAMS = 500_000_000
+
+
+def meta_model(cls, spec, hparams: dict) -> torch.nn.Module:
+    """The model built on the ``meta`` device: parameters have shapes but no storage."""
+    with torch.device("meta"):
+        return cls(spec, hparams)
+
+
+def meta_batch(spec, batch_size: int = 1) -> dict:
+    """A batch of meta tensors with the spec's shapes (every modality present, every label)."""
+    dev = torch.device("meta")
+    inputs = {m.name: torch.empty(batch_size, *m.shape, device=dev) for m in spec.modalities}
+    mask = {m.name: torch.ones(batch_size, dtype=torch.bool, device=dev) for m in spec.modalities}
+    targets = {t.name: torch.zeros(batch_size, dtype=torch.long, device=dev) for t in spec.tasks}
+    tmask = {t.name: torch.ones(batch_size, dtype=torch.bool, device=dev) for t in spec.tasks}
+    return {"index": torch.arange(batch_size), "inputs": inputs, "mask": mask, "targets": targets,
+            "target_mask": tmask, "id": [str(i) for i in range(batch_size)]}
+
+
+def meta_cost(cls, spec, hparams: dict, batch_size: int = 1) -> dict:
+    """Parameters and forward FLOPs per sample without allocating weights: the model and one batch
+    on the ``meta`` device, FLOPs from ``FlopCounterMode`` (shape-only, the same counter as
+    :func:`flops_per_sample`). Step time, latency and memory are not measured (NaN);
+    ``weights_bytes`` is the fp32 size of the parameters; ``meta_s`` the time this took."""
+    start = time.perf_counter()
+    model = meta_model(cls, spec, hparams)
+    counts = parameter_counts(model)
+    flops = flops_per_sample(model, meta_batch(spec, batch_size))
+    nan = float("nan")
+    return {**counts, "flops_per_sample": flops, "step_time_s": nan, "inference_s_per_sample": nan,
+            "throughput_samples_s": nan, "peak_memory_bytes": nan, "weights_bytes": 4 * counts["params_total"],
+            "meta": True, "meta_s": time.perf_counter() - start}
+
+
+def with_images(spec, images: str):
+    """``spec`` with its image modalities replaced by N image views of shape C x H x W (``images`` =
+    "NxCxHxW", e.g. "4x3x224x224": the M4oE-MT paper's four 224 px views), for meta cost only."""
+    import dataclasses
+
+    from datasets.spec import ModalitySpec
+
+    try:
+        n, c, h, w = (int(v) for v in images.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--images must be NxCxHxW (e.g. 4x3x224x224), got {images!r}") from None
+    others = tuple(m for m in spec.modalities if m.kind != "image2d")
+    views = tuple(ModalitySpec(f"v{i + 1}", "image2d", (c, h, w)) for i in range(n))
+    params = dict(spec.params) if isinstance(spec.params, dict) else {}
+    params.pop("task_views", None)
+    return dataclasses.replace(spec, modalities=views + others, params=params)
