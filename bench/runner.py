@@ -38,7 +38,8 @@ from . import __version__, robustness
 from .catalogue import build_catalogue
 from .checkpoint import Checkpointer, CheckpointWriteError
 from .config import ConfigError, RunConfig, TrainConfig
-from .cost import flops_per_sample, parameter_counts, peak_memory_bytes, reset_peak_memory, timed_inference
+from .cost import (META_AUTO_PARAMS, flops_per_sample, meta_cost, meta_model, parameter_counts, peak_memory_bytes,
+                   reset_peak_memory, timed_inference, with_images)
 from .errors import StoreError
 from .evaluation import evaluate, is_segmentation, to_device
 from .jobs import build_config, hparam_overrides, load_data
@@ -406,14 +407,34 @@ def _finish_trial(cfg: RunConfig, store, ckpt: Checkpointer, model, device, done
     return record
 
 
-def cost_job(cfg: RunConfig, steps: int = 10, runs_dir: str | Path = "runs") -> dict[str, Any]:
+def cost_job(cfg: RunConfig, steps: int = 10, runs_dir: str | Path = "runs", meta: bool | None = False,
+             images: str | None = None) -> dict[str, Any]:
     """Cost of a configuration without training it: parameters, FLOPs per sample (per slice for
     2-D segmentation models), median time of ``steps`` training steps (after 2 warm-up steps),
     inference latency and peak memory, measured exactly as ``run_job`` measures them
-    (``bench cost``). A multi-stage method is measured as its final stage's model."""
+    (``bench cost``). A multi-stage method is measured as its final stage's model.
+
+    ``meta=True`` (or None = automatic: on CPU when the model has more than
+    ``cost.META_AUTO_PARAMS`` parameters) counts parameters and FLOPs on the ``meta`` device
+    without allocating weights or timing anything (:func:`bench.cost.meta_cost`); ``images``
+    ("NxCxHxW") replaces the dataset's image modalities by N such views for that count."""
     device, data, cls, supported = _setup(cfg, runs_dir)
     if supported is not True:
         raise ConfigError(str(supported))
+    hparams = cls.stages(cfg.hparams)[-1].hparams
+    spec = with_images(data.spec, images) if images else data.spec
+    if images and meta is False:
+        raise ConfigError("--images is for the meta-device count only: add --meta")
+    if meta is None and device.type == "cpu":
+        meta = parameter_counts(meta_model(cls, spec, hparams))["params_total"] > META_AUTO_PARAMS
+    if meta:
+        try:
+            row = meta_cost(cls, spec, hparams)
+        except ValueError as exc:
+            raise ConfigError(f"{cfg.method} on {cfg.dataset}: {exc}") from None
+        shapes = ", ".join(f"{m.name} {'x'.join(map(str, m.shape))}" for m in spec.modalities)
+        return {"method": cfg.method, "dataset": cfg.dataset, "preset": cfg.preset, "inputs": shapes, **row,
+                "batch_size": cfg.train.batch_size}
     reset_peak_memory(device)
     model = _build_model(cls, data, cfg, device, cls.stages(cfg.hparams)[-1].hparams)
     opts = _batch_options(model, data, cfg.train, train=True)
