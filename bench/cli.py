@@ -96,6 +96,7 @@ synthetic store, min / median / max of --reps runs, and the same on an empty sto
   python -m bench cost --method i2moe --dataset synthetic-mvmt
   python -m bench cost --method attention intermediate i2moe --dataset digits-halves --preset paper --json
   python -m bench cost --method m4oe swinunet unet --dataset synthetic-organs --preset paper --set batch_size=2
+  python -m bench cost --method m4oe-mt --dataset synthetic-mvmt --preset paper --meta --images 4x3x224x224
 
 Builds each model (no training) and measures parameters (total, trainable, active per sample),
 forward FLOPs per sample, the median time of a training step, inference latency and peak memory.""",
@@ -298,6 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", nargs="+", required=True, help="one or more methods")
     p.add_argument("--dataset", required=True, help="dataset whose shapes to use")
     p.add_argument("--steps", type=int, default=10, help="timed training steps (median reported, default 10)")
+    p.add_argument("--meta", action="store_true",
+                   help="count parameters and FLOPs on the meta device (no weights allocated, nothing timed); "
+                        "automatic on CPU above 500M parameters")
+    p.add_argument("--images", metavar="NxCxHxW",
+                   help="with --meta: replace the dataset's image views by N views of this shape (e.g. 4x3x224x224)")
     _add_job_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON list of rows")
 
@@ -833,7 +839,7 @@ def cmd_cost(args) -> int:
         _preflight(method, args.dataset, args.data_root)
         cfg = build_config(method, args.dataset, split_seed=args.split_seed, preset=args.preset,
                            sets=_job_sets(args), device=args.device, data_root=args.data_root, threads=args.threads)
-        rows.append(cost_job(cfg, args.steps))
+        rows.append(cost_job(cfg, args.steps, meta=True if args.meta else None, images=args.images))
     if args.json:
         print(json.dumps(rows))
         return 0
@@ -843,6 +849,10 @@ def cmd_cost(args) -> int:
                    headers=["method", "params", "active params", "FLOPs/sample", f"ms/step (batch {rows[0]['batch_size']})",
                             "µs/sample inference", "peak MiB"], tablefmt="github"))
     print(f"dataset {args.dataset}, preset {args.preset}, device {args.device}", file=sys.stderr)
+    for r in rows:
+        if r.get("meta"):
+            print(f"{r['method']}: counted on the meta device in {r['meta_s']:.1f} s (inputs {r['inputs']}); "
+                  f"fp32 weights {r['weights_bytes'] / 2**30:.1f} GiB; nothing timed", file=sys.stderr)
     return 0
 
 
