@@ -491,11 +491,31 @@ def _print_record(record) -> None:
         organs = {k[5:]: v for k, v in metrics.items() if k.startswith("dice_")}
         if organs:  # segmentation: per-organ Dice (mean over test cases)
             print("    Dice per organ: " + ", ".join(f"{k}={v:.3f}" for k, v in organs.items()))
+    _print_robustness(record)
     if record.cost:
         c = record.cost
         print(f"  cost: {c['params_total']:,} params, {c['flops_per_sample']:,.0f} FLOPs/sample, "
               f"{c['step_time_s'] * 1e3:.2f} ms/step, {c['inference_s_per_sample'] * 1e6:.1f} µs/sample inference, "
               f"train {c['train_time_s']:.1f} s, peak mem {c['peak_memory_bytes'] / 2**20:.0f} MiB")
+
+
+def _print_robustness(record) -> None:
+    """One line per task: the primary metric intact, with each modality removed and noisy."""
+    from .catalogue import PRIMARY
+    from .robustness import parse_split
+
+    conditions = [(parse_split(s), s) for s in record.metrics if parse_split(s) is not None]
+    if not conditions:
+        return
+    tasks = (record.catalogue or {}).get("tasks", {})
+    for task, metrics in record.metrics.get("test", {}).items():
+        primary = (tasks.get(task) or {}).get("primary") or PRIMARY.get(tasks.get(task, {}).get("kind", ""))
+        if primary not in metrics:
+            continue
+        cells = [f"intact {metrics[primary]:.3f}"] + [
+            f"{cond.column} {record.metrics[split][task][primary]:.3f}" for cond, split in conditions
+            if primary in record.metrics[split].get(task, {})]
+        print(f"  robustness {task} ({primary}): " + " | ".join(cells))
 
 
 def cmd_sweep(args) -> int:

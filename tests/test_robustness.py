@@ -175,3 +175,13 @@ def test_runs_store_the_conditions_and_the_leaderboard_shows_them(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "bench", "leaderboard", "--runs-dir", str(runs), "--robustness",
                           "--format", "latex"], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "md, csv, json or html" in bad.stderr
+
+
+def test_bench_run_prints_the_robustness_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "bench", "run", "--method", "early", "--dataset",
+                          "synthetic-pid:unique-m1", "--preset", "tiny", "--set", "epochs=1", "--no-progress",
+                          "--runs-dir", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    line = next(x for x in out.splitlines() if "robustness" in x)
+    assert line.strip().startswith("robustness label (accuracy): intact ")
+    assert [c.split()[0] for c in line.split(": ", 1)[1].split(" | ")] == [
+        "intact", "-m1", "-m2", "m1~0.5", "m1~1", "m1~2", "m2~0.5", "m2~1", "m2~2"]
