@@ -921,27 +921,13 @@ def cmd_data(args) -> int:
         from datasets.folder import check_folder, summary_lines
 
         problems, summary = check_folder(args.path.removeprefix("folder:"), args.split_seed)
-        if args.json:
-            print(json.dumps({"path": args.path, "problems": problems, "summary": summary}))
-        else:
-            for line in problems or summary_lines(summary, args.split_seed):
-                print(line)
-            print(f"{args.path}: {len(problems)} problem(s)" if problems else f"{args.path}: no problems found",
-                  file=sys.stderr)
-        return EXIT_FAILED if problems else 0
+        return _report_check(args, "path", problems, summary, summary_lines)
     if not Path(args.path).exists() and _registered_per_sample(args.path):   # e.g. adni, cmu-mosi:raw
         from datasets.folder import summary_lines
         from datasets.inspect import check_named
 
         problems, summary = check_named(args.path, args.data_root, args.split_seed)
-        if args.json:
-            print(json.dumps({"dataset": args.path, "problems": problems, "summary": summary}))
-        else:
-            for line in problems or summary_lines(summary, args.split_seed):
-                print(line)
-            print(f"{args.path}: {len(problems)} problem(s)" if problems else f"{args.path}: no problems found",
-                  file=sys.stderr)
-        return EXIT_FAILED if problems else 0
+        return _report_check(args, "dataset", problems, summary, summary_lines)
     problems = check_dataset(args.path)
     out: dict = {"path": args.path, "problems": problems}
     if not problems:  # what a job's key records (names, sizes, times) and what it stands for (contents)
@@ -959,6 +945,18 @@ def cmd_data(args) -> int:
             print(line)
         if not problems:
             print(f"files: {out['files']}, fingerprint (job key): {out['fingerprint']}, content: {out['content_sha256']}")
+        print(f"{args.path}: {len(problems)} problem(s)" if problems else f"{args.path}: no problems found",
+              file=sys.stderr)
+    return EXIT_FAILED if problems else 0
+
+
+def _report_check(args, what: str, problems: list[str], summary: dict | None, summary_lines) -> int:
+    """Print a per-sample dataset check: every problem (exit 1) or the summary (exit 0)."""
+    if args.json:
+        print(json.dumps({what: args.path, "problems": problems, "summary": summary}))
+    else:
+        for line in problems or summary_lines(summary, args.split_seed):
+            print(line)
         print(f"{args.path}: {len(problems)} problem(s)" if problems else f"{args.path}: no problems found",
               file=sys.stderr)
     return EXIT_FAILED if problems else 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from typing import Any
 
 from datasets import MultimodalData, canonical_name, load_dataset, parse_name
@@ -28,10 +29,11 @@ DEFAULT_PRESET = "small"
 @functools.lru_cache(maxsize=4)
 def load_data(dataset: str, split_seed: int, data_root: str | None, cache_dir: str | None = None) -> MultimodalData:
     """Datasets are immutable once built; a sweep reuses them across methods and seeds.
-    Segmentation datasets preprocess into (and reuse) ``cache_dir``."""
+    Datasets that preprocess files (segmentation, the mammography adapters: any builder with a
+    ``cache_dir`` parameter) write into and reuse ``cache_dir``."""
     entry, _ = parse_name(dataset)
     options = {} if entry.embedded else {"data_root": data_root}
-    if entry.segmentation:
+    if entry.segmentation or "cache_dir" in inspect.signature(entry.builder).parameters:
         options["cache_dir"] = cache_dir
     return load_dataset(dataset, split_seed, **options)
 

@@ -30,6 +30,8 @@ from .config import ROBUSTNESS_PROTOCOL
 # torch is imported inside the functions that need it: results/ reads split names with
 # parse_split and must never import torch
 
+#: rows read at a time (memory-mapped image modalities are never loaded whole)
+CHUNK = 256
 #: ``test[-m1]`` / ``test[noise:m1@0.5]``
 _SPLIT = re.compile(r"^(?P<base>\w+)\[(?:-(?P<removed>[^\]@]+)|noise:(?P<noisy>[^\]@]+)@(?P<level>[0-9.eE+-]+))\]$")
 
@@ -74,14 +76,27 @@ def applies(data) -> bool:
     return len(data.spec.modalities) >= 2 and any(t.kind != "segmentation" for t in data.spec.tasks)
 
 
-def modality_scale(data, modality: str) -> float:
-    """Standard deviation of the modality's present training values (all elements pooled)."""
+def modality_scale(data, modality: str, chunk: int = CHUNK) -> float:
+    """Standard deviation of the modality's present training values (all elements pooled),
+    accumulated over row chunks so a memory-mapped image modality is never loaded whole."""
     import torch
 
     train = torch.as_tensor(data.splits["train"], dtype=torch.long)
     rows = train[data.mask[modality][train]]
-    values = data.inputs[modality][rows].double()
-    scale = float(values.std()) if values.numel() > 1 else 0.0
+    count, total, squares = 0, 0.0, 0.0
+    mean = None
+    for start in range(0, len(rows), chunk):   # shifted sums (by the first chunk's mean) stay accurate
+        values = data.inputs[modality][rows[start:start + chunk]].double()
+        if mean is None:
+            mean = float(values.mean())
+        values = values - mean
+        count += values.numel()
+        total += float(values.sum())
+        squares += float((values * values).sum())
+    if count < 2:
+        return 1.0
+    var = (squares - total * total / count) / (count - 1)
+    scale = var ** 0.5 if var > 0 else 0.0
     return scale if scale > 0 and scale == scale else 1.0
 
 
@@ -104,8 +119,11 @@ def perturbed(data, condition: Condition, seed: int):
     else:
         rows = test[mask[test]]
         gen = torch.Generator().manual_seed(noise_seed(seed, m, condition.noise))
-        noise = torch.randn((len(rows), *x.shape[1:]), generator=gen, dtype=torch.float32)
-        x[rows] = x[rows] + noise.to(x.dtype) * (condition.noise * modality_scale(data, m))
+        sd = condition.noise * modality_scale(data, m)
+        for start in range(0, len(rows), CHUNK):   # one draw stream, consumed chunk by chunk
+            part = rows[start:start + CHUNK]
+            noise = torch.randn((len(part), *x.shape[1:]), generator=gen, dtype=torch.float32)
+            x[part] = x[part] + noise.to(x.dtype) * sd
     return dataclasses.replace(data, inputs={**data.inputs, m: x}, mask={**data.mask, m: mask})
 
 
