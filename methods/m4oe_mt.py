@@ -49,8 +49,8 @@ SEG_SKIPS = ("msoe", "none")
 #: epsilon inside the logarithms of the MI estimates
 MI_EPS = 1e-8
 #: whether m4oe-mt predicts per-sample segmentation tasks (the decoder in dense_decoder.py); off until the
-#: harness's dense-task plumbing (targets (N, H, W), Dice metrics) is in the committed tree
-DENSE_TASKS = False
+#: harness's dense-task plumbing (targets (N, H, W), Dice metrics) is in the committed tree (it is: commits a55a2ae..b4beef5)
+DENSE_TASKS = True
 
 
 # ----------------------------------------------------------------------------------- losses

@@ -339,3 +339,17 @@ def test_dense_decoder_shapes() -> None:
     assert dec(torch.randn(3, 16, 16)).shape == (3, 2, 16, 16)
     dec = PatchGridDecoder(16, (14, 14), (224, 224), 3)
     assert len(dec.stages) == 4 and dec(torch.randn(1, 196, 16)).shape == (1, 3, 224, 224)
+
+
+def test_segmentation_task_gets_dense_logits_and_a_loss() -> None:
+    from bench.runner import load_data
+
+    data = load_data("synthetic-mvmt:seg", 0, None, None)
+    assert M4oEMT.supports(data.spec) is True
+    model = _model(data.spec)
+    batch = data.batch(data.splits["train"][:4])
+    out = model(batch)
+    assert out.preds["mask"].shape == (4, data.spec.task("mask").num_classes, 16, 16)
+    total, parts = model.loss(out, batch)
+    total.backward()
+    assert "task/mask" in parts and any(p.grad is not None for p in model.decoders["mask"].parameters())
