@@ -2,7 +2,7 @@
 
 K = M + 2 interaction experts over M modalities (one uniqueness expert per modality, one
 synergy, one redundancy), each a full copy of a fusion backbone from ``backbones.py``
-(``backbone=attention|early|intermediate|late|moe|soft-moe``) over **shared** encoders. During
+(``backbone=attention|early|intermediate|late|moe|soft-moe|mmoe``) over **shared** encoders. During
 training every expert also runs on M perturbed inputs (modality j's tokens replaced by fresh
 standard normal noise, a new draw per expert and per j), and weakly supervised interaction
 losses on the outputs push each expert toward its interaction type:
