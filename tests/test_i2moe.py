@@ -338,7 +338,7 @@ def test_moe_backbone_load_balancing_keeps_gradient_and_reference_drops_it():
             assert bool((router.grad.reshape(model.k, -1).abs().sum(1) > 0).all())
 
 
-@pytest.mark.parametrize("backbone", ["attention", "late", "intermediate", "early", "moe", "soft-moe"])
+@pytest.mark.parametrize("backbone", ["attention", "late", "intermediate", "early", "moe", "soft-moe", "mmoe"])
 @pytest.mark.parametrize("m", [2, 3])
 def test_loop_and_batched_agree_on_outputs_and_gradients(backbone, m):
     data = _data(m)

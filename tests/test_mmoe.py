@@ -174,11 +174,6 @@ def test_hparam_rules_and_i2moe_backbone_choice():
     check_hparams(I2, {**I2.defaults(), "backbone": "mmoe"})
 
 
-@pytest.mark.parametrize("m", [2, 3])
-def test_i2moe_loop_and_batched_agree_with_mmoe_backbone(m):
-    test_i2moe.test_loop_and_batched_agree_on_outputs_and_gradients("mmoe", m)
-
-
 @pytest.mark.parametrize("args,task", [
     (["--method", "mmoe", "--dataset", "synthetic-mvmt", "--set", "epochs=2"], "task_a"),
     (["--method", "i2moe", "--dataset", "synthetic-pid:mixed", "--set", "backbone=mmoe", "--set", "epochs=1"], "label"),
