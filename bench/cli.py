@@ -297,7 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cost", help="parameters, FLOPs, step time and memory of methods, without training",
                        epilog=EPILOGS["cost"], formatter_class=fmt)
     p.add_argument("--method", nargs="+", required=True, help="one or more methods")
-    p.add_argument("--dataset", required=True, help="dataset whose shapes to use")
+    p.add_argument("--dataset", help="dataset whose shapes to use (default: the method's own cost input, e.g. "
+                                      "m4oe-mt: synthetic-mvmt, at --preset paper with 4 views of 3x224x224)")
     p.add_argument("--steps", type=int, default=10, help="timed training steps (median reported, default 10)")
     p.add_argument("--meta", action="store_true",
                    help="count parameters and FLOPs on the meta device (no weights allocated, nothing timed); "
@@ -486,7 +487,10 @@ def _print_record(record) -> None:
           + (f" ({record.reason})" if record.reason else "") + f"  [key {record.key}]")
     for task, metrics in record.metrics.get("test", {}).items():
         shown = {k: v for k, v in metrics.items()
-                 if "_" not in k or k in ("balanced_accuracy", "macro_f1", "pearson_r", "gate_match", "gate_entropy")}
+                 if "_" not in k or k in ("balanced_accuracy", "macro_f1", "pearson_r", "gate_match", "gate_entropy")
+                 or (task == "interpretation" and "agreement" in k)}   # e.g. m4oe-mt's planted_agreement
+        if not shown:
+            continue
         print(f"  test {task}: " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items()))
         organs = {k[5:]: v for k, v in metrics.items() if k.startswith("dice_")}
         if organs:  # segmentation: per-organ Dice (mean over test cases)
@@ -854,12 +858,21 @@ def cmd_cost(args) -> int:
 
     if args.steps < 1:
         raise ConfigError(f"--steps must be >= 1, got {args.steps}")
-    rows = []
+    from methods import parse_method
+
+    rows, datasets = [], []
     for method in args.method:
-        _preflight(method, args.dataset, args.data_root)
-        cfg = build_config(method, args.dataset, split_seed=args.split_seed, preset=args.preset,
+        dataset, images = args.dataset, args.images
+        if dataset is None:   # the method's own input (a paper method: the paper's shape at --preset paper)
+            own = parse_method(method)[0].cost_input(args.preset)
+            if own is None:
+                raise ConfigError(f"bench cost needs --dataset for {method} (it declares no input of its own)")
+            dataset, images = own[0], images or own[1]
+        datasets.append(dataset)
+        _preflight(method, dataset, args.data_root)
+        cfg = build_config(method, dataset, split_seed=args.split_seed, preset=args.preset,
                            sets=_job_sets(args), device=args.device, data_root=args.data_root, threads=args.threads)
-        rows.append(cost_job(cfg, args.steps, meta=True if args.meta else None, images=args.images))
+        rows.append(cost_job(cfg, args.steps, meta=True if args.meta else None, images=images))
     if args.json:
         print(json.dumps(rows))
         return 0
@@ -868,7 +881,7 @@ def cmd_cost(args) -> int:
                      f"{r['peak_memory_bytes'] / 2**20:.0f}"] for r in rows],
                    headers=["method", "params", "active params", "FLOPs/sample", f"ms/step (batch {rows[0]['batch_size']})",
                             "µs/sample inference", "peak MiB"], tablefmt="github"))
-    print(f"dataset {args.dataset}, preset {args.preset}, device {args.device}", file=sys.stderr)
+    print(f"dataset {', '.join(dict.fromkeys(datasets))}, preset {args.preset}, device {args.device}", file=sys.stderr)
     for r in rows:
         if r.get("meta"):
             print(f"{r['method']}: counted on the meta device in {r['meta_s']:.1f} s (inputs {r['inputs']}); "

@@ -38,8 +38,17 @@ from . import __version__, robustness
 from .catalogue import build_catalogue
 from .checkpoint import Checkpointer, CheckpointWriteError
 from .config import ConfigError, RunConfig, TrainConfig
-from .cost import (META_AUTO_PARAMS, flops_per_sample, meta_cost, meta_model, parameter_counts, peak_memory_bytes,
-                   reset_peak_memory, timed_inference, with_images)
+from .cost import (
+    META_AUTO_PARAMS,
+    flops_per_sample,
+    meta_cost,
+    meta_model,
+    parameter_counts,
+    peak_memory_bytes,
+    reset_peak_memory,
+    timed_inference,
+    with_images,
+)
 from .errors import StoreError
 from .evaluation import evaluate, is_segmentation, to_device
 from .jobs import build_config, hparam_overrides, load_data
@@ -348,7 +357,7 @@ def _finish(cfg: RunConfig, store, ckpt: Checkpointer, data, cls, model, device,
     eval_opts = _batch_options(model, data, tc)
     val = evaluate(model, data, "val", tc, device, eval_opts)
     if cfg.purpose == "trial":   # tuning trials never see test: validation only, no test-set timing either
-        return _finish_trial(cfg, store, ckpt, model, device, done, val, suite)
+        return _finish_trial(cfg, store, ckpt, data, model, device, done, val, suite)
     test = evaluate(model, data, "test", tc, device, eval_opts, per_case=True)   # the one test evaluation
     interpretation = model.interpret(test.aux, test.extras)
     if interpretation:
@@ -390,7 +399,7 @@ def _finish(cfg: RunConfig, store, ckpt: Checkpointer, data, cls, model, device,
     return record
 
 
-def _finish_trial(cfg: RunConfig, store, ckpt: Checkpointer, model, device, done: list[dict[str, Any]], val,
+def _finish_trial(cfg: RunConfig, store, ckpt: Checkpointer, data, model, device, done: list[dict[str, Any]], val,
                   suite: str | None) -> RunRecord:
     last = done[-1]
     summary = {"epochs_run": sum(d["epoch"] for d in done), "steps": sum(d["step"] for d in done),

@@ -9,5 +9,17 @@ from . import (  # noqa: F401
     synthetic_pid,
     wdbc,
 )
-from .adapters import adni, cmu_mosi, enrico, mimic_iv, mmimdb  # noqa: F401  (the I2MoE benchmarks)
-from .adapters import embed, gamma, rsna_mammo, vindr_mammo  # noqa: F401  (the M4oE-MT benchmarks)
+
+# the I2MoE benchmarks (adni, cmu_mosi, enrico, mimic_iv, mmimdb) and the M4oE-MT ones (embed, gamma,
+# rsna_mammo, vindr_mammo)
+from .adapters import (  # noqa: F401
+    adni,
+    cmu_mosi,
+    embed,
+    enrico,
+    gamma,
+    mimic_iv,
+    mmimdb,
+    rsna_mammo,
+    vindr_mammo,
+)

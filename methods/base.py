@@ -180,6 +180,12 @@ class Method(nn.Module):
         self.load_state_dict(state)
         return {"restored": sorted(state), "new": []}
 
+    @classmethod
+    def cost_input(cls, preset: str) -> tuple[str, str | None] | None:
+        """(dataset, image views "NxCxHxW" or None) that ``bench cost`` measures this method on when no
+        ``--dataset`` is given: the paper's input shape for paper methods. Default: none (--dataset needed)."""
+        return None
+
     def data_options(self) -> dict[str, Any]:
         """Keyword options for the dataset's ``batches`` (segmentation: slice size or 3-D patch)."""
         return {}

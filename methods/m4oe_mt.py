@@ -27,8 +27,6 @@ per-sample view noise (see :meth:`M4oEMT.interpret`).
 """
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 from torch import nn
@@ -189,6 +187,12 @@ class M4oEMT(Method):
     name = "m4oe-mt"
     description = "M4oE-MT (ICLR 2025): per-view Soft-MoE (MSoE) + task-slot Soft-MoE (MToE), MI loss, per-task fusion"
     missing_modality = "tokens masked out of attention and Soft-MoE dispatch; absent view dropped from fusion"
+
+    @classmethod
+    def cost_input(cls, preset: str) -> tuple[str, str | None]:
+        """``bench cost --method m4oe-mt``: the stand-in's tasks; at ``paper`` the paper's input, four
+        mammography views of 3 x 224 x 224 (EMBED's FFDM + C-View CC/MLO)."""
+        return "synthetic-mvmt", ("4x3x224x224" if preset == "paper" else None)
 
     @classmethod
     def defaults(cls):

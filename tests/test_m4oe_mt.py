@@ -1,6 +1,8 @@
 """M4oE-MT (methods/m4oe_mt.py) and the shared SoftMoE it builds on (methods/moe_layers.py)."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -353,3 +355,17 @@ def test_segmentation_task_gets_dense_logits_and_a_loss() -> None:
     total, parts = model.loss(out, batch)
     total.backward()
     assert "task/mask" in parts and any(p.grad is not None for p in model.decoders["mask"].parameters())
+
+
+def test_bench_cost_uses_the_papers_input_without_a_dataset(capsys):
+    """``bench cost --method m4oe-mt --preset paper``: the paper's size (about 2.3 B parameters) and
+    FLOPs at 4 views of 3x224x224, counted on the meta device; a method with no input of its own
+    needs --dataset."""
+    from bench.cli import main
+
+    assert main(["cost", "--method", "m4oe-mt", "--preset", "paper", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert 2.2e9 < row["params_total"] < 2.4e9 and row["flops_per_sample"] > 1e11 and row["meta"]
+    assert row["inputs"].count("3x224x224") == 4
+    assert main(["cost", "--method", "early"]) == 2
+    assert "needs --dataset for early" in capsys.readouterr().err
