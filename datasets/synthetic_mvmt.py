@@ -20,8 +20,8 @@ random centre and radius and, in half of the samples, a dark square (class 2, ``
 target is the (N, S, S) class map of those shapes (0 = background; the square is drawn over the
 disc), planted in ``v1`` only (``task_views["mask"] = ["v1"]``), with 10% of masks unlabelled.
 Its shapes come from a generator of their own, so the three tasks' labels, the noise, the
-masks and ``v2``/``v3`` are exactly the default variant's; only ``v1`` gains the shapes. The
-default variant (no name, or ``synthetic-mvmt:default``) is unchanged.
+masks and ``v2``/``v3`` are exactly the plain dataset's; only ``v1`` gains the shapes. The
+plain dataset (``synthetic-mvmt``, no variant) is unchanged, and keeps its name.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from .registry import register_dataset
 from .spec import DatasetSpec, ModalitySpec, TaskSpec
 
 TASK_VIEWS = {"task_a": ["v1", "v3"], "task_b": ["v2", "v3"], "same": ["v1", "v2", "v3"]}
-VARIANTS = ("default", "seg")
+VARIANTS = ("seg",)   # the plain name is the original dataset
 #: the ``seg`` variant's mask classes and the amplitude of its shapes in ``v1`` (disc +, square -)
 MASK_LABELS = ("background", "disc", "square")
 SHAPE_AMPLITUDE = 6.0
@@ -80,7 +80,7 @@ def plant_shapes(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray, 
 
 
 @register_dataset("synthetic-mvmt", "generated multi-view images, 3 tasks with planted view dependence",
-                  variants=VARIANTS, default_variant="default",
+                  variants=VARIANTS, default_variant=None,
                   modalities="3 image2d (v1..v3, 1x16x16), per-sample view noise", tasks="multiclass (3) x2 + binary")
 def build(variant: str | None, split_seed: int, n: int = 1200, size: int = 16, seed: int = 0) -> "MultimodalData":  # noqa: F821
     views, targets, label_mask, view_mask, groups, noise = generate(n, size, seed)
@@ -94,7 +94,7 @@ def build(variant: str | None, split_seed: int, n: int = 1200, size: int = 16, s
         tasks += (TaskSpec("mask", "segmentation", len(MASK_LABELS), MASK_LABELS),)
         params = {**params, "variant": "seg", "task_views": {**TASK_VIEWS, "mask": ["v1"]}}
     spec = DatasetSpec(
-        name="synthetic-mvmt",
+        name="synthetic-mvmt" + (f":{variant}" if variant else ""),
         modalities=tuple(ModalitySpec(v, "image2d", (1, size, size)) for v in views),
         tasks=tasks,
         split_rule="patient-level 60/20/20 (2 samples per patient), keyed by split seed",

@@ -118,7 +118,8 @@ def _embedded_names() -> list[str]:
     names = []
     for e in dataset_entries():
         if e.embedded and not e.segmentation:
-            names += [f"{e.name}:{v}" for v in e.variants] if e.variants else [e.name]
+            plain = [e.name] if not e.variants or e.default_variant is None else []   # e.g. synthetic-mvmt
+            names += plain + [f"{e.name}:{v}" for v in e.variants]
     return sorted(names)
 
 

@@ -96,7 +96,7 @@ def seg_data():
 
 
 def test_default_variant_is_unchanged():
-    for name in ("synthetic-mvmt", "synthetic-mvmt:default"):
+    for name in ("synthetic-mvmt",):
         d = load_data(name, 0, None)
         assert d.spec.task_names == ["task_a", "task_b", "same"]
         assert _mvmt_hash(d) == DEFAULT_MVMT_SHA256, name
