@@ -890,12 +890,12 @@ def cmd_cost(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from datasets.nnunet import check_dataset
+    from datasets.segmentation.nnunet import check_dataset
 
     from .config import ConfigError
 
     if args.action == "convert":
-        from datasets.convert import CONVERTIBLE, convert_to_nnunet
+        from datasets.segmentation.convert import CONVERTIBLE, convert_to_nnunet
 
         to = args.to or ("nnunet" if args.path in CONVERTIBLE else "folder")
         if not args.out:

@@ -34,7 +34,7 @@ import torch
 
 from datasets.spec import DatasetSpec, ModalitySpec, TaskSpec
 from methods import parse_method, resolve_hparams
-from methods.backbones import build_backbone
+from methods.nets.backbones import build_backbone
 
 SIZES = {
     "quick": {"preset": "small", "tokens": 1, "features": 8, "batch": 64, "overrides": {}},

@@ -7,7 +7,7 @@
 * 3-D models predict with MONAI's ``sliding_window_inference`` (patch = the training patch,
   overlap 0.5, Gaussian weighting, ``sw_batch_size`` = the batch size), as nnU-Net does.
 * ``eval_space="original"`` (default) maps the prediction back to the original image grid
-  (undoing resampling and cropping, ``datasets.seg_preprocess.to_original``) and scores it against
+  (undoing resampling and cropping, ``datasets.segmentation.preprocess.to_original``) and scores it against
   the original label with the original voxel spacing [ours]; ``"preprocessed"`` scores in the
   preprocessed grid as the reference code does (ignored voxels, label -1, count as background).
 * Per case and per organ: Dice, IoU, HD95 and NSD (tau 2 mm) from ``bench.seg_metrics`` with its
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from datasets.seg_data import SegmentationData, resize_image, resize_label
+from datasets.segmentation.data import SegmentationData, resize_image, resize_label
 
 from .seg_metrics import evaluate_case
 
@@ -78,7 +78,7 @@ def evaluate_cases(model, data: SegmentationData, split: str, batch_size: int, d
                    options: dict[str, Any], eval_space: str = "original", convention: str = "nnunet"
                    ) -> tuple[dict[str, dict[str, float]], pd.DataFrame, dict[str, np.ndarray]]:
     """Metrics per domain task, the per-case long frame, and per-case aux arrays (split order)."""
-    from datasets.seg_preprocess import to_original
+    from datasets.segmentation.preprocess import to_original
 
     if eval_space not in EVAL_SPACES:
         raise ValueError(f"eval_space={eval_space!r} is not one of: {', '.join(EVAL_SPACES)}")

@@ -3,6 +3,12 @@
 This package is named ``datasets`` by the product layout, which shadows Hugging Face's
 ``datasets`` package if both are installed in one environment; ``BENCH_DATASETS_PACKAGE`` lets
 ``bench`` detect that case and fail with a clear message (see ``bench/_imports.py``).
+
+Layout: the contract and the shared machinery at the top (``spec``, ``data``, ``registry``,
+``prepare``, ``splits``, ``problems``, ``inspect``); the datasets by where their bytes come from:
+``embedded/`` (ship with installed packages or are generated), ``adapters/`` (paper benchmarks
+read from the data root), ``folder/`` (a user's own table and files), ``segmentation/`` (the 3-D
+segmentation track: nnU-Net folders, official layouts, preprocessing).
 """
 from .data import SPLITS, MultimodalData
 from .registry import UnknownDataset, canonical_name, dataset_entries, load_dataset, parse_name, register_dataset

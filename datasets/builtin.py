@@ -1,14 +1,5 @@
 """Imports every built-in dataset module so that each registers itself."""
-from . import (  # noqa: F401
-    diabetes_views,
-    digits_halves,
-    external,
-    folder,  # folder:PATH, a user's own table and files (docs/folder-format.md)
-    segmentation,
-    synthetic_mvmt,
-    synthetic_pid,
-    wdbc,
-)
+from . import folder  # noqa: F401  (folder:PATH, a user's own table and files: docs/folder-format.md)
 
 # the I2MoE benchmarks (adni, cmu_mosi, enrico, mimic_iv, mmimdb) and the M4oE-MT ones (embed, gamma,
 # rsna_mammo, vindr_mammo)
@@ -23,3 +14,5 @@ from .adapters import (  # noqa: F401
     rsna_mammo,
     vindr_mammo,
 )
+from .embedded import diabetes_views, digits_halves, synthetic_mvmt, synthetic_pid, wdbc  # noqa: F401
+from .segmentation import build, external  # noqa: F401  (synthetic-organs, nnunet:PATH, m4oe-miccai24; flare22, ...)

@@ -6,6 +6,7 @@ as ``synthetic-pid:synergy`` selects a variant; a bare name uses the builder's d
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -39,6 +40,11 @@ class DatasetEntry:
 
 
 _REGISTRY: dict[str, DatasetEntry] = {}
+
+
+def data_root(explicit: str | os.PathLike | None = None) -> Path:
+    """Where data that cannot ship is read from: ``--data-root``, else ``$BENCH_DATA_ROOT``, else ``./data``."""
+    return Path(explicit or os.environ.get("BENCH_DATA_ROOT") or "data").expanduser()
 
 
 def register_dataset(name: str, description: str, variants: tuple[str, ...] = (), default_variant: str | None = None,

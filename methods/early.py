@@ -13,8 +13,8 @@ import torch
 from datasets.spec import ModalitySpec
 
 from .base import ENCODER_DEFAULTS, Method, Output
-from .encoders import build_encoder, pool
-from .heads import TaskHeads
+from .nets.encoders import build_encoder, pool
+from .nets.heads import TaskHeads
 from .registry import register_method
 
 

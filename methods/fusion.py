@@ -10,9 +10,9 @@ from typing import ClassVar
 
 import torch
 
-from .backbones import build_backbone, token_counts
 from .base import Method, Output
-from .encoders import build_encoders
+from .nets.backbones import build_backbone, token_counts
+from .nets.encoders import build_encoders
 
 
 def encode(encoders, names: list[str], batch: dict) -> dict[str, torch.Tensor]:

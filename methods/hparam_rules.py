@@ -173,9 +173,9 @@ def shared_rules() -> dict[str, Rule]:
     a choice the code accepts is always allowed and nothing is listed twice."""
     import segmentation_models_pytorch as smp
 
-    from .backbones import BACKBONES
     from .i2moe import CHOICES
-    from .swin_unet import MOE_WHERE, ROUTINGS
+    from .nets.backbones import BACKBONES
+    from .nets.swin_unet import MOE_WHERE, ROUTINGS
 
     smp_encoders = tuple(smp.encoders.get_encoder_names())
     return {

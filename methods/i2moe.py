@@ -60,11 +60,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .backbones import BACKBONES, MOE_DEFAULTS, POS_INITS, READOUTS, build_backbone, token_counts
 from .base import ENCODER_DEFAULTS, TRANSFORMER_DEFAULTS, Method, Output
-from .encoders import build_encoders
-from .expert_group import ExpertGroup
 from .fusion import encode
+from .nets.backbones import BACKBONES, MOE_DEFAULTS, POS_INITS, READOUTS, build_backbone, token_counts
+from .nets.encoders import build_encoders
+from .nets.expert_group import ExpertGroup
 from .registry import register_method
 
 #: regression interaction-loss forms (see :func:`interaction_losses`) and regression task losses

@@ -1,7 +1,7 @@
 """M4oE (Jiang & Shen, MICCAI 2024): one Swin-UNet over several datasets, with dataset-specific
 FFN experts in every transformer block, a gate, and one head per dataset (docs/segmentation.md).
 
-Registered as ``m4oe``. The network is ``methods.swin_unet.SwinUNet``; this class adds the
+Registered as ``m4oe``. The network is ``methods.nets.swin_unet.SwinUNet``; this class adds the
 harness side: hparams, the two training stages and the gate interpretation.
 
 Two stages [paper; procedure ours]. With ``two_stage=true`` (default) and a gated routing:
@@ -46,11 +46,11 @@ from datasets.spec import DatasetSpec
 
 from .base import Stage
 from .hparam_rules import Rule, integer
+from .nets.swin_unet import ROUTINGS, SwinUNet, load_stage1
 from .registry import register_method
-from .swin_unet import ROUTINGS, SwinUNet, load_stage1
 from .swinunet import SwinMethod, stack_logits, swin_config
 
-#: the stacked expert weights of an MoE FFN (``methods.swin_unet.MoEFFN``), frozen by freeze_experts
+#: the stacked expert weights of an MoE FFN (``methods.nets.swin_unet.MoEFFN``), frozen by freeze_experts
 EXPERT_PARAMS = ("w1", "b1", "w2", "b2")
 
 

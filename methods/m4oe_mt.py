@@ -11,7 +11,7 @@ Per-view encoders -> tokens Z_v (B, N_v, d), then two parallel branches on the e
 Fusion per task k: the sequence [mean(U_k), mean(S_1), ..., mean(S_V)] (absent views masked)
 through ``fusion_layers`` shared blocks with Soft-MoE MLPs (``fusion_experts`` x 1 slot),
 LayerNorm, Linear, token 0 -> task k's head. All Soft-MoE layers are the one
-:class:`methods.moe_layers.SoftMoE` with ``router=l2`` (the paper's normalised router).
+:class:`methods.nets.moe_layers.SoftMoE` with ``router=l2`` (the paper's normalised router).
 
 Loss: per task, the focal loss (``gamma``; class weights 1 - class frequency of the labelled
 training rows, ``TaskSpec.class_counts``) over the rows whose label exists, summed over tasks,
@@ -33,11 +33,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from .base import ENCODER_DEFAULTS, Method, Output, task_loss
-from .blocks import Block
-from .dense_decoder import PatchGridDecoder
-from .encoders import build_encoder, divisible_heads
 from .hparam_rules import flag, integer, number, one_of
-from .moe_layers import SoftMoE, SwitchMoE
+from .nets.blocks import Block
+from .nets.dense_decoder import PatchGridDecoder
+from .nets.encoders import build_encoder, divisible_heads
+from .nets.moe_layers import SoftMoE, SwitchMoE
 from .registry import register_method
 
 ROUTERS = ("soft", "topk")
@@ -132,7 +132,7 @@ class MToE(nn.Module):
         super().__init__()
         self.tasks, self.kind = tasks, router
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        from .blocks import Attention
+        from .nets.blocks import Attention
 
         self.attn = Attention(dim, heads, dropout)
         self.drop = nn.Dropout(dropout)
@@ -219,7 +219,7 @@ class M4oEMT(Method):
     def supports_task(cls, task) -> bool | str:
         if task.kind == "segmentation" and not DENSE_TASKS:
             return ("m4oe-mt declines segmentation tasks until the harness passes dense targets "
-                    f"(task {task.name!r}); its decoder is methods/dense_decoder.py")
+                    f"(task {task.name!r}); its decoder is methods/nets/dense_decoder.py")
         return True
 
     @classmethod

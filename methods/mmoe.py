@@ -4,7 +4,7 @@ The multi-gate MoE baseline of M4oE-MT (one softmax gate per task over shared ex
 modalities' mean-pooled, masked embeddings are concatenated (M*H, as ``intermediate``), passed
 through ``num_experts`` expert MLPs with stacked weights, and each task mixes the expert
 outputs with its own softmax gate before its head (the task's tower). ``num_experts=1`` is
-the shared-bottom multi-task model. See :class:`~methods.backbones.MMoEBackbone`; I2MoE can
+the shared-bottom multi-task model. See :class:`~methods.nets.backbones.MMoEBackbone`; I2MoE can
 wrap the same backbone (``--set backbone=mmoe``).
 
 Interpretation (``interpret``): per task, the mean gate weight of every expert
@@ -18,9 +18,9 @@ from itertools import combinations
 
 import numpy as np
 
-from .backbones import MOE_DEFAULTS
 from .base import ENCODER_DEFAULTS
 from .fusion import FusionMethod
+from .nets.backbones import MOE_DEFAULTS
 from .registry import register_method
 
 

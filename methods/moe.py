@@ -8,9 +8,9 @@ I2MoE but not in its vanilla baseline; we keep it in both). Logged as ``aux/load
 """
 from __future__ import annotations
 
-from .backbones import MOE_DEFAULTS
 from .base import ENCODER_DEFAULTS, TRANSFORMER_DEFAULTS
 from .fusion import FusionMethod
+from .nets.backbones import MOE_DEFAULTS
 from .registry import register_method
 
 

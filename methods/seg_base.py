@@ -1,7 +1,7 @@
 """What every segmentation method shares: the loss, per-domain heads, and the harness hooks.
 
 A segmentation dataset has one ``segmentation`` task per *domain* (source dataset), each with its
-own label map (``datasets.seg_data``). A batch mixes domains: ``batch["domain"]`` (B,) says which,
+own label map (``datasets.segmentation.data``). A batch mixes domains: ``batch["domain"]`` (B,) says which,
 ``batch["label"]`` holds the labels (``-1`` = ignore). A method implements
 :meth:`SegMethod.predict_logits` ``(x, domain) -> (logits, aux)`` for a batch of one domain; the
 shared :meth:`forward` groups a mixed batch by domain, so every sample is scored with its own

@@ -6,9 +6,9 @@ always in the table. A sample whose modality is absent is seen as its zero-fille
 from __future__ import annotations
 
 from .base import ENCODER_DEFAULTS, Method, Output
-from .encoders import build_encoder, pool
-from .heads import TaskHeads
 from .hparam_rules import Rule
+from .nets.encoders import build_encoder, pool
+from .nets.heads import TaskHeads
 from .registry import register_method
 
 

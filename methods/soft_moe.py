@@ -5,9 +5,9 @@ slots and recombined (Puigcerver et al., 2024); absent modalities' tokens are no
 """
 from __future__ import annotations
 
-from .backbones import MOE_DEFAULTS
 from .base import ENCODER_DEFAULTS, TRANSFORMER_DEFAULTS
 from .fusion import FusionMethod
+from .nets.backbones import MOE_DEFAULTS
 from .registry import register_method
 
 

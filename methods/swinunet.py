@@ -9,7 +9,7 @@
 * ``swinunet-joint``: one dense Swin-UNet shared by every domain, one bias-free 1x1 head per
   domain [ours].
 
-The network is ``methods.swin_unet.SwinUNet``; the knobs come from the presets (tiny / small /
+The network is ``methods.nets.swin_unet.SwinUNet``; the knobs come from the presets (tiny / small /
 paper) and ``--set``: ``img_size, patch_size, embed_dim, depths, num_heads, window_size,
 mlp_ratio, drop_path``.
 """
@@ -22,9 +22,9 @@ from torch import nn
 
 from datasets.spec import DatasetSpec
 
+from .nets.swin_unet import SwinUNet, SwinUNetConfig
 from .registry import register_method
 from .seg_base import SegMethod, parse_ints
-from .swin_unet import SwinUNet, SwinUNetConfig
 
 #: paper-size defaults [code]; the presets shrink them for CPU
 SWIN_DEFAULTS: dict[str, Any] = {"img_size": 224, "patch_size": 4, "embed_dim": 96, "depths": "2,2,2,2",

@@ -99,7 +99,7 @@ def test_leaderboard_on_empty_store_says_what_to_do(tmp_path, capsys):
 def test_data_check_lists_every_problem_and_exits_nonzero(tmp_path, capsys):
     import numpy as np
 
-    from datasets.nnunet import write_case, write_dataset_json
+    from datasets.segmentation.nnunet import write_case, write_dataset_json
 
     root = tmp_path / "Dataset001_Toy"
     vol = np.random.default_rng(0).normal(size=(8, 8, 6)).astype(np.float32)

@@ -28,10 +28,10 @@ from datasets import (
     load_dataset,
     parse_name,
 )
+from datasets.embedded.synthetic_mvmt import TASK_VIEWS
+from datasets.embedded.synthetic_pid import VARIANTS
 from datasets.prepare import build_data
 from datasets.splits import split_indices
-from datasets.synthetic_mvmt import TASK_VIEWS
-from datasets.synthetic_pid import VARIANTS
 
 # --------------------------------------------------------------------------------------------- spec
 

@@ -21,7 +21,7 @@ from bench.store import RunStore, default_url
 from datasets.spec import TaskSpec
 from methods import Method, Output, task_loss
 from methods.base import SEG_DICE_SMOOTH, segmentation_loss
-from methods.heads import TaskHeads
+from methods.nets.heads import TaskHeads
 from methods.registry import _REGISTRY, parse_method
 
 ROOT = Path(__file__).resolve().parents[1]

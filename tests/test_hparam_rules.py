@@ -10,9 +10,9 @@ import segmentation_models_pytorch as smp
 from datasets import DatasetSpec, ModalitySpec, TaskSpec
 from methods import PRESETS, Rule, check_hparams, method_classes, parse_method, resolve_hparams
 from methods import hparam_rules as hr
-from methods.backbones import BACKBONES
 from methods.i2moe import CHOICES
-from methods.swin_unet import MOE_WHERE, ROUTINGS
+from methods.nets.backbones import BACKBONES
+from methods.nets.swin_unet import MOE_WHERE, ROUTINGS
 
 INF, NAN = float("inf"), float("nan")
 

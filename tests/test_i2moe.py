@@ -148,8 +148,8 @@ def _all_present(b: int = REF_B, m: int = REF_M) -> dict[str, torch.Tensor]:
 
 
 def test_compat_transformer_matches_the_reference_transformer():
-    from methods.backbones import build_backbone
     from methods.i2moe import REFERENCE
+    from methods.nets.backbones import build_backbone
 
     bb = build_backbone("attention", _ref_spec(), {**_ref_hparams(), **REFERENCE}, {"m1": REF_P, "m2": REF_P})
     names = sorted(n for n, _ in bb.named_parameters())
@@ -215,7 +215,7 @@ def test_reference_compat_sets_every_reference_flag_and_defaults_are_standard():
 
 
 def test_attn_residual_false_adds_the_attention_branch_to_itself():
-    from methods.blocks import Block
+    from methods.nets.blocks import Block
 
     torch.manual_seed(0)
     x = torch.randn(3, 5, 8)

@@ -64,14 +64,14 @@ def test_every_executed_bench_function_is_in_the_fingerprint(tmp_path, method, d
 
 def test_excluding_a_module_the_job_runs_is_caught(tmp_path, monkeypatch):
     """The test above can fail: pretend the encoders never compute a number."""
-    monkeypatch.setattr(identity, "NOT_RESULT_CODE", (*identity.NOT_RESULT_CODE, "methods.encoders"))
+    monkeypatch.setattr(identity, "NOT_RESULT_CODE", (*identity.NOT_RESULT_CODE, "methods.nets.encoders"))
     identity._imports_of.cache_clear()
     identity._code_fingerprint.cache_clear()
-    covered = identity.module_closure([identity.RUNNER_MODULE, "methods.early", "datasets.wdbc"])
-    assert "methods.encoders" not in covered
+    covered = identity.module_closure([identity.RUNNER_MODULE, "methods.early", "datasets.embedded.wdbc"])
+    assert "methods.nets.encoders" not in covered
     cfg = build_config("early", "wdbc", preset="tiny", sets={"epochs": "1"})
     executed = {m for m in map(_module_of, _executed_files(lambda: run_job(cfg, None, tmp_path, progress=False))) if m}
-    assert "methods.encoders" in executed - covered
+    assert "methods.nets.encoders" in executed - covered
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def copied_packages(tmp_path, monkeypatch):
     identity._code_fingerprint.cache_clear()
 
 
-def _fp(method_module="methods.early", dataset_module="datasets.wdbc"):
+def _fp(method_module="methods.early", dataset_module="datasets.embedded.wdbc"):
     identity._imports_of.cache_clear()
     identity._code_fingerprint.cache_clear()
     return identity.code_fingerprint([method_module, dataset_module])
@@ -101,13 +101,13 @@ def _touch(path: Path, text: str = "\n# changed\n") -> None:
 
 def test_editing_code_the_job_uses_changes_its_fingerprint(copied_packages):
     before = _fp()
-    _touch(copied_packages / "methods" / "encoders.py")
+    _touch(copied_packages / "methods" / "nets" / "encoders.py")
     assert _fp() != before
     mid = _fp()
     _touch(copied_packages / "bench" / "training.py")
     assert _fp() != mid
     late = _fp()
-    _touch(copied_packages / "datasets" / "wdbc.py")
+    _touch(copied_packages / "datasets" / "embedded" / "wdbc.py")
     assert _fp() != late
 
 

@@ -181,7 +181,7 @@ def test_a_code_change_makes_stored_runs_stale(tmp_path, monkeypatch):
 
 
 def _nnunet(root: Path, n: int = 4, channels=("CT",)) -> Path:
-    from datasets.nnunet import write_case, write_dataset_json
+    from datasets.segmentation.nnunet import write_case, write_dataset_json
 
     rng = np.random.default_rng(0)
     write_dataset_json(root, dict(enumerate(channels)), {"background": 0, "organ": 1}, n)
@@ -194,7 +194,7 @@ def _nnunet(root: Path, n: int = 4, channels=("CT",)) -> Path:
 
 
 def test_a_label_wipe_makes_the_job_stale(tmp_path):
-    from datasets.nnunet import write_case
+    from datasets.segmentation.nnunet import write_case
 
     root = _nnunet(tmp_path / "Dataset001_Toy")
     store = RunStore(default_url(tmp_path / "runs"))

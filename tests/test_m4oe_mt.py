@@ -1,4 +1,4 @@
-"""M4oE-MT (methods/m4oe_mt.py) and the shared SoftMoE it builds on (methods/moe_layers.py)."""
+"""M4oE-MT (methods/m4oe_mt.py) and the shared SoftMoE it builds on (methods/nets/moe_layers.py)."""
 from __future__ import annotations
 
 import json
@@ -11,9 +11,9 @@ from torch.nn import functional as F
 from datasets import DatasetSpec, ModalitySpec, TaskSpec
 from datasets.prepare import build_data
 from methods import parse_method, resolve_hparams
-from methods.dense_decoder import PatchGridDecoder
 from methods.m4oe_mt import M4oEMT, class_weights, focal_loss, mi_code, mi_from_joint, mi_paper, routing_joint
-from methods.moe_layers import SoftMoE
+from methods.nets.dense_decoder import PatchGridDecoder
+from methods.nets.moe_layers import SoftMoE
 
 
 def _model(spec, **over) -> M4oEMT:

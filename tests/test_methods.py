@@ -7,7 +7,7 @@ import torch
 from bench.runner import build_config, run_job
 from datasets import DatasetSpec, ModalitySpec, TaskSpec
 from methods import Method, Output, UnknownMethod, method_classes, parse_method, resolve_hparams, task_loss
-from methods.heads import TaskHeads
+from methods.nets.heads import TaskHeads
 from methods.seg_base import SegMethod
 
 BASELINES = ("single", "early", "late", "intermediate", "attention", "moe", "soft-moe")
@@ -306,7 +306,7 @@ def test_switch_moe_load_balancing_loss_keeps_its_gradient(load_data) -> None:
 
 
 def test_switch_moe_balanced_router_gives_the_textbook_minimum() -> None:
-    from methods.moe_layers import SwitchMoE
+    from methods.nets.moe_layers import SwitchMoE
 
     layer = SwitchMoE(8, experts=4, top_k=1, aux_weight=1.0)
     torch.nn.init.zeros_(layer.router.weight)  # uniform probabilities: P_e = 1/E

@@ -1,7 +1,7 @@
 """Bit flips in a .nii.gz: the reader verifies the gzip CRC32/length that nibabel alone never reads.
 
 nibabel stops decompressing once it has the voxel bytes, so a flip in the compressed data can give
-wrong voxels without any error; every reader of datasets.nnunet (so data check, preprocessing and
+wrong voxels without any error; every reader of datasets.segmentation.nnunet (so data check, preprocessing and
 training) must either refuse such a file or return exactly the original voxels.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from datasets.nnunet import _read, check_dataset, load_case, open_dataset, write_case, write_dataset_json
+from datasets.segmentation.nnunet import _read, check_dataset, load_case, open_dataset, write_case, write_dataset_json
 from datasets.spec import DatasetError, DatasetFormatError
 
 SHAPE = (8, 8, 4)

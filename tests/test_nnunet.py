@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from datasets.nnunet import (
+from datasets.segmentation.nnunet import (
     NnunetCase,
     NnunetDataset,
     check_dataset,
@@ -451,7 +451,7 @@ TRAINING_RULES = {   # name: (folder writer, check_dataset line fragment, path t
 
 def _split_seed_that_fails(root: Path) -> int:
     """A split seed whose training split holds only cases without foreground (exists by construction)."""
-    from datasets.seg_data import split_cases
+    from datasets.segmentation.data import split_cases
 
     ids = [c.case_id for c in open_dataset(root).cases]
     empty = {"ct_0", "ct_1", "ct_2"}
@@ -490,7 +490,7 @@ def test_clean_folder_passes_check_and_training(tmp_path, kind):
 
 
 def test_nnunet_source_shares_the_label_and_case_rules(tmp_path):
-    from datasets.seg_sources import nnunet_source
+    from datasets.segmentation.sources import nnunet_source
 
     root = tmp_path / "Dataset042"
     _empty_folders(root)

@@ -15,11 +15,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from datasets import seg_preprocess, synthetic_organs
-from datasets.convert import OUTPUT_FOLDERS, convert_to_nnunet
-from datasets.nnunet import check_dataset, write_case, write_dataset_json
-from datasets.seg_preprocess import PREPROCESS_VERSION, PreparedCase, prepare_source, to_original
-from datasets.seg_sources import (
+from datasets.segmentation import preprocess as seg_preprocess
+from datasets.segmentation import synthetic_organs
+from datasets.segmentation.convert import OUTPUT_FOLDERS, convert_to_nnunet
+from datasets.segmentation.nnunet import check_dataset, write_case, write_dataset_json
+from datasets.segmentation.preprocess import PREPROCESS_VERSION, PreparedCase, prepare_source, to_original
+from datasets.segmentation.sources import (
     AMOS22_LABELS,
     ATLAS23_LABELS,
     FLARE22_LABELS,
@@ -30,8 +31,7 @@ from datasets.seg_sources import (
     nnunet_source,
     read_case,
 )
-from datasets.spec import DatasetFormatError, DatasetNotFound
-from datasets.synthetic_organs import (
+from datasets.segmentation.synthetic_organs import (
     DOMAINS,
     FOLDERS,
     LABELS,
@@ -39,6 +39,7 @@ from datasets.synthetic_organs import (
     synthetic_organs_sources,
     write_synthetic_organs,
 )
+from datasets.spec import DatasetFormatError, DatasetNotFound
 
 SHAPE = (16, 16, 8)  # NIfTI (X, Y, Z)
 
@@ -593,7 +594,7 @@ def test_resize_label_is_the_reference_zoom():
     import torch
     from scipy.ndimage import zoom
 
-    from datasets.seg_data import resize_label
+    from datasets.segmentation.data import resize_label
 
     rng = np.random.default_rng(0)
     for h, w, oh, ow in [(512, 512, 224, 224), (224, 224, 512, 512), (37, 53, 64, 64), (100, 80, 64, 64),
@@ -608,7 +609,7 @@ def test_resize_label_is_the_reference_zoom():
 
 def test_perfect_prediction_round_trip_keeps_dice_on_every_synthetic_organs_domain(tmp_path):
     from datasets import load_dataset
-    from datasets.seg_data import resize_label
+    from datasets.segmentation.data import resize_label
 
     data = load_dataset("synthetic-organs", 0, cache_dir=os.environ.get("BENCH_CACHE_DIR", str(tmp_path)))
     for d, dom in enumerate(data.domains):
@@ -622,7 +623,7 @@ def test_perfect_prediction_round_trip_keeps_dice_on_every_synthetic_organs_doma
 
 
 def test_perfect_prediction_round_trip_at_real_size():
-    from datasets.seg_data import resize_label
+    from datasets.segmentation.data import resize_label
 
     yy, xx = np.mgrid[:512, :512]
     label = np.zeros((1, 512, 512), np.int64)

@@ -19,13 +19,13 @@ from bench.runner import build_config, cost_job, run_job
 from bench.seg_eval import evaluate_cases
 from bench.store import RunStore, default_url
 from datasets import DatasetFormatError, load_dataset
-from datasets.nnunet import write_case
-from datasets.seg_data import split_cases
+from datasets.segmentation.data import split_cases
+from datasets.segmentation.nnunet import write_case
 from datasets.spec import DatasetSpec, ModalitySpec, TaskSpec
 from methods import parse_method
 from methods.m4oe import M4oE
+from methods.nets.swin_unet import count_parameters, gate_keys, paper_config
 from methods.seg_base import dice_loss, seg_loss
-from methods.swin_unet import count_parameters, gate_keys, paper_config
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = {"epochs": 2, "patience": 0, "batch_size": 16}
@@ -333,7 +333,7 @@ def test_flare22_fixture_trains_and_reports_per_organ_dice(tmp_path):
 
 
 def test_data_convert_then_nnunet_dataset(tmp_path):
-    from datasets.nnunet import check_dataset
+    from datasets.segmentation.nnunet import check_dataset
 
     base = tmp_path / "data" / "FLARE22"
     rng = np.random.default_rng(1)

@@ -1,4 +1,4 @@
-"""Tests for methods/swin_unet.py: the 2-D Swin-UNet with M4oE's mixture-of-experts FFN."""
+"""Tests for methods/nets/swin_unet.py: the 2-D Swin-UNet with M4oE's mixture-of-experts FFN."""
 from __future__ import annotations
 
 import copy
@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from methods.swin_unet import (
+from methods.nets.swin_unet import (
     MOE_WHERE,
     REFERENCE_PARAM_COUNTS,
     ROUTINGS,
@@ -20,7 +20,7 @@ from methods.swin_unet import (
     paper_config,
     small_config,
 )
-from methods.swin_unet import tiny_config as tiny_preset_config
+from methods.nets.swin_unet import tiny_config as tiny_preset_config
 
 HEADS = (5, 3, 7)  # small, distinct class counts per domain
 

@@ -61,9 +61,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..external import data_root
 from ..problems import Problems
-from ..registry import register_dataset
+from ..registry import data_root, register_dataset
 from ..spec import DatasetSpec, ModalitySpec, TaskSpec
 from .common import duplicate_ids, fill_from_train, make_splits, not_found, numeric_features, read_csv, read_split_json
 

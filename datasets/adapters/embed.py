@@ -40,9 +40,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..external import data_root
 from ..problems import Problems
-from ..registry import register_dataset
+from ..registry import data_root, register_dataset
 from .common import not_found, read_csv
 from .imaging import BIRADS3, BIRADS_TO_3, DENSITY, build_views, mammo_data
 

@@ -40,9 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..external import data_root
 from ..problems import Problems
-from ..registry import register_dataset
+from ..registry import data_root, register_dataset
 from ..spec import DatasetNotFound, DatasetSpec, ModalitySpec, TaskSpec
 from .common import duplicate_ids, read_csv
 

@@ -37,9 +37,8 @@ from xml.etree import ElementTree
 
 import numpy as np
 
-from ..external import data_root
 from ..problems import Problems
-from ..registry import register_dataset
+from ..registry import data_root, register_dataset
 from ..spec import DatasetSpec, ModalitySpec, TaskSpec
 from .common import not_found
 from .imaging import cache_root, cached_stack, gray_image, resize2d, rgb_image

@@ -48,10 +48,9 @@ from pathlib import Path
 import numpy as np
 
 from ..data import MultimodalData
-from ..external import data_root
 from ..prepare import build_data
 from ..problems import Problems
-from ..registry import register_dataset
+from ..registry import data_root, register_dataset
 from ..spec import DatasetError, DatasetNotFound, DatasetSpec, ModalitySpec, TaskSpec
 
 NAME = "mmimdb"

@@ -31,9 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..external import data_root
 from ..problems import Problems
-from ..registry import register_dataset
+from ..registry import data_root, register_dataset
 from .common import read_csv
 from .imaging import BIRADS3, BIRADS_TO_3, DENSITY, build_views, locate, mammo_data
 

@@ -1,4 +1,4 @@
-"""nnU-Net-v1-like preprocessing of a :class:`~datasets.seg_sources.SegSource`, cached on disk.
+"""nnU-Net-v1-like preprocessing of a :class:`~datasets.segmentation.sources.SegSource`, cached on disk.
 
 Why: M4oE's authors preprocessed every dataset with nnU-Net v1 before slicing it for their 2-D
 Swin-UNet (docs/segmentation.md "Preprocessing"). We reproduce the steps that change what the model
@@ -8,7 +8,7 @@ and both spacings) so :func:`to_original` can undo them.
 
 Per case, in this order (nnU-Net v1 order: crop, then resample, then normalise):
 
-1. Read with :func:`datasets.seg_sources.read_case` (validated, reoriented to RAS), then transpose
+1. Read with :func:`datasets.segmentation.sources.read_case` (validated, reoriented to RAS), then transpose
    nibabel's (X, Y, Z) arrays to (Z, Y, X) so axial slices are the first axis. Spacings are (z, y, x) mm.
 2. Crop to the non-zero region: the union over channels of ``image != 0``, holes filled
    (``binary_fill_holes``, as nnU-Net's ``create_nonzero_mask``); its bounding box is ``crop``. An
@@ -69,8 +69,8 @@ import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
-from .seg_sources import SegSource, SegSourceCase, read_case
-from .spec import DatasetFormatError
+from ..spec import DatasetFormatError
+from .sources import SegSource, SegSourceCase, read_case
 
 __all__ = ["PREPROCESS_VERSION", "PreparedCase", "prepare_source", "to_original", "cache_key", "median_spacing"]
 

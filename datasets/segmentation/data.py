@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from .data import SPLITS
-from .spec import DatasetFormatError, DatasetSpec, ModalitySpec, TaskSpec
+from ..data import SPLITS
+from ..spec import DatasetFormatError, DatasetSpec, ModalitySpec, TaskSpec
 
 SPLIT_FRACTIONS = (0.7, 0.1, 0.2)
 
@@ -89,7 +89,7 @@ def write_splits(path: Path, splits: dict[str, dict[str, list[str]]], split_seed
 
 @dataclass
 class SegmentationData:
-    """Preprocessed cases (see ``datasets.seg_preprocess.PreparedCase``) of one or more domains.
+    """Preprocessed cases (see ``datasets.segmentation.preprocess.PreparedCase``) of one or more domains.
 
     ``splits[s]`` holds case indices. ``ids`` are ``<domain>/<case_id>`` (unique across domains).
     """

@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 from sklearn.datasets import load_breast_cancer
 
+from ..prepare import build_data
+from ..registry import register_dataset
+from ..spec import DatasetSpec, ModalitySpec, TaskSpec
 from .packaged import sklearn_files
-from .prepare import build_data
-from .registry import register_dataset
-from .spec import DatasetSpec, ModalitySpec, TaskSpec
 
 
 @register_dataset("wdbc", "Breast Cancer Wisconsin (Diagnostic), 3 tabular views, malignant vs benign",

@@ -28,8 +28,8 @@ What is written [ours where noted]:
   :class:`DatasetFormatError` (never overwritten or merged). Each folder is assembled in a hidden
   temporary sibling and renamed into place, so an interrupted conversion leaves no half dataset.
 
-The result passes :func:`datasets.nnunet.check_dataset` (not run here: it reads every voxel; run
-``bench data check`` on the output) and reads back with :func:`datasets.seg_sources.nnunet_source`.
+The result passes :func:`datasets.segmentation.nnunet.check_dataset` (not run here: it reads every voxel; run
+``bench data check`` on the output) and reads back with :func:`datasets.segmentation.sources.nnunet_source`.
 """
 from __future__ import annotations
 
@@ -38,9 +38,9 @@ import shutil
 import uuid
 from pathlib import Path
 
+from ..spec import DatasetFormatError, DatasetNotFound
 from .nnunet import write_dataset_json
-from .seg_sources import SegSource, amos22_source, atlas23_source, flare22_source
-from .spec import DatasetFormatError, DatasetNotFound
+from .sources import SegSource, amos22_source, atlas23_source, flare22_source
 
 __all__ = ["CONVERTIBLE", "OUTPUT_FOLDERS", "convert_to_nnunet", "convert_source"]
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 from sklearn.datasets import load_diabetes
 
+from ..prepare import build_data
+from ..registry import register_dataset
+from ..spec import DatasetSpec, ModalitySpec, TaskSpec
 from .packaged import sklearn_files
-from .prepare import build_data
-from .registry import register_dataset
-from .spec import DatasetSpec, ModalitySpec, TaskSpec
 
 
 @register_dataset("diabetes-views", "Diabetes progression, clinical vs serum views, regression",

@@ -7,7 +7,7 @@ labelled cases and their files). Preprocessing (``seg_preprocess.py``) and conve
 (``convert.py``) consume only this description, so adding a dataset means adding one locator here.
 
 Locators (``data_root`` is ``--data-root`` or ``BENCH_DATA_ROOT``, default ``./data``; resolved by
-:func:`datasets.external.data_root`):
+:func:`datasets.registry.data_root`):
 
 * :func:`flare22_source` -- ``<root>/FLARE22/`` holding either the nnU-Net raw style
   ``imagesTr/FLARE22_Tr_0001_0000.nii.gz`` + ``labelsTr/FLARE22_Tr_0001.nii.gz`` or the official zip's
@@ -30,7 +30,7 @@ Locators (``data_root`` is ``--data-root`` or ``BENCH_DATA_ROOT``, default ``./d
 * :func:`atlas23_source` -- ``<root>/atlas-train-dataset-1.0.1/train/imagesTr/im{N}.nii.gz`` +
   ``labelsTr/lb{N}.nii.gz`` (CE-T1 MRI; 1 liver, 2 tumour). Case ids are ``atlas23_{N:04d}`` [ours],
   so that sorting by id is numeric and the ids are valid nnU-Net case names.
-* :func:`nnunet_source` -- any nnU-Net v2 raw folder, through :func:`datasets.nnunet.open_dataset`
+* :func:`nnunet_source` -- any nnU-Net v2 raw folder, through :func:`datasets.segmentation.nnunet.open_dataset`
   (which validates ``dataset.json`` and the file listing). Modality is CT when every channel is named
   "CT" (case-insensitive), otherwise MR [ours: nnU-Net normalises per channel; we normalise per
   source, and z-scoring per volume is the safe choice for anything that is not calibrated HU].
@@ -45,9 +45,9 @@ silently smaller dataset changes results. ``cases`` holds labelled cases only, s
 
 Absent data raises :class:`DatasetNotFound` with one line naming the folder searched, the data root
 and how to set it, the expected files, and where to obtain the data (the wording follows
-:func:`datasets.external.locate`). Nothing is downloaded and input files are only read.
+:func:`datasets.segmentation.external.locate`). Nothing is downloaded and input files are only read.
 
-:func:`read_case` reads one case with :func:`datasets.nnunet.load_case` (same reader, validation
+:func:`read_case` reads one case with :func:`datasets.segmentation.nnunet.load_case` (same reader, validation
 and reorientation to RAS with ``nib.as_closest_canonical``) by describing the case to it as a
 one-case nnU-Net dataset; that reader does not depend on the ``_XXXX`` naming.
 """
@@ -62,8 +62,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..spec import DatasetFormatError, DatasetNotFound
 from .nnunet import NnunetCase, NnunetDataset, load_case, modality_of, open_dataset, training_problems
-from .spec import DatasetFormatError, DatasetNotFound
 
 __all__ = [
     "SegSourceCase", "SegSource", "flare22_source", "amos22_source", "atlas23_source", "nnunet_source",
@@ -143,7 +143,7 @@ class SegSource:
 
 def _data_root(explicit: str | os.PathLike | None) -> Path:
     # imported lazily: external.py registers datasets and may one day import this module
-    from .external import data_root
+    from ..registry import data_root
     return data_root(explicit)
 
 
@@ -358,7 +358,7 @@ def read_case(source: SegSource, case: SegSourceCase | str, *, validate: bool = 
               reorient: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
     """Read one labelled case: ``(image (C, X, Y, Z) float32, label (X, Y, Z) uint8/int16, meta)`` in RAS.
 
-    Uses :func:`datasets.nnunet.load_case` (checks grids, affines, NaN/Inf, label values against
+    Uses :func:`datasets.segmentation.nnunet.load_case` (checks grids, affines, NaN/Inf, label values against
     ``source.labels``). ``meta`` is load_case's (``spacing`` (X, Y, Z) mm, ``affine``, ``orientation``,
     ``original_orientation``, ``shape``, ``case_id``) plus ``domain``, ``modality`` and ``files``.
     """

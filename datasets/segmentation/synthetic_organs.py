@@ -54,7 +54,7 @@ from nibabel.orientations import axcodes2ornt, ornt_transform
 from scipy import ndimage
 
 from .nnunet import write_case, write_dataset_json
-from .seg_sources import SegSource, nnunet_source
+from .sources import SegSource, nnunet_source
 
 __all__ = ["DOMAINS", "DEFAULT_SHAPE", "FOLDERS", "LABELS", "SOURCE_NAMES", "GENERATOR_VERSION", "phantom",
            "write_synthetic_organs", "synthetic_organs_sources"]

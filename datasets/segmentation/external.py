@@ -1,11 +1,11 @@
 """The paper benchmarks that cannot ship (credentialed or large): FLARE22, AMOS22, ATLAS23.
 
 Each reads the official release layout (or its nnU-Net v2 conversion) from the data root
-(``--data-root`` or ``BENCH_DATA_ROOT``, default ``./data``); ``datasets.seg_sources`` knows the
+(``--data-root`` or ``BENCH_DATA_ROOT``, default ``./data``); ``datasets.segmentation.sources`` knows the
 layouts and label maps (docs/segmentation.md "Dataset adapters"). Nothing is downloaded: when the files
 are absent, the dataset's ``check`` (and its builder) raises :class:`DatasetNotFound` naming the
 folder searched, the files expected there, and where to obtain the data. Found data goes
-through the common segmentation path (``datasets.segmentation.build_segmentation``): split per
+through the common segmentation path (``datasets.segmentation.build.build_segmentation``): split per
 patient, preprocess (cached), serve slices.
 """
 from __future__ import annotations
@@ -13,12 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .registry import register_dataset
-from .seg_sources import SegSource, amos22_source, atlas23_source, flare22_source
-
-
-def data_root(explicit: str | os.PathLike | None = None) -> Path:
-    return Path(explicit or os.environ.get("BENCH_DATA_ROOT") or "data").expanduser()
+from ..registry import register_dataset
+from .sources import SegSource, amos22_source, atlas23_source, flare22_source
 
 
 def source_files(sources: list[SegSource]) -> tuple[list[Path], Path]:
@@ -41,7 +37,7 @@ def _register(name: str, description: str, modalities: str, tasks: str, sources,
                       input_files=lambda root, variant=default_variant: source_files([sources(root, variant)]),
                       modality_names=lambda root, variant=default_variant: list(sources(root, variant).channels))
     def build(variant: str | None, split_seed: int, data_root: str | None = None, cache_dir: str | None = None):
-        from .segmentation import build_segmentation
+        from .build import build_segmentation
 
         source: SegSource = sources(data_root, variant)
         full = f"{name}:{variant}" if variant else name

@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 from sklearn.datasets import load_digits
 
+from ..prepare import build_data
+from ..registry import register_dataset
+from ..spec import DatasetSpec, ModalitySpec, TaskSpec
 from .packaged import sklearn_files
-from .prepare import build_data
-from .registry import register_dataset
-from .spec import DatasetSpec, ModalitySpec, TaskSpec
 
 
 @register_dataset("digits-halves", "8x8 handwritten digits, left and right half as two image views, 10 classes",

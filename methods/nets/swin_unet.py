@@ -199,7 +199,7 @@ def preset_config(preset: str, **overrides) -> SwinUNetConfig:
     """The backbone at a harness preset (``methods.presets``, the one place sizes are defined):
     ``paper`` is the reference's 224 px, patch 4, C 96, depths 2-2-2-2, heads 3-6-12-24, window 7,
     drop_path 0.2 [code]; ``tiny`` and ``small`` are CPU sizes [ours]."""
-    from .presets import PRESETS
+    from ..presets import PRESETS
 
     p = PRESETS[preset]
     base = SwinUNetConfig(img_size=int(p["img_size"]), patch_size=4, embed_dim=int(p["embed_dim"]),

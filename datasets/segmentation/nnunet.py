@@ -61,7 +61,7 @@ import numpy as np
 from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 
-from .spec import DatasetError, DatasetFormatError, DatasetNotFound
+from ..spec import DatasetError, DatasetFormatError, DatasetNotFound
 
 __all__ = [
     "NnunetCase", "NnunetDataset", "open_dataset", "load_case", "check_dataset", "reorient_to_ras",
@@ -555,7 +555,7 @@ def training_problems(root: Path, labels: dict[str, int] | None,
 
 def _n_train(root: Path, case_ids: Sequence[str]) -> tuple[int | None, list[DatasetFormatError]]:
     """Training-split size (seed-independent) from the split the training path uses, or its refusal."""
-    from .seg_data import split_cases  # lazy: imports torch
+    from .data import split_cases  # lazy: imports torch
 
     try:
         return len(split_cases(case_ids, 0)["train"]), []
@@ -566,7 +566,7 @@ def _n_train(root: Path, case_ids: Sequence[str]) -> tuple[int | None, list[Data
 def _ct_samples(image: np.ndarray, label: np.ndarray) -> list[tuple[int, float, float]]:
     """Per channel (count, min, max) of the foreground voxels that CT statistics sample from one case;
     the same arrays, crop and stride as ``seg_preprocess._process_case``."""
-    from .seg_preprocess import CT_SAMPLE_STRIDE, _nonzero_crop
+    from .preprocess import CT_SAMPLE_STRIDE, _nonzero_crop
 
     img = image.transpose(0, 3, 2, 1)                        # (C, X, Y, Z) -> (C, Z, Y, X)
     crop, _ = _nonzero_crop(img)

@@ -105,7 +105,7 @@ class TransformerBackbone(Backbone):
     tokens (an absent modality pools to zeros), concatenates them (M*H) and applies the heads
     (one Linear per task), as the I2MoE reference's ``Transformer`` does. ``pos_init=zero`` starts
     the position embeddings at zero (reference), ``normal`` at N(0, 0.02^2); ``qkv_bias`` and
-    ``attn_residual`` are passed to every :class:`~methods.blocks.Block`.
+    ``attn_residual`` are passed to every :class:`~methods.nets.blocks.Block`.
 
     ``forward(..., variants=(replacements, order))`` runs several passes that differ only in
     which modality's tokens are replaced (I2MoE's perturbed passes) as one stacked batch: the
@@ -215,7 +215,7 @@ class MMoEBackbone(Backbone):
     MLPs M*H -> H -> M*H (GELU, dropout) held as stacked weights (one einsum, no loop). Gates: one
     Linear(M*H, E) per task, softmax over the E experts; task t's representation is
     sum_e g_t,e(x) * expert_e(x) and its tower is the task's head (one Linear, regression
-    rescaled as in :class:`~methods.heads.TaskHeads`). No auxiliary loss. ``info``:
+    rescaled as in :class:`~methods.nets.heads.TaskHeads`). No auxiliary loss. ``info``:
     ``gate_<task>`` (B, E) per task and ``latent``, the task representations concatenated
     (B, T*M*H). Rows are independent (no batch statistics), so I2MoE's stacked variants need no
     ``segments``.
