@@ -43,7 +43,7 @@ import pandas as pd
 from ..problems import Problems
 from ..registry import data_root, register_dataset
 from .common import not_found, read_csv
-from .imaging import BIRADS3, BIRADS_TO_3, DENSITY, build_views, mammo_data
+from .imaging import BIRADS3, BIRADS_TO_3, DENSITY, breast_views, class_tasks, mammo_data
 
 NAME = "embed"
 FOLDER = "embed"
@@ -199,21 +199,10 @@ def build(variant: str | None, split_seed: int, data_root: str | None = None, ca
     order, files, rows = got
     if not order:
         problems.add(str(_tables(base)[0]), "lists no FFDM/C-View CC or MLO image")
-    for key in order:
-        for f in files[key].values():
-            if not f.is_file():
-                problems.add(str(f), f"is missing (listed in {META})")
     ids = [f"{acc}_{lat}" for _, acc, lat in order]
-    view_files = {v: [files[k].get(v) for k in order] for v in VIEWS}
-    views = build_views(NAME, base, cache_dir, ids, view_files, image_size, problems)
-    problems.raise_if_any(NAME)
+    views, present = breast_views(NAME, base, cache_dir, order, files, VIEWS, ids, image_size, problems, META)
     labels = labels_for(order, rows)
-    tasks = {}
-    for t, names in (("density", DENSITY), ("risk_1y", RISK), ("birads", BIRADS3)):
-        vals = labels[t]
-        tasks[t] = (names, np.array([0 if v is None else v for v in vals], np.int64),
-                    np.array([v is not None for v in vals]))
-    present = {v: np.array([f is not None for f in view_files[v]]) for v in VIEWS}
+    tasks = class_tasks((("density", DENSITY), ("risk_1y", RISK), ("birads", BIRADS3)), labels.__getitem__)
     groups = np.array([e for e, _, _ in order])
     return mammo_data(NAME, "EMBED Open Data", base, views, present, ids, groups, tasks, split_seed,
                       "seeded 60/20/20 split grouped by empi_anon", None, {"image_size": image_size})

@@ -388,6 +388,31 @@ BIRADS3 = ("negative", "benign", "recall-or-suspicious")
 BIRADS_TO_3 = {0: 2, 1: 0, 2: 1, 3: 1, 4: 2, 5: 2, 6: 2}
 
 
+def breast_views(name: str, base: Path, cache_dir, order: list, files: dict, views: Sequence[str], ids: list[str],
+                 size: int, problems: Problems, listed_in: str) -> tuple[dict[str, LazyRows], dict[str, np.ndarray]]:
+    """The mammography adapters' common step: every image the table lists must exist (each missing
+    one is a problem naming ``listed_in``), then each view's cached stack (:func:`build_views`) and
+    its presence mask per breast; raises :class:`DatasetProblems` if anything is wrong."""
+    for key in order:
+        for f in files[key].values():
+            if not f.is_file():
+                problems.add(str(f), f"is missing (listed in {listed_in})")
+    view_files = {v: [files[k].get(v) for k in order] for v in views}
+    stacks = build_views(name, base, cache_dir, ids, view_files, size, problems)
+    problems.raise_if_any(name)
+    return stacks, {v: np.array([f is not None for f in view_files[v]]) for v in views}
+
+
+def class_tasks(spec: Sequence[tuple[str, Sequence[str]]], values: Callable[[str], list]) -> dict:
+    """``{task: (class names, (N,) int64 labels, (N,) labelled mask)}`` from per-breast values (None = unlabelled)."""
+    out = {}
+    for task, names in spec:
+        vals = values(task)
+        out[task] = (names, np.array([0 if v is None else v for v in vals], np.int64),
+                     np.array([v is not None for v in vals]))
+    return out
+
+
 def build_views(name: str, base: Path, cache_dir, ids: list[str], view_files: dict[str, list[Path | None]],
                 size: int, problems: Problems) -> dict[str, LazyRows] | None:
     """Each view's DICOMs as a cached, memory-mapped (N, 1, size, size) stack (None on problems)."""

@@ -39,7 +39,7 @@ import numpy as np
 from ..problems import Problems
 from ..registry import data_root, register_dataset
 from .common import read_csv
-from .imaging import BIRADS3, BIRADS_TO_3, DENSITY, build_views, locate, mammo_data
+from .imaging import BIRADS3, BIRADS_TO_3, DENSITY, breast_views, class_tasks, locate, mammo_data
 
 NAME = "rsna-mammo"
 FOLDERS = ("rsna-mammo", "rsna-breast-cancer-detection")
@@ -141,20 +141,9 @@ def build(variant: str | None, split_seed: int, data_root: str | None = None, ca
     if not order:
         problems.add(str(base / "train.csv"), "lists no image")
         problems.raise_if_any(NAME)
-    for key in order:
-        for f in files[key].values():
-            if not f.is_file():
-                problems.add(str(f), "is missing (listed in train.csv)")
     ids = [f"{p}_{lat}" for p, lat in order]
-    view_files = {v: [files[k].get(v) for k in order] for v in VIEWS}
-    views = build_views(NAME, base, cache_dir, ids, view_files, image_size, problems)
-    problems.raise_if_any(NAME)
-    tasks = {}
-    for t, names in (("density", DENSITY), ("birads", BIRADS3)):
-        vals = [labels[k][t] for k in order]
-        tasks[t] = (names, np.array([-1 if v is None else v for v in vals], np.int64).clip(0),
-                    np.array([v is not None for v in vals]))
-    present = {v: np.array([f is not None for f in view_files[v]]) for v in VIEWS}
+    views, present = breast_views(NAME, base, cache_dir, order, files, VIEWS, ids, image_size, problems, "train.csv")
+    tasks = class_tasks((("density", DENSITY), ("birads", BIRADS3)), lambda t: [labels[k][t] for k in order])
     groups = np.array([p for p, _ in order])
     return mammo_data(NAME, "RSNA Screening Mammography train set", base, views, present, ids, groups, tasks,
                       split_seed, "seeded 60/20/20 split grouped by patient_id", None,

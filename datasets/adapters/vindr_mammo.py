@@ -34,7 +34,7 @@ import numpy as np
 from ..problems import Problems
 from ..registry import data_root, register_dataset
 from .common import read_csv
-from .imaging import BIRADS3, BIRADS_TO_3, DENSITY, build_views, locate, mammo_data
+from .imaging import BIRADS3, BIRADS_TO_3, DENSITY, breast_views, class_tasks, locate, mammo_data
 
 NAME = "vindr-mammo"
 FOLDERS = ("vindr-mammo", "vindr-mammo/1.0.0")
@@ -147,20 +147,9 @@ def build(variant: str | None, split_seed: int, data_root: str | None = None, ca
     order, files, labels, split_of = got
     if not order:
         problems.add(str(base / CSV), "lists no image")
-    for key in order:
-        for f in files[key].values():
-            if not f.is_file():
-                problems.add(str(f), f"is missing (listed in {CSV})")
     ids = [f"{s}_{lat}" for s, lat in order]
-    view_files = {v: [files[k].get(v) for k in order] for v in VIEWS}
-    views = build_views(NAME, base, cache_dir, ids, view_files, image_size, problems)
-    problems.raise_if_any(NAME)
-    tasks = {}
-    for t, names in (("density", DENSITY), ("birads", BIRADS3)):
-        vals = [labels[k][t] for k in order]
-        tasks[t] = (names, np.array([0 if v is None else v for v in vals], np.int64),
-                    np.array([v is not None for v in vals]))
-    present = {v: np.array([f is not None for f in view_files[v]]) for v in VIEWS}
+    views, present = breast_views(NAME, base, cache_dir, order, files, VIEWS, ids, image_size, problems, CSV)
+    tasks = class_tasks((("density", DENSITY), ("birads", BIRADS3)), lambda t: [labels[k][t] for k in order])
     groups = np.array([s for s, _ in order])
     splits = official_splits([split_of[k] for k in order], groups, split_seed)
     return mammo_data(NAME, "VinDr-Mammo", base, views, present, ids, groups, tasks, split_seed,
