@@ -27,12 +27,23 @@ Choices (docs/segmentation.md "Data serving", docs/protocol.md "Splits"):
   centred on a foreground voxel, as nnU-Net does; volumes smaller than the patch are padded
   with the ignore label.
 * All randomness comes from the runner's seeded ``torch.Generator``, so a run is reproducible
-  and resumable bit for bit.
+  and resumable bit for bit: at the start of a training epoch :meth:`SegmentationData.batches`
+  draws the epoch's rows (shuffle, balance, foreground swaps; 3-D: the patch cases) and **one**
+  epoch seed, a fixed number of draws whatever the consumer does afterwards (a run stopped by
+  ``max_steps`` mid-epoch, workers prefetching ahead). Batch ``b`` is then a pure function of
+  its rows and ``np.random.default_rng([epoch_seed, b])`` (augmentation, patch positions), so it
+  can be built anywhere: in the calling process (``workers=0``) or in ``torch.utils.data``
+  DataLoader workers (``workers=N``, with ``pin_memory`` and ``prefetch``), and the batches are
+  bit-identical for every worker count (docs/gpu.md "Data pipeline"). Validation/test batches
+  (no generator) are fixed: 2-D in slice order without augmentation, 3-D patches from seed 0.
 """
 from __future__ import annotations
 
+import functools
 import json
+import multiprocessing
 import os
+import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,20 +203,55 @@ class SegmentationData:
     # ------------------------------------------------------------------ batching
     def batches(self, split: str, batch_size: int, generator: torch.Generator | None = None, drop_last: bool = False,
                 *, slice_size: int = 64, dims: int = 2, patch: Sequence[int] = (16, 64, 64), augment: bool = False,
-                fg_oversample: float = 0.0, balance: str = "slices") -> Iterator[dict]:
+                fg_oversample: float = 0.0, balance: str = "slices", workers: int = 0, pin_memory: bool = False,
+                prefetch: int = 2) -> Iterator[dict]:
         """Yield training/validation batches of one split; shuffled and augmented (when ``augment``,
         training only) with ``generator``. 2-D: every axial slice resized to ``slice_size``;
-        3-D: one random ``patch`` per row (a run through the split's slices in patch-sized steps)."""
-        if dims == 3:
-            yield from self._patch_batches(split, batch_size, generator, tuple(int(p) for p in patch), drop_last)
+        3-D: one random ``patch`` per row (a run through the split's slices in patch-sized steps).
+
+        The generator is read once, when iteration starts: the epoch's rows and one epoch seed;
+        batch ``b`` uses ``np.random.default_rng([epoch_seed, b])``. ``workers=0`` builds the
+        batches here, one at a time; ``workers=N`` builds them in ``N`` DataLoader worker
+        processes (``prefetch`` batches ahead per worker; ``pin_memory``: page-locked host
+        tensors, when CUDA is available) and yields them in order. The batches are the same,
+        bit for bit, for every ``workers``; stopping early shuts the workers down."""
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+            raise ValueError(f"workers={workers!r}: expected an integer >= 0")
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
+            raise ValueError(f"prefetch={prefetch!r}: expected an integer >= 1")
+        if dims not in (2, 3):
+            raise ValueError(f"dims={dims!r}: expected 2 or 3")
+        epoch = self.epoch_batches(split, batch_size, generator, drop_last, slice_size=slice_size, dims=dims,
+                                   patch=patch, augment=augment, fg_oversample=fg_oversample, balance=balance)
+        if workers == 0:
+            pin = pin_memory and torch.cuda.is_available()
+            for b in range(len(epoch)):
+                yield _pinned(epoch[b]) if pin else epoch[b]
             return
-        rows = self._epoch_rows(split, generator, balance, fg_oversample)
+        yield from _loader_batches(epoch, workers, pin_memory, prefetch)
+
+    def epoch_batches(self, split: str, batch_size: int, generator: torch.Generator | None = None,
+                      drop_last: bool = False, *, slice_size: int = 64, dims: int = 2,
+                      patch: Sequence[int] = (16, 64, 64), augment: bool = False, fg_oversample: float = 0.0,
+                      balance: str = "slices") -> "EpochBatches":
+        """One epoch's batches as a map-style dataset (item ``b`` = batch ``b``), drawing the rows
+        and the epoch seed from ``generator`` now (:meth:`batches` iterates over it)."""
+        if dims == 3:
+            patch = tuple(int(p) for p in patch)
+            case_idx = np.asarray(self.splits[split])
+            n = self.epoch_size(split, dims=3, patch=patch)
+            if generator is not None:
+                rows = case_idx[torch.randint(len(case_idx), (n,), generator=generator).numpy()]
+            else:  # validation: fixed patches
+                rows = np.resize(case_idx, n)
+        else:
+            rows = self._epoch_rows(split, generator, balance, fg_oversample)
+        seed = _epoch_seed(generator) if generator is not None else 0
         stop = len(rows) - (len(rows) % batch_size if drop_last and len(rows) > batch_size else 0)
+        chunks = [rows[start:start + batch_size] for start in range(0, stop, batch_size)]
         do_aug = augment and generator is not None and split == "train"
-        for start in range(0, stop, batch_size):
-            chunk = rows[start:start + batch_size]
-            seed = int(torch.randint(2**31 - 1, (1,), generator=generator)) if do_aug else 0
-            yield self.slice_batch(chunk, slice_size, np.random.default_rng(seed) if do_aug else None)
+        return EpochBatches(self, chunks, seed, dims=dims, slice_size=int(slice_size), patch=tuple(patch),
+                            augment=do_aug)
 
     def slice_batch(self, rows: np.ndarray, slice_size: int, rng: np.random.Generator | None = None) -> dict:
         images, labels = [], []
@@ -227,22 +273,12 @@ class SegmentationData:
                 "targets": {d.name: label for d in self.domains},
                 "target_mask": {d.name: domain == i for i, d in enumerate(self.domains)}}
 
-    def _patch_batches(self, split: str, batch_size: int, generator: torch.Generator | None, patch: tuple[int, int, int],
-                       drop_last: bool) -> Iterator[dict]:
-        case_idx = np.asarray(self.splits[split])
-        n = self.epoch_size(split, dims=3, patch=patch)
-        g = generator if generator is not None else torch.Generator().manual_seed(0)  # val: fixed patches
-        picks = case_idx[torch.randint(len(case_idx), (n,), generator=g).numpy()] if generator is not None \
-            else np.resize(case_idx, n)
-        stop = n - (n % batch_size if drop_last and n > batch_size else 0)
-        for start in range(0, stop, batch_size):
-            chunk = picks[start:start + batch_size]
-            seed = int(torch.randint(2**31 - 1, (1,), generator=g))
-            rng = np.random.default_rng(seed)
-            imgs, labs = zip(*(self._random_patch(int(c), patch, rng) for c in chunk))
-            rows = np.stack([chunk, np.zeros_like(chunk)], axis=1)
-            yield self._pack(rows, torch.from_numpy(np.stack(imgs)), torch.from_numpy(np.stack(labs)),
-                             torch.as_tensor(self.case_domain[chunk], dtype=torch.long), [self.ids[int(c)] for c in chunk])
+    def patch_batch(self, cases: np.ndarray, patch: tuple[int, int, int], rng: np.random.Generator) -> dict:
+        """One random ``patch`` of each of ``cases`` (case indices), positions drawn from ``rng``."""
+        imgs, labs = zip(*(self._random_patch(int(c), patch, rng) for c in cases))
+        rows = np.stack([cases, np.zeros_like(cases)], axis=1)
+        return self._pack(rows, torch.from_numpy(np.stack(imgs)), torch.from_numpy(np.stack(labs)),
+                          torch.as_tensor(self.case_domain[cases], dtype=torch.long), [self.ids[int(c)] for c in cases])
 
     def _random_patch(self, c: int, patch: tuple[int, int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         img, lab = self.cases[c].image, self.cases[c].label
@@ -278,8 +314,92 @@ class SegmentationData:
         return rows
 
     def example_batch(self, split: str, n: int, **options) -> dict:
-        """The first ``n`` rows of a split, as the runner's cost measurement needs them."""
-        return next(self.batches(split, n, **options))
+        """The first ``n`` rows of a split, as the runner's cost measurement needs them (built in
+        this process: the loader options ``workers``/``pin_memory``/``prefetch`` are accepted and
+        do not change the batch)."""
+        options = {k: v for k, v in options.items() if k not in ("workers", "pin_memory", "prefetch")}
+        return self.epoch_batches(split, n, **options)[0]
+
+
+def batch_rng(epoch_seed: int, b: int) -> np.random.Generator:
+    """The random stream of batch ``b`` of an epoch (augmentation, patch positions)."""
+    return np.random.default_rng([epoch_seed, b])
+
+
+def _epoch_seed(generator: torch.Generator) -> int:
+    """The one draw per epoch (besides the rows) from the runner's generator: a 62-bit seed."""
+    return int(torch.randint(2**62, (1,), generator=generator))
+
+
+class EpochBatches(torch.utils.data.Dataset):
+    """One epoch of :class:`SegmentationData` batches as a map-style dataset of batch indices:
+    item ``b`` is built from ``chunks[b]`` (2-D: ``(case, z)`` rows; 3-D: case indices) and
+    :func:`batch_rng` ``(seed, b)`` only, so any process builds the same batch. Picklable (the
+    DataLoader's spawn start method pickles it; fork, used where available, does not)."""
+
+    def __init__(self, data: SegmentationData, chunks: list[np.ndarray], seed: int, *, dims: int = 2,
+                 slice_size: int = 64, patch: tuple[int, ...] = (16, 64, 64), augment: bool = False):
+        self.data, self.chunks, self.seed = data, chunks, int(seed)
+        self.dims, self.slice_size, self.patch, self.augment = dims, slice_size, tuple(patch), augment
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def rows(self) -> int:
+        """Slices (2-D) or patches (3-D) in the epoch."""
+        return sum(len(c) for c in self.chunks)
+
+    def __getitem__(self, b: int) -> dict:
+        if not 0 <= b < len(self.chunks):
+            raise IndexError(f"batch {b} of an epoch of {len(self.chunks)}")
+        if self.dims == 3:
+            return self.data.patch_batch(self.chunks[b], self.patch, batch_rng(self.seed, b))
+        return self.data.slice_batch(self.chunks[b], self.slice_size, batch_rng(self.seed, b) if self.augment else None)
+
+
+def _identity(batch: dict) -> dict:
+    return batch
+
+
+def _seed_worker(epoch_seed: int, worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: seed numpy's, Python's and torch's global generators from
+    ``(epoch_seed, worker_id)``. The batches do not use them (they use :func:`batch_rng`); this
+    keeps any incidental randomness in a worker reproducible too."""
+    s = np.random.SeedSequence([epoch_seed, worker_id]).generate_state(2, dtype=np.uint32)
+    np.random.seed(int(s[0]))
+    random.seed(int(s[1]))
+    torch.manual_seed((int(s[0]) << 32) | int(s[1]))
+
+
+def _pinned(batch):
+    if torch.is_tensor(batch):
+        return batch.pin_memory()
+    if isinstance(batch, dict):
+        return {k: _pinned(v) for k, v in batch.items()}
+    return batch
+
+
+def _loader_batches(epoch: EpochBatches, workers: int, pin_memory: bool, prefetch: int) -> Iterator[dict]:
+    """Yield ``epoch``'s batches in order, built by ``workers`` DataLoader worker processes; the
+    workers are shut down when the consumer stops (exhausted, ``break`` or garbage collection)."""
+    if len(epoch) == 0:
+        return
+    ctx = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
+    loader = torch.utils.data.DataLoader(
+        epoch, batch_size=None, shuffle=False, num_workers=workers, collate_fn=_identity,
+        pin_memory=bool(pin_memory and torch.cuda.is_available()), prefetch_factor=prefetch,
+        worker_init_fn=functools.partial(_seed_worker, epoch.seed), persistent_workers=False,
+        multiprocessing_context=ctx,
+        # the loader draws its base seed from this generator, never from torch's global one
+        # (which a training step's dropout uses): so workers > 0 leave the global stream alone
+        generator=torch.Generator().manual_seed(epoch.seed))
+    it = iter(loader)
+    try:
+        yield from it
+    finally:
+        shutdown = getattr(it, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
 
 
 def resize_image(x: torch.Tensor, size: int) -> torch.Tensor:
