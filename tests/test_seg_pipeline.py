@@ -140,3 +140,15 @@ def test_options(data):
     ex = data.example_batch("test", 4, slice_size=32, workers=2, pin_memory=True)
     assert ex["inputs"]["image"].shape == (4, 1, 32, 32)
     _assert_same([ex], [next(data.batches("test", 4, slice_size=32))])
+
+
+def test_perf_pipeline_smoke(load_data):
+    from bench.perf_pipeline import clamp_workers, format_report, run_pipeline_perf
+
+    assert clamp_workers([0, 1, 2, 4, 2], cores=2) == [0, 1, 2]
+    out = run_pipeline_perf("m4oe", "synthetic-organs", "tiny", workers=(0, 1), train_workers=(1,), reps=1,
+                            batches=2, steps=1, warmup=0, batch_size=8)
+    assert [r["workers"] for r in out["pipeline"]] == [0, 1] and [r["workers"] for r in out["training"]] == [1]
+    assert all(r["slices"] == 16 and r["slices_per_s"] > 0 for r in out["pipeline"])
+    assert all(0 <= r["wait_share"] < 1 and r["step_ms"] > 0 for r in out["training"])
+    assert "data-wait share" in format_report(out)
