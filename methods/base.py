@@ -18,6 +18,8 @@ from torch import nn
 
 from datasets.spec import DatasetSpec, TaskSpec
 
+from .losses import pixel_cross_entropy
+
 if TYPE_CHECKING:
     from .hparam_rules import Rule
 
@@ -56,13 +58,15 @@ SEG_DICE_SMOOTH = 1.0
 def segmentation_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Cross-entropy + soft-Dice loss of logits (n, C, H, W) against class maps (n, H, W).
 
-    CE is the mean over all pixels (softmax CE; for C=2 it equals BCE on the logit difference).
+    CE is the mean over all pixels (softmax CE; for C=2 it equals BCE on the logit difference),
+    computed by :func:`methods.losses.pixel_cross_entropy` (equal to ``F.cross_entropy``, but
+    deterministic on CUDA: no ``nll_loss2d``).
     The soft Dice (``(2 sum(p*g) + s) / (sum(p) + sum(g) + s)``, ``s = SEG_DICE_SMOOTH``) is
     computed **per sample** and per foreground class (1..C-1), averaged over those classes, then
     over the samples, never pooled over the batch (a small structure weighs as much as a big one)."""
     logits = pred.float()
     target = target.long()
-    ce = nn.functional.cross_entropy(logits, target)
+    ce = pixel_cross_entropy(logits, target, ignore_index=-100)  # F.cross_entropy's default: dense targets ignore none
     prob = logits.softmax(dim=1)[:, 1:]
     onehot = nn.functional.one_hot(target, logits.shape[1]).movedim(-1, 1)[:, 1:].float()
     dims = tuple(range(2, logits.dim()))  # spatial dims only: one Dice per (sample, class)

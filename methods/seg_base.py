@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from datasets.spec import DatasetSpec
 
 from .base import Method, Output
+from .losses import pixel_cross_entropy
 
 DICE_SMOOTH = 1e-5
 
@@ -59,16 +60,19 @@ def dice_loss(logits: torch.Tensor, label: torch.Tensor, smooth: float = DICE_SM
 def cross_entropy(logits: torch.Tensor, label: torch.Tensor, per_sample: bool = True) -> torch.Tensor:
     """Mean CE over the labelled pixels; per sample then over the samples that have any (the
     reference averages per-sample means [code]), or pooled over the group. 0 with a gradient path
-    when every pixel is ignored."""
+    when every pixel is ignored. Computed by :func:`methods.losses.pixel_cross_entropy` (equal to
+    ``F.cross_entropy(..., ignore_index=-1)``, but deterministic on CUDA: no ``nll_loss2d``)."""
     valid = label >= 0
     if not bool(valid.any()):
         return logits.sum() * 0.0
     if not per_sample:
-        return F.cross_entropy(logits.float(), label, ignore_index=-1)
-    pixel = F.cross_entropy(logits.float(), label, ignore_index=-1, reduction="none").flatten(1)
+        return pixel_cross_entropy(logits.float(), label, ignore_index=-1)
+    pixel = pixel_cross_entropy(logits.float(), label, ignore_index=-1, reduction="none").flatten(1)
     count = valid.flatten(1).sum(1)
     has = count > 0
-    return (pixel.sum(1)[has] / count[has]).mean()
+    # a sample without labelled pixels has pixel sum 0: dividing by max(count, 1) and averaging over
+    # the samples that have some equals the mean over those samples, with no boolean indexing
+    return (pixel.sum(1) / count.clamp(min=1)).sum() / has.sum()
 
 
 def seg_loss(logits: torch.Tensor, label: torch.Tensor, ce_weight: float, dice_weight: float,
