@@ -9,5 +9,8 @@ import os
 # (0.05 s) but doubles the alone time of small models. Set before torch loads OpenMP; an
 # explicit user setting wins.
 os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+# cuBLAS reads its workspace setting when CUDA initialises, so deterministic matmuls need it set
+# before any CUDA call (docs/protocol.md "Seeds and determinism"); an explicit user setting wins.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 __version__ = "0.1.0"
