@@ -3,8 +3,9 @@
 Three identities are derived from a :class:`RunConfig` (docs/identity.md):
 
 * ``key``: everything that can change a result: method, dataset, seeds, preset, resolved hparams,
-  training budget, device, determinism, CPU thread count, the code fingerprint and the data
-  fingerprint. A key already complete in the store is skipped, which makes sweeps idempotent.
+  training budget, device, determinism, CPU thread count, the execution options that can change
+  a number (precision, TF32, channels-last, compile; ``bench.execution``), the code fingerprint
+  and the data fingerprint. A key already complete in the store is skipped, which makes sweeps idempotent.
 * ``config_id``: the key without the training seed. Runs that share it are the same
   configuration run with different seeds; results group by it and count distinct seeds.
 * ``request_id``: the key without the code and data fingerprints: what the user asked for. A
@@ -18,6 +19,8 @@ import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
+
+from .execution import Execution
 
 
 class ConfigError(ValueError):
@@ -123,6 +126,7 @@ class RunConfig:
     data_fingerprint: str | None = None
     purpose: str = "eval"
     evaluation: dict[str, Any] = field(default_factory=lambda: dict(ROBUSTNESS_PROTOCOL))
+    execution: Execution = field(default_factory=Execution)
     label_fields: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def key_fields(self) -> dict[str, Any]:
@@ -132,6 +136,8 @@ class RunConfig:
                   "device": device, "deterministic": self.deterministic,
                   "threads": self.threads if device == "cpu" else None,
                   "code_version": self.code_version, "data": self.data_fingerprint, "evaluation": self.evaluation}
+        if execution := self.execution.key_fields():   # only what differs from the defaults (bench.execution)
+            fields["execution"] = execution
         if self.purpose != "eval":   # a tuning trial never evaluates test: it must not share a benchmark run's key
             fields["purpose"] = self.purpose
         return fields

@@ -7,7 +7,10 @@
 - peak memory: CUDA max allocated on GPU; on CPU the process's peak resident set size (VmHWM),
   which includes the interpreter and data, so compare it between methods, not to a GPU figure;
 - time per training step (median after warm-up) comes from the runner; inference latency per
-  sample and throughput from a timed pass over the test split here.
+  sample and throughput from a timed pass over the test split here;
+- achieved training FLOP/s: 3 x forward FLOPs per sample x batch / step time (backward costs
+  about twice the forward), and on a GPU whose peak is known (:data:`PEAK_TFLOPS`) its share of
+  the dense peak at the run's precision.
 """
 from __future__ import annotations
 
@@ -16,6 +19,34 @@ from typing import Callable, Iterable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+#: dense (no sparsity) peak TFLOP/s by GPU name fragment and precision, from the vendors' data
+#: sheets (SXM parts); "fp32" is plain IEEE fp32, "tf32" the tensor-core path fp32 matmuls may take
+PEAK_TFLOPS: dict[str, dict[str, float]] = {
+    "H200": {"bf16": 989.0, "fp16": 989.0, "tf32": 494.0, "fp32": 67.0},
+    "H100": {"bf16": 989.0, "fp16": 989.0, "tf32": 494.0, "fp32": 67.0},
+    "A100": {"bf16": 312.0, "fp16": 312.0, "tf32": 156.0, "fp32": 19.5},
+}
+
+
+def peak_tflops(device: torch.device, precision: str) -> float | None:
+    """The device's dense peak at ``precision`` (``tf32`` for fp32 with TF32 on), or None."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for fragment, peaks in PEAK_TFLOPS.items():
+        if fragment in name:
+            return peaks.get(precision)
+    return None
+
+
+def training_throughput(flops_per_sample: float, batch_size: int, step_time_s: float, device: torch.device,
+                        precision: str) -> dict[str, float | None]:
+    """``train_tflops_per_s`` achieved by a training step and its ``peak_share`` (None when the
+    device's peak is unknown, e.g. on CPU)."""
+    rate = 3.0 * flops_per_sample * batch_size / step_time_s / 1e12 if step_time_s > 0 else float("nan")
+    peak = peak_tflops(device, precision)
+    return {"train_tflops_per_s": rate, "peak_share": rate / peak if peak else None}
 
 
 def parameter_counts(model: torch.nn.Module) -> dict[str, int]:

@@ -19,6 +19,7 @@ from methods import check_hparams, parse_method, resolve_hparams
 
 from . import __version__
 from .config import SEG_EPOCHS_BY_PRESET, SEG_TRAIN_DEFAULTS, ConfigError, RunConfig, TrainConfig, split_overrides
+from .execution import Execution, ExecutionError
 from .identity import code_fingerprint, data_fingerprint
 
 #: seeds go to NumPy's legacy seeding, which takes 0 .. 2**32 - 1
@@ -77,13 +78,19 @@ def default_threads() -> int:
 def build_config(method: str, dataset: str, seed: int = 0, split_seed: int = 0, preset: str = DEFAULT_PRESET,
                  sets: dict[str, str] | None = None, train: dict[str, Any] | None = None, device: str = "cpu",
                  deterministic: bool = True, data_root: str | None = None, threads: int | None = None,
-                 hparams: dict[str, Any] | None = None, purpose: str = "eval") -> RunConfig:
+                 hparams: dict[str, Any] | None = None, purpose: str = "eval",
+                 execution: Execution | None = None) -> RunConfig:
     """Resolve names, preset and ``--set`` overrides into a checked :class:`RunConfig` (raises ConfigError).
 
     ``sets`` are strings (from the command line), typed by each key's default; ``train`` and
     ``hparams`` are already typed (suites, tuning) and go through the same checks. ``purpose``
-    ``trial`` makes a tuning trial's config, whose key differs from any benchmark run's."""
+    ``trial`` makes a tuning trial's config, whose key differs from any benchmark run's.
+    ``execution``: precision, TF32, channels-last, compile, data workers (``bench.execution``)."""
     _check_seed("seed", seed)
+    try:
+        execution = dataclasses.replace(execution or Execution()).validate()
+    except ExecutionError as exc:
+        raise ConfigError(str(exc)) from None
     _check_seed("split_seed", split_seed)
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
@@ -115,7 +122,7 @@ def build_config(method: str, dataset: str, seed: int = 0, split_seed: int = 0, 
                     train=tc, device=device, deterministic=deterministic, data_root=data_root,
                     threads=(threads or default_threads()) if device.startswith("cpu") else None,
                     code_version=f"{__version__}+{code_fingerprint([cls.__module__, entry.builder.__module__])}",
-                    data_fingerprint=_data_fingerprint(full, data_root), purpose=purpose)
+                    data_fingerprint=_data_fingerprint(full, data_root), purpose=purpose, execution=execution)
     cfg.label_fields = label_fields(cls, cfg, protocol)
     return cfg
 
@@ -137,7 +144,8 @@ def hparam_overrides(cls, cfg: RunConfig) -> dict[str, Any]:
 
 def label_fields(cls, cfg: RunConfig, protocol: TrainConfig) -> dict[str, Any]:
     """What makes this configuration differ from the protocol defaults: the preset (when not
-    ``small``), hparam and training overrides, and split seed / device / determinism when set."""
+    ``small``), hparam and training overrides, split seed / device / determinism when set, and the
+    execution options that are part of the key (precision, tf32, channels_last, compile)."""
     fields: dict[str, Any] = {}
     if cfg.preset != DEFAULT_PRESET:
         fields["preset"] = cfg.preset
@@ -150,4 +158,5 @@ def label_fields(cls, cfg: RunConfig, protocol: TrainConfig) -> dict[str, Any]:
         fields["device"] = cfg.device
     if not cfg.deterministic:
         fields["deterministic"] = False
+    fields.update(cfg.execution.key_fields())
     return fields

@@ -47,13 +47,16 @@ from .cost import (
     peak_memory_bytes,
     reset_peak_memory,
     timed_inference,
+    training_throughput,
     with_images,
 )
 from .errors import StoreError
 from .evaluation import evaluate, is_segmentation, to_device
+from .execution import ExecutionError, check_device, configure_matmul, make_scaler, prepare_model, tf32_active
+from .execution import describe as describe_execution
 from .jobs import build_config, hparam_overrides, load_data
 from .record import RunRecord
-from .seeding import configure_determinism, make_generator, rng_state, seed_everything, set_rng_state
+from .seeding import NondeterminismLog, configure_determinism, make_generator, rng_state, seed_everything, set_rng_state
 from .training import (
     EarlyStopping,
     NonFiniteLoss,
@@ -102,7 +105,7 @@ class JobDone(RuntimeError):
 _GIT: str | None = None
 
 
-def environment(device: torch.device) -> dict[str, Any]:
+def environment(device: torch.device, cfg: RunConfig | None = None) -> dict[str, Any]:
     global _GIT
     if _GIT is None:
         try:
@@ -114,6 +117,8 @@ def environment(device: torch.device) -> dict[str, Any]:
            "device": device.type, "bench": __version__, "git": _GIT, "threads": torch.get_num_threads()}
     if device.type == "cuda":
         env["device_name"] = torch.cuda.get_device_name(device)
+    if cfg is not None:
+        env["execution"] = describe_execution(cfg.execution, device, cfg.deterministic)
     return env
 
 
@@ -133,7 +138,12 @@ def _setup(cfg: RunConfig, runs_dir: str | Path = "runs") -> tuple[torch.device,
     device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {cfg.device}: CUDA is not available on this machine")
+    try:
+        check_device(cfg.execution, device)
+    except ExecutionError as exc:
+        raise ConfigError(str(exc)) from None
     configure_determinism(cfg.deterministic)
+    configure_matmul(cfg.execution, device, cfg.deterministic)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
@@ -145,21 +155,28 @@ def _setup(cfg: RunConfig, runs_dir: str | Path = "runs") -> tuple[torch.device,
 
 def _build_model(cls, data: MultimodalData, cfg: RunConfig, device: torch.device,
                  hparams: dict[str, Any] | None = None) -> torch.nn.Module:
+    """The method's model on the device, with the job's execution options applied (precision,
+    channels-last, compile: ``bench.execution.prepare_model``)."""
     seed_everything(cfg.seed)  # model init never depends on what ran before it
     try:
-        return cls(data.spec, cfg.hparams if hparams is None else hparams).to(device)
+        model = cls(data.spec, cfg.hparams if hparams is None else hparams).to(device)
     except ValueError as exc:  # bad hparam values found by the method
         raise ConfigError(f"{cfg.method} on {cfg.dataset}: {exc}") from None
+    return prepare_model(model, cfg.execution, device)
 
 
-def _batch_options(model, data, tc: TrainConfig, train: bool = False) -> dict[str, Any]:
+def _batch_options(model, data, tc: TrainConfig, train: bool = False, workers: int = 0,
+                   device: torch.device | None = None) -> dict[str, Any]:
     """Options for ``data.batches``: the method's (slice size / patch) plus, for segmentation
-    training, the harness's sampling and augmentation settings."""
+    training, the harness's sampling and augmentation settings and the DataLoader workers that
+    build the batches (pinned memory on a GPU; the batches are the same for any worker count)."""
     if not is_segmentation(data):
         return {}
     opts = dict(model.data_options())
     if train:
         opts.update(augment=tc.augment, fg_oversample=tc.fg_oversample, balance=tc.balance)
+        if workers:
+            opts.update(workers=workers, pin_memory=device is not None and device.type == "cuda")
     return opts
 
 
@@ -230,7 +247,9 @@ def run_job(cfg: RunConfig, store: RunStore | None, runs_dir: str | Path = "runs
         if (existing := stored()) is not None:   # another worker may have finished it before we claimed it
             return existing
         try:
-            return _run_claimed(cfg, store, Path(runs_dir), progress, force, strict, suite, purpose, callbacks)
+            with NondeterminismLog() as ndlog:
+                return _run_claimed(cfg, store, Path(runs_dir), progress, force, strict, suite, purpose, callbacks,
+                                    ndlog)
         except (DatasetError, CheckpointWriteError, StoreError):
             raise
         except ConfigError:
@@ -247,7 +266,7 @@ def _failed(cfg: RunConfig, store, suite, purpose) -> RunRecord:
     tail = "".join(traceback.format_exception(exc)).rstrip().splitlines()[-TRACEBACK_LINES:]
     message = " ".join(str(exc).split()) or "(no message)"
     record = _record(cfg, "failed", suite, purpose, error=f"{exc.__class__.__name__}: {message}",
-                     env=environment(torch.device(cfg.device)),
+                     env=environment(torch.device(cfg.device), cfg),
                      summary={"error_type": exc.__class__.__name__, "traceback": tail})
     if store is not None:
         store.put(record)
@@ -255,13 +274,13 @@ def _failed(cfg: RunConfig, store, suite, purpose) -> RunRecord:
 
 
 def _run_claimed(cfg: RunConfig, store, runs_dir: Path, progress: bool, force: bool, strict: bool,
-                 suite: str | None, purpose: str, callbacks: tuple) -> RunRecord:
+                 suite: str | None, purpose: str, callbacks: tuple, ndlog: NondeterminismLog) -> RunRecord:
     key = cfg.key()
     device, data, cls, supported = _setup(cfg, runs_dir)
     if supported is not True:
         if strict:
             raise ConfigError(f"{cfg.method} cannot run on {cfg.dataset}: {supported}")
-        record = _record(cfg, "skipped", suite, purpose, reason=str(supported), env=environment(device))
+        record = _record(cfg, "skipped", suite, purpose, reason=str(supported), env=environment(device, cfg))
         if store is not None:
             store.put(record)
         return record
@@ -278,7 +297,8 @@ def _run_claimed(cfg: RunConfig, store, runs_dir: Path, progress: bool, force: b
         if si < len(done):
             continue
         model = _build_model(cls, data, cfg, device, stage.hparams)
-        opts, eval_opts = _batch_options(model, data, tc, train=True), _batch_options(model, data, tc)
+        opts = _batch_options(model, data, tc, train=True, workers=cfg.execution.workers(device), device=device)
+        eval_opts = _batch_options(model, data, tc)
         epochs = stage_epochs[si]
         total_steps = epochs * math.ceil(data.epoch_size("train", **opts) / tc.batch_size)
         total_steps = min(tc.max_steps, total_steps) if tc.max_steps else total_steps
@@ -290,27 +310,31 @@ def _run_claimed(cfg: RunConfig, store, runs_dir: Path, progress: bool, force: b
             state.loaded = model.load_stage(previous["model"], stage)
         opt = make_optimizer(model, tc)
         sched = make_schedule(opt, tc, total_steps)
+        scaler = make_scaler(cfg.execution, device)
         if resumed is not None and resumed.get("stage", 0) == si:
             model.load_state_dict(resumed["model"])
             opt.load_state_dict(resumed["optimizer"])
             sched.load_state_dict(resumed["schedule"])
+            if scaler is not None and resumed.get("scaler"):
+                scaler.load_state_dict(resumed["scaler"])
             gen.set_state(resumed["generator"])
             set_rng_state(resumed["rng"])
             state, best_weights = StageState.from_dict(resumed["state"]), resumed["best_model"]
         resumed = None
 
-        def save(st: StageState, best: dict | None, si=si, model=model, opt=opt, sched=sched) -> None:
+        def save(st: StageState, best: dict | None, si=si, model=model, opt=opt, sched=sched, scaler=scaler) -> None:
             ckpt.save(ckpt.last_path, {"model": model.state_dict(), "best_model": best, "optimizer": opt.state_dict(),
                                        "schedule": sched.state_dict(), "generator": gen.get_state(), "rng": rng_state(),
-                                       "state": st.to_dict(), "stage": si, "stages_done": done})
+                                       "state": st.to_dict(), "stage": si, "stages_done": done,
+                                       "scaler": scaler.state_dict() if scaler is not None else None})
 
         run = StageRun(tc, device, epochs, opts, eval_opts, gen, (EarlyStopping(tc.patience), *callbacks), save,
                        f"{cfg.method} | {cfg.dataset} | seed {cfg.seed}" + (f" | {stage.name}" if len(stages) > 1 else ""),
-                       progress)
+                       progress, scaler)
         try:
             state, best_weights = train_stage(model, data, run, opt, sched, state, best_weights)
         except Pruned as exc:   # a tuning pruner ended the trial: a result of the trial, stored as such
-            record = _record(cfg, "pruned", suite, purpose, reason=str(exc), env=environment(device),
+            record = _record(cfg, "pruned", suite, purpose, reason=str(exc), env=environment(device, cfg),
                              summary={"pruned_epoch": exc.epoch, "pruned_value": exc.value, "history": state.history,
                                       "best_val_score": state.best_score, "stage": stage.name,
                                       "epochs_run": sum(d["epoch"] for d in done) + state.epoch})
@@ -319,7 +343,7 @@ def _run_claimed(cfg: RunConfig, store, runs_dir: Path, progress: bool, force: b
             ckpt.discard_last()
             return record
         except NonFiniteLoss as exc:
-            record = _record(cfg, "failed", suite, purpose, error=str(exc), env=environment(device),
+            record = _record(cfg, "failed", suite, purpose, error=str(exc), env=environment(device, cfg),
                              summary={"failed_step": exc.step, "loss_parts": exc.parts, "history": state.history,
                                       "stage": stage.name})
             if store is not None:
@@ -338,7 +362,7 @@ def _run_claimed(cfg: RunConfig, store, runs_dir: Path, progress: bool, force: b
         if len(stages) > 1:
             model.load_stage(ckpt.load(ckpt.stage_path(len(stages) - 2))["model"], stages[-1])
         model.load_state_dict(state_dict)
-    return _finish(cfg, store, ckpt, data, cls, model, device, done, suite, purpose)
+    return _finish(cfg, store, ckpt, data, cls, model, device, done, suite, purpose, ndlog)
 
 
 def _declined_tasks(cls, data) -> dict[str, str]:
@@ -350,14 +374,16 @@ def _declined_tasks(cls, data) -> dict[str, str]:
 
 
 def _finish(cfg: RunConfig, store, ckpt: Checkpointer, data, cls, model, device, done: list[dict[str, Any]],
-            suite: str | None, purpose: str) -> RunRecord:
-    """The one test evaluation with the selected weights, cost, and the record."""
+            suite: str | None, purpose: str, ndlog: NondeterminismLog) -> RunRecord:
+    """The one test evaluation with the selected weights, cost, and the record. In deterministic
+    mode the summary lists the ops that had no deterministic implementation on this device
+    (``nondeterministic_ops``; empty: the run is reproducible bit for bit); None when the mode is off."""
     tc = cfg.train
     ckpt.save(ckpt.best_path, {"model": model.state_dict(), "epoch": done[-1]["best_epoch"]})
     eval_opts = _batch_options(model, data, tc)
     val = evaluate(model, data, "val", tc, device, eval_opts)
     if cfg.purpose == "trial":   # tuning trials never see test: validation only, no test-set timing either
-        return _finish_trial(cfg, store, ckpt, data, model, device, done, val, suite)
+        return _finish_trial(cfg, store, ckpt, data, model, device, done, val, suite, ndlog)
     test = evaluate(model, data, "test", tc, device, eval_opts, per_case=True)   # the one test evaluation
     interpretation = model.interpret(test.aux, test.extras)
     if interpretation:
@@ -369,6 +395,7 @@ def _finish(cfg: RunConfig, store, ckpt: Checkpointer, data, cls, model, device,
             "flops_per_sample": flops_per_sample(model, to_device(first, device)),
             "peak_memory_bytes": peak_memory_bytes(device),
             "train_time_s": sum(d["train_time"] for d in done),
+            "data_wait_s": sum(d.get("data_wait", 0.0) for d in done),
             "step_time_s": statistics.median(warm) if warm else float("nan"),
             **timed_inference(lambda b: model(to_device(b, device)), data.batches("test", tc.batch_size, **eval_opts),
                               device)}
@@ -390,8 +417,9 @@ def _finish(cfg: RunConfig, store, ckpt: Checkpointer, data, cls, model, device,
     if robustness.applies(data):   # the same weights on the test split with a modality removed / noisy
         metrics.update(robustness.evaluate_robustness(model, data, tc.batch_size, device, cfg.seed))
         summary["robustness"] = robustness.describe(cls)
+    summary["nondeterministic_ops"] = ndlog.ops if cfg.deterministic else None
     catalogue = build_catalogue({t.name: t.kind for t in data.spec.tasks}, metrics)
-    record = _record(cfg, "ok", suite, purpose, metrics=metrics, cost=cost, env=environment(device), summary=summary,
+    record = _record(cfg, "ok", suite, purpose, metrics=metrics, cost=cost, env=environment(device, cfg), summary=summary,
                      checkpoint=str(ckpt.best_path), catalogue=catalogue)
     if store is not None:
         store.put(record, test.cases)
@@ -400,15 +428,16 @@ def _finish(cfg: RunConfig, store, ckpt: Checkpointer, data, cls, model, device,
 
 
 def _finish_trial(cfg: RunConfig, store, ckpt: Checkpointer, data, model, device, done: list[dict[str, Any]], val,
-                  suite: str | None) -> RunRecord:
+                  suite: str | None, ndlog: NondeterminismLog) -> RunRecord:
     last = done[-1]
     summary = {"epochs_run": sum(d["epoch"] for d in done), "steps": sum(d["step"] for d in done),
                "best_epoch": last["best_epoch"], "selection": cfg.train.select, "best_val_score": last["best_score"],
-               "history": last["history"], "model_hparams": dict(model.hparams)}
+               "history": last["history"], "model_hparams": dict(model.hparams),
+               "nondeterministic_ops": ndlog.ops if cfg.deterministic else None}
     if declined := _declined_tasks(type(model), data):
         summary["declined_tasks"] = declined
     cost = {**parameter_counts(model), "train_time_s": sum(d["train_time"] for d in done)}
-    record = _record(cfg, "ok", suite, "trial", metrics={"val": val.metrics}, cost=cost, env=environment(device),
+    record = _record(cfg, "ok", suite, "trial", metrics={"val": val.metrics}, cost=cost, env=environment(device, cfg),
                      summary=summary, checkpoint=str(ckpt.best_path))
     if store is not None:
         store.put(record)
@@ -446,9 +475,10 @@ def cost_job(cfg: RunConfig, steps: int = 10, runs_dir: str | Path = "runs", met
                 "batch_size": cfg.train.batch_size}
     reset_peak_memory(device)
     model = _build_model(cls, data, cfg, device, cls.stages(cfg.hparams)[-1].hparams)
-    opts = _batch_options(model, data, cfg.train, train=True)
+    opts = _batch_options(model, data, cfg.train, train=True, workers=cfg.execution.workers(device), device=device)
     eval_opts = _batch_options(model, data, cfg.train)
     opt = make_optimizer(model, cfg.train)
+    scaler = make_scaler(cfg.execution, device)
     gen = make_generator(cfg.seed)
     batches = []
     for batch in data.batches("train", cfg.train.batch_size, gen, drop_last=True, **opts):
@@ -460,7 +490,7 @@ def cost_job(cfg: RunConfig, steps: int = 10, runs_dir: str | Path = "runs", met
     for i in range(steps + 2):
         batch = to_device(batches[i % len(batches)], device)
         t0 = time.perf_counter()
-        train_step(model, batch, opt, 0.0, i)
+        train_step(model, batch, opt, 0.0, i, scaler=scaler)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         if i >= 2:
@@ -470,6 +500,10 @@ def cost_job(cfg: RunConfig, steps: int = 10, runs_dir: str | Path = "runs", met
     with torch.no_grad():
         latency = timed_inference(lambda b: model(to_device(b, device)),
                                   data.batches("test", cfg.train.batch_size, **eval_opts), device)
+    flops, step = flops_per_sample(model, first), statistics.median(times)
     return {"method": cfg.method, "dataset": cfg.dataset, "preset": cfg.preset, **parameter_counts(model),
-            "flops_per_sample": flops_per_sample(model, first), "step_time_s": statistics.median(times),
-            "batch_size": cfg.train.batch_size, **latency, "peak_memory_bytes": peak_memory_bytes(device)}
+            "flops_per_sample": flops, "step_time_s": step, "batch_size": cfg.train.batch_size, **latency,
+            "peak_memory_bytes": peak_memory_bytes(device), "precision": cfg.execution.precision,
+            **training_throughput(flops, cfg.train.batch_size, step, device,
+                                  "tf32" if tf32_active(cfg.execution, device, cfg.deterministic)
+                                  else cfg.execution.precision)}

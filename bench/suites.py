@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, RunConfig, format_value
+from .execution import Execution
 from .yaml_files import check_keys, field_error, load_yaml_file
 from .yaml_files import describe as _kind
 
@@ -330,7 +331,8 @@ def dataset_unavailable(dataset: str, data_root: str | None) -> str | None:
 
 def suite_jobs(suite: Suite, seeds: list[int] | None = None, preset: str | None = None,
                sets: dict[str, str] | None = None, split_seed: int = 0, device: str = "cpu",
-               data_root: str | None = None, threads: int | None = None) -> list[RunConfig | UnavailableJob]:
+               data_root: str | None = None, threads: int | None = None,
+               execution: Execution | None = None) -> list[RunConfig | UnavailableJob]:
     """Every job of the suite in entry order: a RunConfig per job whose dataset is readable
     here (``bench.sweep.expand`` per entry and dataset), an UnavailableJob per job whose dataset
     is not. ``seeds``/``preset``/``sets`` (the command line's) override each entry's."""
@@ -352,7 +354,7 @@ def suite_jobs(suite: Suite, seeds: list[int] | None = None, preset: str | None 
                 try:
                     out += expand(list(entry.methods), [dataset], entry_seeds, preset=entry_preset, sets=entry_sets,
                                   train=entry.train, split_seed=split_seed, device=device, data_root=data_root,
-                                  threads=threads)
+                                  threads=threads, execution=execution)
                     continue
                 except DatasetError as exc:   # data that passes the check but cannot be listed or read
                     why = reasons[dataset] = " ".join(str(exc).split())

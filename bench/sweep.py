@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from datasets import DatasetError
 
 from .config import RunConfig
+from .execution import Execution
 from .jobs import build_config, default_threads, modality_names
 from .runner import JobBusy, JobDone, run_job
 from .store import RunStore
@@ -59,7 +60,8 @@ def sweep_threads(workers: int) -> int:
 
 def expand(methods: list[str], datasets: list[str], seeds: list[int], preset: str = "small",
            sets: dict[str, str] | None = None, train: dict[str, Any] | None = None, split_seed: int = 0,
-           device: str = "cpu", data_root: str | None = None, threads: int | None = None) -> list[RunConfig]:
+           device: str = "cpu", data_root: str | None = None, threads: int | None = None,
+           execution: Execution | None = None) -> list[RunConfig]:
     """Job configs; ``single`` becomes ``single:<modality>`` for every modality (for
     segmentation datasets: every image channel) of each dataset."""
     jobs: list[RunConfig] = []
@@ -73,7 +75,8 @@ def expand(methods: list[str], datasets: list[str], seeds: list[int], preset: st
         for method in names:
             for seed in seeds:
                 jobs.append(build_config(method, dataset, seed=seed, split_seed=split_seed, preset=preset, sets=sets,
-                                         train=train, device=device, data_root=data_root, threads=threads))
+                                         train=train, device=device, data_root=data_root, threads=threads,
+                                         execution=execution))
     return jobs
 
 

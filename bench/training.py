@@ -47,6 +47,7 @@ class StageState:
     stopped: bool = False        # a callback ended the stage
     history: list[dict[str, float]] = field(default_factory=list)
     train_time: float = 0.0
+    data_wait: float = 0.0       # seconds the training steps waited for their batches (in train_time)
     step_times: list[float] = field(default_factory=list)
     loaded: dict[str, list[str]] | None = None   # what load_stage restored / created (multi-stage methods)
 
@@ -100,18 +101,32 @@ def make_schedule(opt, tc: TrainConfig, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
 
 
-def train_step(model, batch: dict, opt: torch.optim.Optimizer, grad_clip: float, step: int, sched=None) -> float:
+def train_step(model, batch: dict, opt: torch.optim.Optimizer, grad_clip: float, step: int, sched=None,
+               scaler: torch.amp.GradScaler | None = None) -> float:
     """One optimisation step on one batch (already on the device); returns the loss. A NaN/Inf
-    loss raises :class:`NonFiniteLoss` with the loss parts before any weight changes."""
+    loss raises :class:`NonFiniteLoss` with the loss parts before any weight changes.
+
+    ``scaler`` (fp16 training, ``bench.execution.make_scaler``) scales the loss before backward
+    and unscales the gradients before clipping; a step whose gradients overflow is skipped and
+    the scale lowered, as ``torch.amp`` prescribes. The loss itself is computed in float32 (the
+    model's outputs are cast back by ``bench.execution.prepare_model``)."""
     out = model(batch)
     total, parts = model.loss(out, batch)
     if not bool(torch.isfinite(total)):
-        raise NonFiniteLoss(step, {k: v.item() for k, v in parts.items()})
+        raise NonFiniteLoss(step, {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in parts.items()})
     opt.zero_grad(set_to_none=True)
-    total.backward()
-    if grad_clip:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    opt.step()
+    if scaler is None:
+        total.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        opt.step()
+    else:
+        scaler.scale(total).backward()
+        if grad_clip:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        scaler.step(opt)
+        scaler.update()
     if sched is not None:
         sched.step()
     return total.detach().item()
@@ -131,6 +146,7 @@ class StageRun:
     save: Callable[[StageState, dict | None], None]   # (state, best weights) after every epoch
     desc: str = ""
     progress: bool = True
+    scaler: torch.amp.GradScaler | None = None   # fp16 loss scaling (bench.execution)
 
 
 def train_stage(model, data, run: StageRun, opt, sched, state: StageState,
@@ -148,11 +164,15 @@ def train_stage(model, data, run: StageRun, opt, sched, state: StageState,
         while not finished():
             model.train()
             epoch_start, losses = time.perf_counter(), []
+            ready = epoch_start
             for batch in data.batches("train", tc.batch_size, run.generator, **run.opts):
                 t0 = time.perf_counter()
-                losses.append(train_step(model, to_device(batch, run.device), opt, tc.grad_clip, state.step, sched))
+                state.data_wait += t0 - ready   # the step waited this long for its batch
+                losses.append(train_step(model, to_device(batch, run.device), opt, tc.grad_clip, state.step, sched,
+                                         run.scaler))
                 state.step += 1
-                state.step_times = state.step_times[-(STEP_TIMES_KEPT - 1):] + [time.perf_counter() - t0]
+                ready = time.perf_counter()
+                state.step_times = state.step_times[-(STEP_TIMES_KEPT - 1):] + [ready - t0]
                 if tc.max_steps and state.step >= tc.max_steps:
                     break
             state.train_time += time.perf_counter() - epoch_start
