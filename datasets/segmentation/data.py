@@ -42,6 +42,7 @@ from __future__ import annotations
 import functools
 import json
 import multiprocessing
+import numbers
 import os
 import random
 from collections.abc import Iterator, Sequence
@@ -215,10 +216,11 @@ class SegmentationData:
         processes (``prefetch`` batches ahead per worker; ``pin_memory``: page-locked host
         tensors, when CUDA is available) and yields them in order. The batches are the same,
         bit for bit, for every ``workers``; stopping early shuts the workers down."""
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 0:
             raise ValueError(f"workers={workers!r}: expected an integer >= 0")
-        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
+        if isinstance(prefetch, bool) or not isinstance(prefetch, numbers.Integral) or prefetch < 1:
             raise ValueError(f"prefetch={prefetch!r}: expected an integer >= 1")
+        workers, prefetch = int(workers), int(prefetch)
         if dims not in (2, 3):
             raise ValueError(f"dims={dims!r}: expected 2 or 3")
         epoch = self.epoch_batches(split, batch_size, generator, drop_last, slice_size=slice_size, dims=dims,
