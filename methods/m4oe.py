@@ -48,7 +48,7 @@ from .base import Stage
 from .hparam_rules import Rule, integer
 from .nets.swin_unet import ROUTINGS, SwinUNet, load_stage1
 from .registry import register_method
-from .swinunet import SwinMethod, stack_logits, swin_config
+from .swinunet import SwinMethod, swin_config
 
 #: the stacked expert weights of an MoE FFN (``methods.nets.swin_unet.MoEFFN``), frozen by freeze_experts
 EXPERT_PARAMS = ("w1", "b1", "w2", "b2")
@@ -58,6 +58,7 @@ EXPERT_PARAMS = ("w1", "b1", "w2", "b2")
 class M4oE(SwinMethod):
     name = "m4oe"
     description = "M4oE (MICCAI 2024): Swin-UNet with per-dataset FFN experts + gate, per-dataset heads, 2 stages"
+    single_pass = True  # a mixed-domain batch is one network call (SwinMethod.predict_batch)
 
     def __init__(self, spec: DatasetSpec, hparams: dict[str, Any]):
         super().__init__(spec, hparams)
@@ -112,7 +113,7 @@ class M4oE(SwinMethod):
 
     def predict_logits(self, x: torch.Tensor, domain: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         out = self.run_net(self.net, x, domain)
-        return stack_logits(out.logits), ({"gates": out.gates} if out.gates is not None else {})
+        return self.logits_of(out, domain), ({"gates": out.gates} if out.gates is not None else {})
 
     def interpret(self, aux: dict[str, np.ndarray], truth: dict[str, np.ndarray]) -> dict[str, float]:
         gates = aux.get("gates")

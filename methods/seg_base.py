@@ -134,8 +134,25 @@ class SegMethod(Method):
         """Logits (B, C_domain, *spatial) for a batch of one domain, and per-sample aux tensors."""
         raise NotImplementedError
 
+    #: True when :meth:`predict_batch` scores a mixed-domain batch in one network call; :meth:`forward`
+    #: then uses it instead of one :meth:`predict_logits` call per domain (same ``Output``)
+    single_pass: ClassVar[bool] = False
+
+    def predict_batch(self, x: torch.Tensor, domain: torch.Tensor) -> tuple[dict[str, torch.Tensor],
+                                                                          dict[str, torch.Tensor]]:
+        """Optional (with ``single_pass = True``): a mixed batch in one pass. Returns
+        ``{task name: logits (n_d, C_d, *spatial) of domain d's rows in batch order}`` for the
+        domains present, and per-sample aux tensors (B, ...) in batch order."""
+        raise NotImplementedError
+
     def forward(self, batch: dict) -> Output:
         x, domain = batch["inputs"]["image"], batch["domain"]
+        if self.single_pass:
+            return Output(*self.predict_batch(x, domain))
+        return self.forward_per_domain(x, domain)
+
+    def forward_per_domain(self, x: torch.Tensor, domain: torch.Tensor) -> Output:
+        """One :meth:`predict_logits` call per domain in the batch, aux put back in batch order."""
         preds: dict[str, torch.Tensor] = {}
         aux_parts: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         for d in torch.unique(domain).tolist():
@@ -158,11 +175,17 @@ class SegMethod(Method):
         per_sample = self.hparams.get("loss_granularity", "sample") == "sample"
         ce_sum = dice_sum = 0.0
         n = len(domain)
+        # one host sync for every domain's rows: a stable sort puts domain d's rows, in batch order,
+        # at [start_d, start_d + count_d) (= (domain == d).nonzero())
+        counts = torch.bincount(domain, minlength=len(self.spec.tasks)).tolist()
+        order = torch.argsort(domain, stable=True)
+        start = 0
         for d, task in enumerate(self.spec.tasks):
+            rows = order[start:start + counts[d]]
+            start += counts[d]
             if task.name not in output.preds:
                 continue
-            rows = (domain == d).nonzero(as_tuple=True)[0]
-            ce, dl = seg_loss(output.preds[task.name], label[rows], ce_w, dice_w, per_sample)
+            ce, dl = seg_loss(output.preds[task.name], label.index_select(0, rows), ce_w, dice_w, per_sample)
             ce_sum = ce_sum + ce * len(rows) / n
             dice_sum = dice_sum + dl * len(rows) / n
         parts = {"ce": ce_sum, "dice": dice_sum}

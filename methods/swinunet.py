@@ -7,7 +7,7 @@
   is what claim 4 ("7 hours less") compares against [ours: one job instead of D jobs so the
   test cases and the record are the same as M4oE's].
 * ``swinunet-joint``: one dense Swin-UNet shared by every domain, one bias-free 1x1 head per
-  domain [ours].
+  domain [ours]. A mixed-domain batch is one network call (``single_pass``), as for ``m4oe``.
 
 The network is ``methods.nets.swin_unet.SwinUNet``; the knobs come from the presets (tiny / small /
 paper) and ``--set``: ``img_size, patch_size, embed_dim, depths, num_heads, window_size,
@@ -22,7 +22,7 @@ from torch import nn
 
 from datasets.spec import DatasetSpec
 
-from .nets.swin_unet import SwinUNet, SwinUNetConfig
+from .nets.swin_unet import SwinUNet, SwinUNetConfig, SwinUNetOutput
 from .registry import register_method
 from .seg_base import SegMethod, parse_ints
 
@@ -44,10 +44,6 @@ def swin_config(hparams: dict[str, Any], in_chans: int, head_classes: tuple[int,
     return cfg.validate()
 
 
-def stack_logits(logits: list[torch.Tensor]) -> torch.Tensor:
-    return torch.stack(logits) if logits else torch.empty(0)
-
-
 class SwinMethod(SegMethod):
     """Base of the Swin-UNet methods: the backbone knobs as hparams. ``repeat_channels=3``
     repeats each input channel three times, as the reference code feeds a CT slice to a
@@ -64,11 +60,26 @@ class SwinMethod(SegMethod):
     def defaults(cls) -> dict[str, Any]:
         return {**super().defaults(), **SWIN_DEFAULTS}
 
-    def run_net(self, net: SwinUNet, x: torch.Tensor, domain: int):
-        """``net`` on a batch of one dataset (``domain`` = that dataset's index in ``net``),
-        with the input channels repeated ``repeat_channels`` times."""
-        d = torch.full((len(x),), domain, dtype=torch.long, device=x.device)
-        return net(x.repeat_interleave(self.repeat, dim=1) if self.repeat > 1 else x, d)
+    def run_net(self, net: SwinUNet, x: torch.Tensor, domain: int | torch.Tensor) -> SwinUNetOutput:
+        """``net`` on a batch of one dataset (``domain`` = that dataset's index in ``net``) or on a
+        mixed batch (``domain`` = (B,) indices), with the input channels repeated
+        ``repeat_channels`` times."""
+        if not isinstance(domain, torch.Tensor):
+            domain = torch.full((len(x),), domain, dtype=torch.long, device=x.device)
+        return net(x.repeat_interleave(self.repeat, dim=1) if self.repeat > 1 else x, domain)
+
+    def logits_of(self, out: SwinUNetOutput, domain: int) -> torch.Tensor:
+        """The logits of a one-domain batch."""
+        return out.domain_logits.get(domain, torch.empty(0))
+
+    def predict_batch(self, x: torch.Tensor, domain: torch.Tensor) -> tuple[dict[str, torch.Tensor],
+                                                                          dict[str, torch.Tensor]]:
+        """A mixed-domain batch through the shared ``self.net`` in one call (methods that set
+        ``single_pass``): the stable domain sort inside ``SwinUNet`` keeps each domain's rows in
+        batch order, and the gates come back in batch order."""
+        out = self.run_net(self.net, x, domain)
+        preds = {self.spec.tasks[d].name: logits for d, logits in out.domain_logits.items()}
+        return preds, ({"gates": out.gates} if out.gates is not None else {})
 
 
 @register_method
@@ -81,7 +92,7 @@ class SwinUNetPerDataset(SwinMethod):
         self.nets = nn.ModuleList(SwinUNet(swin_config(hparams, self.net_chans, (c,), "dense")) for c in self.classes)
 
     def predict_logits(self, x: torch.Tensor, domain: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return stack_logits(self.run_net(self.nets[domain], x, 0).logits), {}
+        return self.logits_of(self.run_net(self.nets[domain], x, 0), 0), {}
 
 
 @register_method
@@ -89,9 +100,11 @@ class SwinUNetJoint(SwinMethod):
     name = "swinunet-joint"
     description = "Swin-UNet (dense FFN) shared by all datasets, one head per dataset"
 
+    single_pass = True
+
     def __init__(self, spec: DatasetSpec, hparams: dict[str, Any]):
         super().__init__(spec, hparams)
         self.net = SwinUNet(swin_config(hparams, self.net_chans, self.classes, "dense"))
 
     def predict_logits(self, x: torch.Tensor, domain: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return stack_logits(self.run_net(self.net, x, domain).logits), {}
+        return self.logits_of(self.run_net(self.net, x, domain), domain), {}

@@ -52,8 +52,10 @@ Deviations from the reference code, as config fields:
   * ``expert_map`` (domain -> expert for "hard"); None = identity, which then requires
     ``num_experts == len(head_classes)`` [code: expert = dataset id; mapping ours].
   * Heads: a batch is grouped by domain and each group goes through its own head; logits are
-    returned per sample with that domain's class count [ours]. The code zero-pads every sample to
-    the max class count. Heads live in ``heads`` (ModuleList), not the code's ``outputs`` dict.
+    returned per domain (``domain_logits[d]``: that domain's rows in batch order) and per sample
+    with that domain's class count [ours]. The code zero-pads every sample to the max class count.
+    Heads live in ``heads`` (ModuleList), not the code's ``outputs`` dict. A mixed-domain batch is
+    one pass with one host sync (the per-domain counts) [ours].
   * ``relative_position_index`` / ``attn_mask`` are non-persistent buffers (not in state_dict)
     [ours]; the expert weights are stacked tensors instead of ``experts.{e}.{0,2}`` Linears, so
     reference checkpoints do not load directly (none are released).
@@ -73,6 +75,7 @@ measured on the reference classes (``REFERENCE_PARAM_COUNTS``):
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -191,8 +194,23 @@ class SwinUNetConfig:
 
 @dataclass
 class SwinUNetOutput:
-    logits: list[Tensor]  # per sample i: (C_{domain[i]}, H, W), from head domain[i]
+    """``domain_logits[d]``: (n_d, C_d, H, W) from head d, the rows of domain d in batch order, for
+    each domain in the batch; ``logits``: the same per sample in batch order, (C_{domain[i]}, H, W)
+    (built from ``domain_logits`` on first use). ``gates`` in batch order."""
+    domain_logits: dict[int, Tensor]
     gates: Tensor | None  # gated: (B, L, E) mean expert weight; gated-code: (B, L) mean channel-gate entropy (nats)
+    domain: Tensor | None = None  # (B,) the batch's domains, for ``logits``
+
+    @cached_property
+    def logits(self) -> list[Tensor]:
+        if self.domain is None:
+            raise ValueError("SwinUNetOutput.logits needs the batch's domain")
+        taken = dict.fromkeys(self.domain_logits, 0)
+        out = []
+        for d in self.domain.tolist():
+            out.append(self.domain_logits[d][taken[d]])
+            taken[d] += 1
+        return out
 
 
 def preset_config(preset: str, **overrides) -> SwinUNetConfig:
@@ -623,12 +641,17 @@ class SwinUNet(nn.Module):
         B = x.shape[0]
         if domain.numel() != B:
             raise ValueError(f"SwinUNet: domain must have {B} entries, got {domain.numel()}")
-        counts = torch.bincount(domain.clamp(0, cfg.num_domains), minlength=cfg.num_domains + 1).tolist()
-        if counts[cfg.num_domains] or (B and int(domain.min()) < 0):
-            raise ValueError(f"SwinUNet: domain values must be in [0, {cfg.num_domains})")
-        order = torch.argsort(domain, stable=True)
-        dom_runs, exp_runs = self._runs(counts[:cfg.num_domains])
-        x = x.index_select(0, order)
+        D = cfg.num_domains
+        # the one host sync of a forward: per-domain counts (out-of-range values land in bins 0 and D + 1)
+        counts = torch.bincount(domain.clamp(-1, D) + 1, minlength=D + 2).tolist()
+        if counts[0] or counts[D + 1]:
+            raise ValueError(f"SwinUNet: domain values must be in [0, {D})")
+        counts = counts[1:D + 1]
+        dom_runs, exp_runs = self._runs(counts)
+        # a one-domain batch is already domain-sorted: no permutation there
+        order = torch.argsort(domain, stable=True) if len(dom_runs) > 1 else None
+        if order is not None:
+            x = x.index_select(0, order)
 
         # encoder + bottleneck
         h = self.patch_embed(x)
@@ -651,19 +674,15 @@ class SwinUNet(nn.Module):
         h = self.up(h)  # (B, S*S, C)
         feat = h.transpose(1, 2).reshape(B, cfg.embed_dim, S, S)
 
-        sorted_logits: list[Tensor] = []
-        for d, s, t in dom_runs:
-            sorted_logits.extend(self.heads[d](feat[s:t]).unbind(0))
-        logits: list[Tensor] = [None] * B  # type: ignore[list-item]
-        for pos, i in enumerate(order.tolist()):
-            logits[i] = sorted_logits[pos]
+        # the stable sort keeps each domain's rows in batch order, so head d on its run is final
+        domain_logits = {d: self.heads[d](feat[s:t]) for d, s, t in dom_runs}
 
         gates = None
         if stats:
-            g = torch.stack(stats, 1)  # (B, L, E) or (B, L), domain-sorted
-            gates = torch.empty_like(g)
-            gates[order] = g
-        return SwinUNetOutput(logits=logits, gates=gates)
+            gates = torch.stack(stats, 1)  # (B, L, E) or (B, L), domain-sorted
+            if order is not None:
+                gates = torch.empty_like(gates).index_copy_(0, order, gates)
+        return SwinUNetOutput(domain_logits=domain_logits, gates=gates, domain=domain)
 
 
 # ---------------------------------------------------------------------------- utilities
