@@ -31,7 +31,7 @@ EPILOGS = {
   python -m bench run --method late --dataset wdbc --set weights=learned --set lr=0.001 --json
   python -m bench run --method early --dataset synthetic-pid:synergy --preset tiny --set epochs=5
   python -m bench run --method m4oe --dataset synthetic-organs --preset tiny --json
-  python -m bench run --method m4oe --dataset flare22 --data-root /data --preset paper --device cuda
+  python -m bench run --method m4oe --dataset flare22 --data-root /data --preset paper --device cuda --precision bf16
   python -m bench run --method m4oe --dataset synthetic-organs --routing gated-code --moe-where enc
   python -m bench run --method unet --dataset nnunet:/data/nnUNet_raw/Dataset722_FLARE22 --preset small
 
@@ -84,6 +84,8 @@ budget: rerunning with a larger N runs only the missing trials; workers sharing 
   python -m bench perf i2moe --device cuda --sizes paper --modalities 3
   python -m bench perf leaderboard                  bench leaderboard over 10,000 synthetic runs
   python -m bench perf leaderboard --runs 1000 --reps 3
+  python -m bench perf m4oe                         data pipeline slices/s per worker, training data-wait share
+  python -m bench perf m4oe --device cuda --preset paper --precision bf16 --train-workers 8
 
 i2moe: for each size and number of modalities, the training-step time of I2MoE's loop (oracle),
 per-expert and vmap implementations and of one fused backbone pass (a single backbone's
@@ -91,7 +93,11 @@ forward+backward over K*(M+1)*B rows: the same backbone FLOPs in one call; a ref
 not a bound). Each of --reps repetitions times every one back to back; the ratios loop/batched,
 per-expert/vmap and batched/fused are taken within a repetition and shown as min / median / max.
 leaderboard: wall time of `python -m bench leaderboard` (a fresh interpreter each time) over a
-synthetic store, min / median / max of --reps runs, and the same on an empty store.""",
+synthetic store, min / median / max of --reps runs, and the same on an empty store.
+m4oe (or --method <any segmentation method>): the segmentation data pipeline on --dataset (default
+synthetic-organs) at --preset (default tiny): slices/s for each of --workers DataLoader workers (min /
+median / max of --reps repetitions, per worker), then --steps training steps on --device fed with
+each of --train-workers: step time, time waiting for the batch, and the data-wait share (goal < 5%).""",
     "cost": """examples:
   python -m bench cost --method i2moe --dataset synthetic-mvmt
   python -m bench cost --method attention intermediate i2moe --dataset digits-halves --preset paper --json
@@ -200,6 +206,27 @@ def _add_job_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def _add_execution_args(p: argparse.ArgumentParser) -> None:
+    """Speed options that never change the protocol (bench.execution, docs/gpu.md)."""
+    g = p.add_argument_group("execution (speed; precision, tf32, channels-last and compile are part of the job key)")
+    g.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                   help="autocast precision of the model's forward; fp16 trains with loss scaling (default fp32)")
+    g.add_argument("--no-tf32", action="store_true",
+                   help="never use TF32 (by default fp32 uses it on Ampere+ GPUs unless deterministic)")
+    g.add_argument("--channels-last", action="store_true", help="channels-last memory format for conv nets")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model (first steps are slow)")
+    g.add_argument("--data-workers", type=int, default=None, metavar="N",
+                   help="DataLoader workers for segmentation training batches; results are identical for any N "
+                        "(default: 0 on CPU, up to 8 on a GPU)")
+
+
+def _execution(args):
+    from .execution import Execution
+
+    return Execution(precision=args.precision, tf32=not args.no_tf32, channels_last=args.channels_last,
+                     compile=args.compile, data_workers=args.data_workers)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse prints usage and the error on two lines or more; bench's errors are one line."""
 
@@ -225,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="dataset name, e.g. wdbc or synthetic-pid:synergy")
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     _add_job_args(p)
+    _add_execution_args(p)
     _add_store_args(p)
     p.add_argument("--json", action="store_true", help="print the run record as one JSON line on stdout")
     p.add_argument("--force", action="store_true", help="rerun even if the job is already in the store")
@@ -261,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="list each job as done / to run / stale / unavailable (and why); run nothing")
     p.add_argument("--json", action="store_true", help="with --dry-run: print the plan as JSON")
     _add_job_args(p)
+    _add_execution_args(p)
     p.set_defaults(preset=None)
     _add_store_args(p)
 
@@ -284,15 +313,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("perf", help="performance benchmark of a method's implementations", epilog=EPILOGS["perf"],
                        formatter_class=fmt)
-    p.add_argument("target", nargs="?", choices=("i2moe", "leaderboard"), help="what to benchmark")
+    p.add_argument("target", nargs="?", choices=("i2moe", "leaderboard", "m4oe"), help="what to benchmark")
     p.add_argument("--method", help="same as the target (kept for `--method i2moe`)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--runs", type=int, default=10_000, help="leaderboard: runs in the synthetic store (default 10000)")
     p.add_argument("--sizes", nargs="+", default=["quick", "paper"], choices=("quick", "paper"), help="sizes to measure")
     p.add_argument("--modalities", nargs="+", type=int, default=[2, 3, 4], help="numbers of modalities (default 2 3 4)")
     p.add_argument("--reps", type=int, default=None,
-                   help="timed repetitions per measurement (default 20 for i2moe, 5 for leaderboard)")
+                   help="timed repetitions per measurement (default 20 for i2moe, 5 for leaderboard, 3 for m4oe)")
     p.add_argument("--json", action="store_true", help="print one JSON list of rows")
+    g = p.add_argument_group("m4oe / segmentation data pipeline (bench.perf_pipeline)")
+    g.add_argument("--dataset", default="synthetic-organs", help="segmentation dataset (default synthetic-organs)")
+    g.add_argument("--preset", default="tiny", help="method preset (default tiny; paper: the paper's slice size and batch)")
+    g.add_argument("--workers", nargs="+", type=int, default=[0, 1, 2, 4],
+                   help="DataLoader worker counts for the pipeline alone (default 0 1 2 4, clamped to the cores)")
+    g.add_argument("--train-workers", nargs="+", type=int, default=None,
+                   help="worker counts for the training steps (default: 0 and bench run's GPU choice, up to 8; "
+                        "0 and 2 on a CPU)")
+    g.add_argument("--steps", type=int, default=8, help="timed training steps per worker count (default 8)")
+    g.add_argument("--batches", type=int, default=20, help="batches per pipeline repetition (default 20)")
+    g.add_argument("--batch-size", type=int, default=None, help="batch size (default: the preset's)")
+    g.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                   help="autocast precision of the training steps (default fp32)")
+    g.add_argument("--data-root", default=None, help="root of external datasets (default $BENCH_DATA_ROOT or ./data)")
 
     p = sub.add_parser("cost", help="parameters, FLOPs, step time and memory of methods, without training",
                        epilog=EPILOGS["cost"], formatter_class=fmt)
@@ -306,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", metavar="NxCxHxW",
                    help="with --meta: replace the dataset's image views by N views of this shape (e.g. 4x3x224x224)")
     _add_job_args(p)
+    _add_execution_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON list of rows")
 
     p = sub.add_parser("data", help="validate or convert a data folder", epilog=EPILOGS["data"], formatter_class=fmt)
@@ -465,7 +509,7 @@ def cmd_run(args) -> int:
     _preflight(args.method, args.dataset, args.data_root)
     cfg = build_config(args.method, args.dataset, seed=args.seed, split_seed=args.split_seed, preset=args.preset,
                        sets=_job_sets(args), device=args.device, deterministic=not args.no_deterministic,
-                       data_root=args.data_root, threads=args.threads)
+                       data_root=args.data_root, threads=args.threads, execution=_execution(args))
     store = _store(args)
     holder = store.claim_holder(cfg.key())
     if holder and not args.force:
@@ -550,12 +594,13 @@ def cmd_sweep(args) -> int:
     threads = args.threads or (sweep_threads(args.workers) if args.device.startswith("cpu") else None)
     if suite is not None:  # a dataset whose data is missing here: its jobs are unavailable, the others run
         items = suite_jobs(suite, seeds=args.seeds, preset=args.preset, sets=_job_sets(args), split_seed=args.split_seed,
-                           device=args.device, data_root=args.data_root, threads=threads)
+                           device=args.device, data_root=args.data_root, threads=threads, execution=_execution(args))
     else:
         for d in datasets:
             _preflight(None, d, args.data_root)
         items = expand(methods, datasets, seeds, preset=preset, sets=_job_sets(args), train=train,
-                       split_seed=args.split_seed, device=args.device, data_root=args.data_root, threads=threads)
+                       split_seed=args.split_seed, device=args.device, data_root=args.data_root, threads=threads,
+                       execution=_execution(args))
     jobs = [j for j in items if not isinstance(j, UnavailableJob)]
     unavailable = [j for j in items if isinstance(j, UnavailableJob)]
     store = _store(args)
@@ -790,8 +835,11 @@ def cmd_perf(args) -> int:
     target = args.target or args.method
     if target == "leaderboard":
         return _perf_leaderboard(args)
+    if target is None:
+        raise ConfigError("perf benchmarks: i2moe, leaderboard, m4oe (or --method <segmentation method>); "
+                          "e.g. python -m bench perf i2moe")
     if target != "i2moe":
-        raise ConfigError(f"perf benchmarks: i2moe, leaderboard (got {target!r}); e.g. python -m bench perf i2moe")
+        return _perf_pipeline(args, target)
     from .perf import as_dicts, run_perf
 
     args.reps = 20 if args.reps is None else args.reps
@@ -826,6 +874,17 @@ def cmd_perf(args) -> int:
     print(tabulate(table, headers=["size", "M", "K", "B", "H", "tokens", "loop ms", "per-expert ms", "vmap ms",
                                    "fused pass ms", "batched =", "loop/batched", "per-expert/vmap",
                                    "batched/fused pass", f"{mem}: loop / batched / fused"], tablefmt="github"))
+    return 0
+
+
+def _perf_pipeline(args, method: str) -> int:
+    from .perf_pipeline import format_report, run_pipeline_perf
+
+    out = run_pipeline_perf(method, args.dataset, args.preset, args.device, args.workers, args.train_workers,
+                            reps=3 if args.reps is None else args.reps, batches=args.batches, steps=args.steps,
+                            batch_size=args.batch_size, precision=args.precision, data_root=args.data_root,
+                            progress=lambda what: print(f"perf: {what}", file=sys.stderr))
+    print(json.dumps(out) if args.json else format_report(out))
     return 0
 
 
@@ -871,17 +930,24 @@ def cmd_cost(args) -> int:
         datasets.append(dataset)
         _preflight(method, dataset, args.data_root)
         cfg = build_config(method, dataset, split_seed=args.split_seed, preset=args.preset,
-                           sets=_job_sets(args), device=args.device, data_root=args.data_root, threads=args.threads)
+                           sets=_job_sets(args), device=args.device, data_root=args.data_root, threads=args.threads,
+                           execution=_execution(args))
         rows.append(cost_job(cfg, args.steps, meta=True if args.meta else None, images=images))
     if args.json:
         print(json.dumps(rows))
         return 0
+    timed = [r for r in rows if not r.get("meta")]
     print(tabulate([[r["method"], f"{r['params_total']:,}", f"{r['params_active']:,}", f"{r['flops_per_sample']:,.0f}",
                      f"{r['step_time_s'] * 1e3:.2f}", f"{r['inference_s_per_sample'] * 1e6:.1f}",
-                     f"{r['peak_memory_bytes'] / 2**20:.0f}"] for r in rows],
+                     f"{r['peak_memory_bytes'] / 2**20:.0f}"]
+                    + ([f"{r['train_tflops_per_s']:.3g}" if "train_tflops_per_s" in r else "",
+                        f"{r['peak_share']:.1%}" if r.get("peak_share") is not None else "-"] if timed else [])
+                    for r in rows],
                    headers=["method", "params", "active params", "FLOPs/sample", f"ms/step (batch {rows[0]['batch_size']})",
-                            "µs/sample inference", "peak MiB"], tablefmt="github"))
-    print(f"dataset {', '.join(dict.fromkeys(datasets))}, preset {args.preset}, device {args.device}", file=sys.stderr)
+                            "µs/sample inference", "peak MiB"] + (["train TFLOP/s", "% of peak"] if timed else []),
+                   tablefmt="github"))
+    print(f"dataset {', '.join(dict.fromkeys(datasets))}, preset {args.preset}, device {args.device}, "
+          f"precision {args.precision}", file=sys.stderr)
     for r in rows:
         if r.get("meta"):
             print(f"{r['method']}: counted on the meta device in {r['meta_s']:.1f} s (inputs {r['inputs']}); "
