@@ -82,6 +82,7 @@ budget: rerunning with a larger N runs only the missing trials; workers sharing 
   python -m bench perf i2moe
   python -m bench perf i2moe --json
   python -m bench perf i2moe --device cuda --sizes paper --modalities 3
+  python -m bench perf i2moe --device cuda --compile   the batched step under torch.compile vs the fused pass
   python -m bench perf leaderboard                  bench leaderboard over 10,000 synthetic runs
   python -m bench perf leaderboard --runs 1000 --reps 3
   python -m bench perf m4oe                         data pipeline slices/s per worker, training data-wait share
@@ -322,6 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reps", type=int, default=None,
                    help="timed repetitions per measurement (default 20 for i2moe, 5 for leaderboard, 3 for m4oe)")
     p.add_argument("--json", action="store_true", help="print one JSON list of rows")
+    p.add_argument("--compile", action="store_true",
+                   help="i2moe: also time the batched implementation under torch.compile (compilation in warm-up)")
     g = p.add_argument_group("m4oe / segmentation data pipeline (bench.perf_pipeline)")
     g.add_argument("--dataset", default="synthetic-organs", help="segmentation dataset (default synthetic-organs)")
     g.add_argument("--preset", default="tiny", help="method preset (default tiny; paper: the paper's slice size and batch)")
@@ -852,7 +855,8 @@ def cmd_perf(args) -> int:
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(args.sizes) * len(args.modalities), desc="perf", unit="config", disable=True if args.json else None)
-    rows = run_perf(args.device, args.sizes, args.modalities, args.reps, progress=lambda r: bar.update(1))
+    rows = run_perf(args.device, args.sizes, args.modalities, args.reps, progress=lambda r: bar.update(1),
+                    compile=args.compile)
     bar.close()
     if args.json:
         print(json.dumps(as_dicts(rows)))
@@ -867,13 +871,16 @@ def cmd_perf(args) -> int:
               span(r.speedup_min, r.speedup_median, r.speedup_max),
               span(r.per_expert_over_vmap_min, r.per_expert_over_vmap_median, r.per_expert_over_vmap_max),
               span(r.batched_over_fused_min, r.batched_over_fused_median, r.batched_over_fused_max),
-              f"{r.loop_mem_mb:.1f} / {r.batched_mem_mb:.1f} / {r.fused_mem_mb:.1f}"] for r in rows]
+              f"{r.loop_mem_mb:.1f} / {r.batched_mem_mb:.1f} / {r.fused_mem_mb:.1f}"]
+             + ([f"{r.compiled_ms:.1f}", span(r.compiled_over_fused_min, r.compiled_over_fused_median,
+                                             r.compiled_over_fused_max)] if args.compile else []) for r in rows]
     print(f"I2MoE training step (forward + losses + backward), device {args.device}, {torch.get_num_threads()} threads; "
           f"times: median of {args.reps} repetitions; ratios: min / median / max over the repetitions, each taken "
           f"within one repetition")
     print(tabulate(table, headers=["size", "M", "K", "B", "H", "tokens", "loop ms", "per-expert ms", "vmap ms",
                                    "fused pass ms", "batched =", "loop/batched", "per-expert/vmap",
-                                   "batched/fused pass", f"{mem}: loop / batched / fused"], tablefmt="github"))
+                                   "batched/fused pass", f"{mem}: loop / batched / fused"]
+                   + (["compiled batched ms", "compiled/fused pass"] if args.compile else []), tablefmt="github"))
     return 0
 
 

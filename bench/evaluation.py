@@ -47,7 +47,7 @@ def to_device(batch: dict, device: torch.device) -> dict:
     if device.type == "cpu":
         return batch
     return {k: ({kk: vv.to(device, non_blocking=True) for kk, vv in v.items()} if isinstance(v, dict)
-                else v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+                else v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
 
 
 def evaluate(model, data, split: str, tc: TrainConfig, device: torch.device, opts: dict[str, Any],

@@ -71,6 +71,11 @@ class PerfRow:
     loop_mem_mb: float
     batched_mem_mb: float
     fused_mem_mb: float
+    # --compile: the batched implementation under torch.compile, and its ratio to the (eager) fused pass
+    compiled_ms: float = float("nan")
+    compiled_over_fused_min: float = float("nan")
+    compiled_over_fused_median: float = float("nan")
+    compiled_over_fused_max: float = float("nan")
 
 
 def _spec(m: int, tokens: int, features: int) -> DatasetSpec:
@@ -157,17 +162,24 @@ def _ratios(num: list[float], den: list[float]) -> tuple[float, float, float]:
 
 
 def measure(size: str, m: int, device: torch.device, reps: int = 20, warmup: int = 2,
-            backbone: str = "attention") -> PerfRow:
+            backbone: str = "attention", compile: bool = False) -> PerfRow:
+    """One row; ``compile`` also times the batched implementation under ``torch.compile`` (the
+    usual cure for a launch-bound step on a GPU; warm-up then includes compilation)."""
     from methods.i2moe import batched_impl
 
     cfg = SIZES[size]
     spec = _spec(m, cfg["tokens"], cfg["features"])
     cls, _ = parse_method("i2moe")
     steps: dict[str, Callable[[], None]] = {}
-    for impl in IMPLS:
+    picked = batched_impl(device.type == "cuda", (m + 1) * cfg["batch"] * cfg["tokens"] * int(
+        resolve_hparams(cls.defaults(), cfg["preset"], cfg["overrides"])["hidden"]))
+    for impl in (*IMPLS, "compiled") if compile else IMPLS:
         torch.manual_seed(0)
-        hp = resolve_hparams(cls.defaults(), cfg["preset"], {**cfg["overrides"], "impl": impl, "backbone": backbone})
+        hp = resolve_hparams(cls.defaults(), cfg["preset"], {**cfg["overrides"], "backbone": backbone,
+                                                             "impl": picked if impl == "compiled" else impl})
         model = cls(spec, hp).to(device).train()
+        if impl == "compiled":
+            model.compile()
         batch = _batch(spec, cfg["batch"], device)
 
         def step(model=model, batch=batch):
@@ -192,23 +204,23 @@ def measure(size: str, m: int, device: torch.device, reps: int = 20, warmup: int
     steps["fused"] = fused_step
     times = time_interleaved(steps, device, reps, warmup)
     memory = {name: _memory_mb(step, device) for name, step in steps.items()}
-    picked = batched_impl(device.type == "cuda", (m + 1) * cfg["batch"] * cfg["tokens"] * hidden)
     med = {name: statistics.median(t) * 1e3 for name, t in times.items()}
     speedup = _ratios(times["loop"], times[picked])
     pe_vmap = _ratios(times["per-expert"], times["vmap"])
     over_fused = _ratios(times[picked], times["fused"])
+    compiled = (med["compiled"], *_ratios(times["compiled"], times["fused"])) if compile else ()
     return PerfRow(size, m, k, cfg["batch"], hidden, cfg["tokens"], reps, med["loop"], med["per-expert"], med["vmap"],
                    med[picked], picked, med["fused"], *speedup, *pe_vmap, *over_fused, memory["loop"], memory[picked],
-                   memory["fused"])
+                   memory["fused"], *compiled)
 
 
 def run_perf(device: str = "cpu", sizes=("quick", "paper"), modalities=(2, 3, 4), reps: int = 20,
-             progress=None, warmup: int = 2) -> list[PerfRow]:
+             progress=None, warmup: int = 2, compile: bool = False) -> list[PerfRow]:
     dev = torch.device(device)
     rows = []
     for size in sizes:
         for m in modalities:
-            rows.append(measure(size, m, dev, reps, warmup))
+            rows.append(measure(size, m, dev, reps, warmup, compile=compile))
             if progress:
                 progress(rows[-1])
     return rows
