@@ -49,6 +49,7 @@ def assert_same_leaderboard(a: str, b: str) -> None:
     assert a == b
 
 
+@pytest.mark.slow  # about a minute of subprocess runs; CI runs the slow tests too
 @needs_dask
 def test_a_dask_sweep_gives_the_local_pools_results_and_reruns_nothing(tmp_path):
     common = [*GRID, "--workers", "2", "--no-progress", "--no-leaderboard"]
@@ -95,6 +96,7 @@ def test_a_job_held_by_a_live_worker_waits_then_runs_on_the_cluster(tmp_path):
     assert store.claims() == []
 
 
+@pytest.mark.slow  # about a minute of subprocess runs; CI runs the slow tests too
 @needs_dask
 def test_scheduler_address_and_a_sqlite_store_warns_and_runs(tmp_path):
     from distributed import LocalCluster

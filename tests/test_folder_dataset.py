@@ -85,6 +85,7 @@ def _same_tensors(a, b) -> None:
         assert np.array_equal(a.splits[s], b.splits[s]), s
 
 
+@pytest.mark.slow  # about a minute of subprocess runs; CI runs the slow tests too
 def test_wdbc_round_trip_gives_the_same_test_metrics(tmp_path) -> None:
     out = tmp_path / "wdbc"
     r = bench("data", "convert", "wdbc", "--to", "folder", "--out", str(out))

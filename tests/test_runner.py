@@ -161,6 +161,7 @@ def test_parallel_sweep_stores_every_job_once(tmp_path):
     assert run_sweep(jobs, store, tmp_path, progress=False, workers=2).ran == 0
 
 
+@pytest.mark.slow  # about a minute of subprocess runs; CI runs the slow tests too
 def test_ctrl_c_on_a_parallel_sweep_is_one_line_and_resumable(tmp_path):
     args = ["sweep", "--methods", "early", "intermediate", "--datasets", "digits-halves",
             "--seeds", "0", "1", "2", "--preset", "tiny", "--set", "epochs=15", "--set", "patience=0", "--workers", "2",

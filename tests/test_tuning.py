@@ -152,6 +152,7 @@ def test_bad_tune_arguments_are_one_line_errors(tmp_path, capsys):
         assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
 
 
+@pytest.mark.slow  # about a minute of subprocess runs; CI runs the slow tests too
 def test_cli_tune_prints_best_and_counts_then_resumes_after_sigkill(tmp_path):
     runs = tmp_path / "runs"
     argv = [sys.executable, "-m", "bench", "tune", "--method", "early", "--dataset", "wdbc", "--trials", "3",
