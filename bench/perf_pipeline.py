@@ -38,6 +38,7 @@ from typing import Any
 import torch
 
 from .config import ConfigError
+from .execution import Execution
 
 
 @dataclass
@@ -169,7 +170,7 @@ def measure_training(model, data, cfg, opts: dict[str, Any], device: torch.devic
 
     step_kw: dict[str, Any] = {}
     if precision != "fp32":
-        from .execution import Execution, make_scaler, prepare_model
+        from .execution import make_scaler, prepare_model
 
         ex = Execution(precision=precision).validate()
         model = prepare_model(model, ex, device)
@@ -226,7 +227,7 @@ def run_pipeline_perf(method: str = "m4oe", dataset: str = "synthetic-organs", p
     workers = clamp_workers(workers, cores)
     dev = torch.device(device)
     if train_workers is None:   # what `bench run` picks (bench.execution): 0 on CPU, up to 8 on a GPU; and 0
-        auto = 0 if dev.type == "cpu" else max(1, min(8, cores // 2))
+        auto = Execution().workers(dev)
         train_workers = sorted({0, auto if auto else min(2, cores)})
     train_workers = clamp_workers(train_workers, cores)
     if progress:

@@ -41,9 +41,9 @@ if torch.cuda.is_available():
 EOF
 
 if [ "$QUICK" = 1 ]; then
-  PAPER=tiny; TESTS="-k attention"; PERF_SIZES=quick
+  PAPER=tiny; TESTS="-k attention"; PERF_SIZES=quick; COMPILE=""
 else
-  PAPER=paper; TESTS=""; PERF_SIZES="quick paper"
+  PAPER=paper; TESTS=""; PERF_SIZES="quick paper"; COMPILE="--compile"
 fi
 
 export BENCH_GPU_TEST_DEVICE=$DEVICE
@@ -57,5 +57,5 @@ step cost-bf16 $PY -m bench cost --method m4oe swinunet-joint unet --dataset syn
   --device "$DEVICE" --precision bf16 --json
 step cost-bf16-fast $PY -m bench cost --method m4oe swinunet-joint unet --dataset synthetic-organs --preset "$PAPER" \
   --device "$DEVICE" --precision bf16 --channels-last --data-workers 8 --json
-step perf-i2moe $PY -m bench perf i2moe --device "$DEVICE" --sizes $PERF_SIZES --json
+step perf-i2moe $PY -m bench perf i2moe --device "$DEVICE" --sizes $PERF_SIZES --modalities 3 $COMPILE --json
 echo "done: $OUT/summary.txt"
