@@ -222,6 +222,7 @@ def test_acceptance_single_expands_to_the_channels_of_an_nnunet_folder(tmp_path,
 
 # ------------------------------------------------------------------------ two sweeps, one store
 
+@pytest.mark.slow  # half a minute of two CLI sweeps; tests/test_runner.py and test_postgres.py cover shared stores fast
 def test_acceptance_two_sweeps_on_one_store_share_the_jobs(tmp_path):
     args = [sys.executable, "-m", "bench", "sweep", "--methods", "early", "late", "--datasets", "wdbc", "--seeds", "0",
             "1", "2", "--preset", "tiny", "--store", f"sqlite:///{tmp_path / 'S.db'}", "--runs-dir", str(tmp_path),
