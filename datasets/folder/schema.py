@@ -172,20 +172,34 @@ def _name(c: _Collector, raw: dict, prefix: str, seen: set[str], what: str) -> s
     return name
 
 
+def _entry(c: _Collector, raw: Any, prefix: str, seen: set[str], what: str, keys, kinds,
+           example: str) -> tuple[str | None, str | None] | None:
+    """The part every modality / task entry shares: a mapping with known keys, a unique name and a
+    known kind. Returns (name, kind), each None when bad (reported), or None when not a mapping."""
+    from bench.yaml_files import describe
+
+    if not isinstance(raw, dict):
+        c.add(prefix, f"must be a mapping, got {describe(raw)}", f"write {example}")
+        return None
+    c.keys(raw, keys, prefix)
+    name = _name(c, raw, prefix, seen, what)
+    kind = _text(c, raw, "kind", prefix, required=True)
+    if kind is not None and kind not in kinds:
+        c.add(f"{prefix}.kind", f"{kind!r} is not a {what} kind", f"use one of: {', '.join(kinds)}")
+        kind = None
+    return name, kind
+
+
 def _modality(c: _Collector, raw: Any, i: int, seen: set[str]) -> ModalityDecl | None:
     from bench.yaml_files import describe
 
     prefix = f"modalities[{i}]"
-    if not isinstance(raw, dict):
-        c.add(prefix, f"must be a mapping, got {describe(raw)}", "write {name: ..., kind: ..., columns: [...]} ")
+    head = _entry(c, raw, prefix, seen, "modality", MODALITY_KEYS, MODALITY_KINDS,
+                  "{name: ..., kind: ..., columns: [...]} ")
+    if head is None:
         return None
-    c.keys(raw, MODALITY_KEYS, prefix)
+    name, kind = head
     ok = True
-    name = _name(c, raw, prefix, seen, "modality")
-    kind = _text(c, raw, "kind", prefix, required=True)
-    if kind is not None and kind not in MODALITY_KINDS:
-        c.add(f"{prefix}.kind", f"{kind!r} is not a modality kind", f"use one of: {', '.join(MODALITY_KINDS)}")
-        kind = None
     columns = _names(c, raw, "columns", prefix)
     path = _text(c, raw, "path", prefix)
     file = _text(c, raw, "file", prefix)
@@ -240,16 +254,11 @@ def _task(c: _Collector, raw: Any, i: int, seen: set[str]) -> TaskDecl | None:
     from bench.yaml_files import describe
 
     prefix = f"tasks[{i}]"
-    if not isinstance(raw, dict):
-        c.add(prefix, f"must be a mapping, got {describe(raw)}", "write {name: ..., kind: ..., label: ...}")
+    head = _entry(c, raw, prefix, seen, "task", TASK_KEYS, FOLDER_TASK_KINDS, "{name: ..., kind: ..., label: ...}")
+    if head is None:
         return None
-    c.keys(raw, TASK_KEYS, prefix)
+    name, kind = head
     ok = True
-    name = _name(c, raw, prefix, seen, "task")
-    kind = _text(c, raw, "kind", prefix, required=True)
-    if kind is not None and kind not in FOLDER_TASK_KINDS:
-        c.add(f"{prefix}.kind", f"{kind!r} is not a task kind", f"use one of: {', '.join(FOLDER_TASK_KINDS)}")
-        kind = None
     label = _text(c, raw, "label", prefix)
     columns = _names(c, raw, "columns", prefix)
     classes = _names(c, raw, "classes", prefix)
