@@ -64,7 +64,16 @@ import pandas as pd
 from ..problems import Problems
 from ..registry import data_root, register_dataset
 from ..spec import DatasetSpec, ModalitySpec, TaskSpec
-from .common import duplicate_ids, fill_from_train, make_splits, not_found, numeric_features, read_csv, read_split_json
+from .common import (
+    duplicate_ids,
+    fill_from_train,
+    make_splits,
+    not_found,
+    numeric_features,
+    read_csv,
+    read_split_json,
+    read_table,
+)
 
 NAME = "adni"
 FOLDER = "adni"
@@ -261,14 +270,8 @@ def build(variant: str | None, split_seed: int, data_root: str | None = None):
     _, base = _locate(data_root)
     problems = Problems()
     label_path = base / "label.csv"
-    labels_df = read_csv(label_path, problems, dtype={"PTID": str})
-    if labels_df is not None:
-        for col in ("PTID", "DIAGNOSIS"):
-            if col not in labels_df.columns:
-                problems.add(str(label_path), f"has no column {col!r} (columns: {', '.join(map(str, labels_df.columns))})")
-                labels_df = None  # the other files are still read, so every problem is listed
-                break
-    if labels_df is None:
+    labels_df = read_table(label_path, problems, ("PTID", "DIAGNOSIS"), dtype={"PTID": str})
+    if labels_df is None:  # the other files are still read, so every problem is listed
         labels_df = pd.DataFrame({"PTID": [], "DIAGNOSIS": []})
     pids = labels_df["PTID"].astype(str).tolist()
     duplicate_ids(pids, str(label_path), "PTID", problems)

@@ -33,6 +33,19 @@ def read_csv(path: Path, problems: Problems, **kw) -> pd.DataFrame | None:
         return None
 
 
+def read_table(path: Path, problems: Problems, columns: tuple[str, ...] | list[str], **kw) -> pd.DataFrame | None:
+    """A CSV that must have ``columns``: the frame, or None with one problem (unreadable, or the
+    missing columns named next to the ones the file has)."""
+    df = read_csv(path, problems, **kw)
+    if df is None:
+        return None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        problems.add(str(path), f"has no column {', '.join(map(repr, missing))} (columns: {', '.join(map(str, df.columns))})")
+        return None
+    return df
+
+
 def read_split_json(path: Path, index: dict, problems: Problems, id_name: str = "PTID") -> dict[str, list[int]] | None:
     """Row indices per split from a {"training","validation","testing"} JSON of ids (ids not in
     ``index`` are ignored, as in the reference); a patient listed in two splits is a problem."""

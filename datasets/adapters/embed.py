@@ -42,7 +42,7 @@ import pandas as pd
 
 from ..problems import Problems
 from ..registry import data_root, register_dataset
-from .common import not_found, read_csv
+from .common import not_found, read_table
 from .imaging import BIRADS3, BIRADS_TO_3, DENSITY, breast_views, class_tasks, mammo_data
 
 NAME = "embed"
@@ -85,14 +85,7 @@ def dicom_path(base: Path, value: str) -> Path:
 
 
 def _table(path: Path, columns, problems: Problems):
-    df = read_csv(path, problems, dtype=str, keep_default_na=False)
-    if df is None:
-        return None
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        problems.add(str(path), f"has no column {', '.join(map(repr, missing))} (columns: {', '.join(map(str, df.columns))})")
-        return None
-    return df
+    return read_table(path, problems, columns, dtype=str, keep_default_na=False)
 
 
 def _breasts(base: Path, problems: Problems):

@@ -43,7 +43,7 @@ import numpy as np
 from ..problems import Problems
 from ..registry import data_root, register_dataset
 from ..spec import DatasetNotFound, DatasetSpec, ModalitySpec, TaskSpec
-from .common import duplicate_ids, read_csv
+from .common import duplicate_ids, read_table
 
 NAME = "enrico"
 FOLDER = "enrico"
@@ -76,13 +76,9 @@ def _locate(root: str | None) -> tuple[Path, Path]:
 
 def _screens(base: Path, problems: Problems) -> tuple[list[str], list[str]]:
     path = base / "design_topics.csv"
-    df = read_csv(path, problems, dtype=str, keep_default_na=False)
+    df = read_table(path, problems, ("screen_id", "topic"), dtype=str, keep_default_na=False)
     if df is None:
         return [], []
-    for col in ("screen_id", "topic"):
-        if col not in df.columns:
-            problems.add(str(path), f"has no column {col!r} (columns: {', '.join(map(str, df.columns))})")
-            return [], []
     ids = [s.strip() for s in df["screen_id"]]
     topics = [t.strip() for t in df["topic"]]
     for i, (s, t) in enumerate(zip(ids, topics)):

@@ -48,7 +48,7 @@ import pandas as pd
 from ..problems import Problems
 from ..registry import data_root, register_dataset
 from ..spec import DatasetSpec, ModalitySpec, TaskSpec
-from .common import duplicate_ids, fill_from_train, make_splits, not_found, read_csv, read_split_json
+from .common import duplicate_ids, fill_from_train, make_splits, not_found, read_split_json, read_table
 
 NAME = "mimic-iv"
 FOLDERS = ("mimic-iv", "mimic4 Dataset")
@@ -133,13 +133,7 @@ def build(variant: str | None, split_seed: int, data_root: str | None = None):
     _, base = _locate(data_root)
     problems = Problems()
     label_path = base / "labels.csv"
-    df = read_csv(label_path, problems, dtype={ID_COL: str})
-    if df is not None:
-        for col in (ID_COL, LABEL_COL):
-            if col not in df.columns:
-                problems.add(str(label_path), f"has no column {col!r} (columns: {', '.join(map(str, df.columns))})")
-                df = None
-                break
+    df = read_table(label_path, problems, (ID_COL, LABEL_COL), dtype={ID_COL: str})
     if df is None:
         problems.raise_if_any(NAME)  # without labels.csv the arrays cannot be checked (rows are positional)
     ids = df[ID_COL].astype(str).tolist()

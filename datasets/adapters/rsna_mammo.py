@@ -38,7 +38,7 @@ import numpy as np
 
 from ..problems import Problems
 from ..registry import data_root, register_dataset
-from .common import read_csv
+from .common import read_table
 from .imaging import BIRADS3, BIRADS_TO_3, DENSITY, breast_views, class_tasks, locate, mammo_data
 
 NAME = "rsna-mammo"
@@ -61,14 +61,8 @@ def check(root: str | None, variant: str | None = None) -> Path:
 
 def _rows(base: Path, problems: Problems):
     path = base / "train.csv"
-    df = read_csv(path, problems, dtype=str, keep_default_na=False)
-    if df is None:
-        return None
-    missing = [c for c in COLUMNS if c not in df.columns]
-    if missing:
-        problems.add(str(path), f"has no column {', '.join(map(repr, missing))} (columns: {', '.join(map(str, df.columns))})")
-        return None
-    return path, df
+    df = read_table(path, problems, COLUMNS, dtype=str, keep_default_na=False)
+    return None if df is None else (path, df)
 
 
 def _parse_birads(v: str):

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..problems import Problems
 from ..registry import data_root, register_dataset
-from .common import read_csv
+from .common import read_table
 from .imaging import BIRADS3, BIRADS_TO_3, DENSITY, breast_views, class_tasks, locate, mammo_data
 
 NAME = "vindr-mammo"
@@ -66,12 +66,8 @@ def _label(value: str, prefix: str, allowed: tuple[str, ...]):
 
 def _breasts(base: Path, problems: Problems):
     path = base / CSV
-    df = read_csv(path, problems, dtype=str, keep_default_na=False)
+    df = read_table(path, problems, COLUMNS, dtype=str, keep_default_na=False)
     if df is None:
-        return None
-    missing = [c for c in COLUMNS if c not in df.columns]
-    if missing:
-        problems.add(str(path), f"has no column {', '.join(map(repr, missing))} (columns: {', '.join(map(str, df.columns))})")
         return None
     order, files, labels, split_of = [], {}, {}, {}
     study_split: dict[str, tuple[str, int]] = {}
