@@ -38,7 +38,8 @@ from typing import Any
 import torch
 
 from .config import ConfigError
-from .execution import Execution
+from .execution import Execution, make_scaler
+from .perf import _sync
 
 
 @dataclass
@@ -86,38 +87,25 @@ def clamp_workers(workers: Sequence[int], cores: int | None = None) -> list[int]
     return out
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def setup(method: str, dataset: str, preset: str, device: str, sets: dict[str, str] | None = None,
-          data_root: str | None = None, cache_dir: str | None = None, batch_size: int | None = None):
-    """(config, data, model, training batch options) as ``bench run`` builds them."""
-    from methods import parse_method
-
-    from .jobs import build_config, load_data
-    from .seeding import seed_everything
+          data_root: str | None = None, batch_size: int | None = None, precision: str = "fp32"):
+    """(config, data, model, training batch options) built by the runner's own steps, as ``bench
+    run`` builds them: determinism and matmul settings, data, the model with its execution options
+    (``precision``) applied, and the training batch options without workers (the caller picks those)."""
+    from .jobs import build_config
+    from .runner import _batch_options, _build_model, _setup
 
     train = {"batch_size": batch_size} if batch_size else None
-    cfg = build_config(method, dataset, preset=preset, sets=sets, train=train, device=device, data_root=data_root)
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: CUDA is not available on this machine")
-    cache = cache_dir or os.environ.get("BENCH_CACHE_DIR") or os.path.join("runs", "cache")
-    data = load_data(cfg.dataset, cfg.split_seed, cfg.data_root, cache)
+    cfg = build_config(method, dataset, preset=preset, sets=sets, train=train, device=device, data_root=data_root,
+                       execution=Execution(precision=precision))
+    dev, data, cls, supported = _setup(cfg)
     if not getattr(data, "is_segmentation", False):
         raise ConfigError(f"bench perf {method}: {dataset} is not a segmentation dataset; the data pipeline "
                           "benchmark is for segmentation (e.g. --dataset synthetic-organs)")
-    cls, _ = parse_method(cfg.method)
-    supported = cls.supports(data.spec)
     if supported is not True:
         raise ConfigError(str(supported))
-    seed_everything(cfg.seed)
-    model = cls(data.spec, cls.stages(cfg.hparams)[-1].hparams).to(dev)
-    tc = cfg.train
-    opts = {**model.data_options(), "augment": tc.augment, "fg_oversample": tc.fg_oversample, "balance": tc.balance}
-    return cfg, data, model, opts
+    model = _build_model(cls, data, cfg, dev, cls.stages(cfg.hparams)[-1].hparams)
+    return cfg, data, model, _batch_options(model, data, cfg.train, train=True)
 
 
 def measure_pipeline(data, batch_size: int, opts: dict[str, Any], workers: Sequence[int], batches: int,
@@ -162,21 +150,14 @@ def measure_pipeline(data, batch_size: int, opts: dict[str, Any], workers: Seque
 
 
 def measure_training(model, data, cfg, opts: dict[str, Any], device: torch.device, workers: int, steps: int,
-                     warmup: int, precision: str = "fp32", prefetch: int = 2) -> TrainRow:
-    """Training steps fed by the pipeline with ``workers`` workers: step time and data wait."""
+                     warmup: int, prefetch: int = 2) -> TrainRow:
+    """Training steps fed by the pipeline with ``workers`` workers: step time and data wait. The
+    model comes from :func:`setup` (its precision already applied); fp16 steps get a loss scaler."""
     from .evaluation import to_device
     from .seeding import make_generator
     from .training import make_optimizer, train_step
 
-    step_kw: dict[str, Any] = {}
-    if precision != "fp32":
-        from .execution import make_scaler, prepare_model
-
-        ex = Execution(precision=precision).validate()
-        model = prepare_model(model, ex, device)
-        scaler = make_scaler(ex, device)
-        if scaler is not None:
-            step_kw["scaler"] = scaler
+    scaler = make_scaler(cfg.execution, device)
     tc = cfg.train
     opt = make_optimizer(model, tc)
     gen = make_generator(cfg.seed)
@@ -195,7 +176,7 @@ def measure_training(model, data, cfg, opts: dict[str, Any], device: torch.devic
             for batch in it:
                 got = True
                 t0 = time.perf_counter()
-                train_step(model, to_device(batch, device), opt, tc.grad_clip, done, **step_kw)
+                train_step(model, to_device(batch, device), opt, tc.grad_clip, done, scaler=scaler)
                 _sync(device)
                 t1 = time.perf_counter()
                 if done >= warmup:
@@ -232,7 +213,8 @@ def run_pipeline_perf(method: str = "m4oe", dataset: str = "synthetic-organs", p
     train_workers = clamp_workers(train_workers, cores)
     if progress:
         progress(f"loading {dataset} and building {method} ({preset})")
-    cfg, data, model, opts = setup(method, dataset, preset, device, sets, data_root, batch_size=batch_size)
+    cfg, data, model, opts = setup(method, dataset, preset, device, sets, data_root, batch_size=batch_size,
+                                   precision=precision)
     bs = cfg.train.batch_size
     pipeline = measure_pipeline(data, bs, opts, workers, batches, reps, prefetch, progress)
     state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -241,7 +223,7 @@ def run_pipeline_perf(method: str = "m4oe", dataset: str = "synthetic-organs", p
         if progress:
             progress(f"training steps with {w} worker(s)")
         model.load_state_dict(state)   # every worker count times the same model
-        training.append(measure_training(model, data, cfg, opts, dev, w, steps, warmup, precision, prefetch))
+        training.append(measure_training(model, data, cfg, opts, dev, w, steps, warmup, prefetch))
     return {"method": cfg.method, "dataset": cfg.dataset, "preset": cfg.preset, "device": device,
             "precision": precision, "batch_size": bs, "batch_options": {k: (list(v) if isinstance(v, tuple) else v)
                                                                         for k, v in opts.items()},
