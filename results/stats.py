@@ -10,7 +10,8 @@ Paired tests on per-case outcomes of the same test cases (each returns a :class:
 * :func:`seed_paired` -- paired t-test over seeds, when only per-seed means exist.
 
 Many methods over many datasets (Demšar 2006): :func:`friedman_nemenyi`,
-:func:`wilcoxon_holm_vs_control`; multiple-comparison correction :func:`holm`; Bayesian view
+:func:`wilcoxon_holm_vs_control`; multiple-comparison corrections :func:`holm` and :func:`shaffer`
+(all pairwise comparisons); Bayesian view
 :func:`bayesian_signed_rank` (Benavoli et al. 2017); summary interval :func:`bootstrap_ci`.
 
 Conventions: ``a`` and ``b`` are the two configurations' paired outcomes; every effect is
@@ -33,8 +34,9 @@ ALTERNATIVES = ("two-sided", "greater", "less")
 
 @dataclass(frozen=True)
 class TestResult:
-    """One paired comparison: ``effect`` is ``a - b`` with its ``level`` CI; ``p_adjusted`` is set
-    by callers that correct for multiple comparisons (NaN otherwise)."""
+    """One comparison: ``effect`` is ``a - b`` with its ``level`` CI; ``p_adjusted`` is set by
+    callers that correct for multiple comparisons (NaN otherwise); ``se`` and ``df``: the standard
+    error and degrees of freedom of a t-type test (:mod:`results.inference`; NaN for others)."""
 
     __test__ = False  # not a pytest class
 
@@ -51,6 +53,8 @@ class TestResult:
     extra: dict = field(default_factory=dict)
     note: str = ""
     p_adjusted: float = float("nan")
+    se: float = float("nan")
+    df: float = float("nan")
 
 
 def _check_alternative(alternative: str) -> None:
@@ -88,6 +92,39 @@ def holm(pvalues) -> np.ndarray:
     order = ok[np.argsort(p[ok], kind="stable")]
     adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order])
     out[order] = np.minimum(adjusted, 1.0)
+    return out
+
+
+def shaffer_counts(k: int) -> list[int]:
+    """S(k): the possible numbers of true hypotheses among the k(k-1)/2 pairwise equalities of k
+    means (Shaffer 1986): ``S(k) = union over j = 1..k of {C(j, 2) + x : x in S(k - j)}``."""
+    memo: dict[int, set[int]] = {0: {0}, 1: {0}}
+    for n in range(2, k + 1):
+        memo[n] = {j * (j - 1) // 2 + x for j in range(1, n + 1) for x in memo[n - j]}
+    return sorted(memo[max(k, 0)])
+
+
+def shaffer(pvalues, k: int) -> np.ndarray:
+    """Shaffer's (1986) static procedure for all k(k-1)/2 pairwise comparisons of k means:
+    Holm's step-down with the i-th smallest p-value multiplied by ``t_i``, the largest number of
+    hypotheses that can still be true given that i - 1 are false (``max {s in S(k) : s <= m - i + 1}``),
+    instead of ``m - i + 1``; adjusted p-values are made monotone. Strong FWER control under any
+    dependence (García & Herrera 2008 recommend it for comparing classifiers). NaNs stay NaN
+    and are never rejected (they keep their place in the count)."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    m = k * (k - 1) // 2
+    if p.size != m:
+        raise ValueError(f"Shaffer needs the k(k-1)/2 = {m} pairwise p-values of k = {k} means; got {p.size}")
+    out = np.full(p.shape, np.nan)
+    if m == 0:
+        return out
+    counts = np.asarray(shaffer_counts(k))
+    t = np.array([counts[counts <= m - i].max() for i in range(m)], dtype=np.float64)
+    filled = np.where(np.isfinite(p), p, 1.0)
+    order = np.argsort(filled, kind="stable")
+    adjusted = np.minimum(np.maximum.accumulate(t * filled[order]), 1.0)
+    out[order] = adjusted
+    out[~np.isfinite(p)] = np.nan
     return out
 
 
