@@ -79,7 +79,11 @@ def _img(figure) -> str:
     return uri
 
 
-def _table(dataset, task, part: pd.DataFrame, commons, split, marks, footnote, ci=False) -> str:
+def _table(dataset, task, part: pd.DataFrame, commons, split, significance, ci=False) -> str:
+    from .significance import cell_title, table_footnote
+
+    marks = set(getattr(significance, "marks", None) or ())
+    footnote = table_footnote(significance, dataset, task)
     metrics = list(dict.fromkeys(part["metric"]))
     higher = {m: (None if pd.isna(h) else bool(h)) for m, h in zip(part["metric"], part["higher"])}
     rows: dict[tuple, dict] = {}
@@ -95,7 +99,7 @@ def _table(dataset, task, part: pd.DataFrame, commons, split, marks, footnote, c
             best[m] = max(means) if higher[m] else min(means)
     arrows = {True: " ↑", False: " ↓", None: ""}
     head = ["configuration", "n", "budget"] + [f"{m}{arrows[higher[m]]}" for m in metrics]
-    lines, ns, any_mark = [], [], False
+    lines, ns = [], []
     for (label, config), cells in sorted(rows.items()):
         n = max(c[2] for c in cells.values())
         ns.append(n)
@@ -111,10 +115,11 @@ def _table(dataset, task, part: pd.DataFrame, commons, split, marks, footnote, c
             else:
                 text = f"{mean:.3f}" if std != std else f"{mean:.3f} ± {std:.3f}"
             marked = (dataset, task, m, config) in marks
-            any_mark |= marked
             cls = ' class="best"' if m in best and round(mean, 3) == best[m] else ""
             mark = '<sup class="mark" title="significant">†</sup>' if marked else ""
-            tds.append(f'<td{cls} data-sort="{float(mean)!r}">{esc(text)}{mark}</td>')
+            title = cell_title(significance, (dataset, task, m, config)) if significance is not None else ""
+            tip = f' title="{esc(title)}"' if title else ""
+            tds.append(f'<td{cls}{tip} data-sort="{float(mean)!r}">{esc(text)}{mark}</td>')
         lines.append("<tr>" + "".join(tds) + "</tr>")
     lo, hi = min(ns), max(ns)
     seeds = f"{hi} seed{'s' if hi != 1 else ''}" if lo == hi else f"{lo}-{hi} seeds"
@@ -127,7 +132,7 @@ def _table(dataset, task, part: pd.DataFrame, commons, split, marks, footnote, c
            + "</tr></thead><tbody>" + "".join(lines) + "</tbody></table>"]
     if ci:
         out.append(f'<p class="note ci">{esc(ci_statement(part, CI_LEVEL))}.</p>')
-    if any_mark and footnote:
+    if footnote:
         out.append(f'<p class="note"><span class="mark">†</span> {esc(footnote)}</p>')
     distinct = sorted(set(budgets.values()))
     if len(distinct) > 1:
@@ -146,8 +151,6 @@ def to_html(summary: pd.DataFrame, commons: dict[str, dict] | None = None, split
     show the summary CIs and each table says what they are over; ``control``: a
     :class:`results.control.ControlAnalysis` (its table and CD diagram after the leaderboard)."""
     ci = ci and "ci_low" in summary.columns
-    marks = set(getattr(significance, "marks", None) or ())
-    footnote = str(getattr(significance, "footnote", "") or "")
     body = [f"<h1>{esc(title)}</h1>"]
     if sections and summary.empty:   # a page of extra sections only (leaderboard --robustness)
         pass
@@ -158,7 +161,7 @@ def to_html(summary: pd.DataFrame, commons: dict[str, dict] | None = None, split
         body.append(f'<p class="caption">Tuning budget: {esc(", ".join(budgets))}'
                     + (" (no tuning)" if budgets == [DEFAULTS_BUDGET] else "") + ".</p>")
         for (dataset, task), part in summary.groupby(["dataset", "task"], sort=True):
-            body.append(_table(dataset, task, part, commons, split, marks, footnote, ci))
+            body.append(_table(dataset, task, part, commons, split, significance, ci))
     body += [s for s in sections or () if s]   # pre-rendered HTML (robustness tables), escaped by their makers
     if control is not None:
         from .control import to_html as control_html

@@ -161,6 +161,7 @@ def _spread_text(ci: bool, part, seeds: str, ddof: str) -> str:
 
 
 def _per_task_tables(summary, commons, split, marks, footnote, runs_info, ci=False) -> list[str]:
+    """One table per (dataset, task); ``footnote(dataset, task)`` gives its footnote."""
     cost_cols, costs = _cost_columns(runs_info)
     out = []
     for (dataset, task), part in summary.groupby(["dataset", "task"], sort=True):
@@ -176,7 +177,7 @@ def _per_task_tables(summary, commons, split, marks, footnote, runs_info, ci=Fal
         arrows = {True: r" $\uparrow$", False: r" $\downarrow$", None: ""}
         head = (["Configuration", "$n$"] + (["Budget"] if with_budget else []) + [h for _, h in cost_cols]
                 + [latex_escape(m) + arrows[higher[m]] for m in metrics])
-        lines, ns, any_mark = [], [], False
+        lines, ns = [], []
         for (label, config), cells in sorted(rows.items()):
             n = max(c[2] for c in cells.values())
             ns.append(n)
@@ -187,7 +188,6 @@ def _per_task_tables(summary, commons, split, marks, footnote, runs_info, ci=Fal
                     row.append("")
                     continue
                 marked = (dataset, task, m, config) in marks
-                any_mark |= marked
                 row.append(_cell(cells[m][0], cells[m][1], ranks[m].get((label, config)), marked, cells[m][3]))
             lines.append(" & ".join(row) + r" \\")
         spec = "l" + "r" * (1 + with_budget + len(cost_cols)) + "c" * len(metrics)
@@ -197,7 +197,8 @@ def _per_task_tables(summary, commons, split, marks, footnote, runs_info, ci=Fal
         caption = (f"{latex_escape(dataset)}, task {latex_escape(task)}: {latex_escape(split)} split, "
                    f"{spread}; best per column in bold, second "
                    f"underlined; {_budget_text(budgets.values())}. {_shared_text(commons, [dataset])}")
-        note = f"{MARK} {latex_escape(footnote)}" if any_mark and footnote else ""
+        text = footnote(dataset, task)
+        note = f"{MARK} {latex_escape(text)}" if text else ""
         out.append(_table_env(_fit(tabular), caption.strip(), note))
     return out
 
@@ -226,7 +227,7 @@ def _grouped_table(summary, commons, split, marks, footnote, ci=False) -> str:
         rules.append(f"\\cmidrule(lr){{{col}-{col + len(metrics) - 1}}}")
         sub += [latex_escape(m) + arrows[higher[m]] for m in metrics]
         col += len(metrics)
-    lines, ns, any_mark = [], [], False
+    lines, ns = [], []
     for label in sorted(cells):
         row = [latex_escape(label)]
         for dataset, task, metrics, _ in groups:
@@ -237,7 +238,6 @@ def _grouped_table(summary, commons, split, marks, footnote, ci=False) -> str:
                     continue
                 ns.append(c[2])
                 marked = (dataset, task, m, c[3]) in marks
-                any_mark |= marked
                 row.append(_cell(c[0], c[1], ranks[(dataset, task, m)].get(label), marked, c[4]))
         lines.append(" & ".join(row) + r" \\")
     n_cols = col - 1
@@ -248,7 +248,7 @@ def _grouped_table(summary, commons, split, marks, footnote, ci=False) -> str:
     spread = _spread_text(ci, summary, _seeds_text(ns), "ddof 1")
     caption = (f"{latex_escape(split)} split, {spread}; best per column in bold, "
                f"second underlined; {_budget_text(summary['budget'])}. {_shared_text(commons, datasets)}")
-    note = f"{MARK} {latex_escape(footnote)}" if any_mark and footnote else ""
+    note = f"{MARK} {latex_escape(footnote)}" if footnote else ""
     return _table_env(_fit(tabular), caption.strip(), note)
 
 
@@ -272,6 +272,8 @@ def to_latex(summary: pd.DataFrame, commons: dict[str, dict] | None = None, spli
     ci = ci and "ci_low" in summary.columns
     if layout not in ("tables", "grouped"):
         raise ValueError(f"unknown LaTeX layout {layout!r}; choose tables or grouped")
+    from .significance import table_footnote
+
     marks = set(getattr(significance, "marks", None) or ())
     footnote = str(getattr(significance, "footnote", "") or "")
     if summary.empty:
@@ -279,7 +281,8 @@ def to_latex(summary: pd.DataFrame, commons: dict[str, dict] | None = None, spli
     elif layout == "grouped":
         body = _grouped_table(summary, commons, split, marks, footnote, ci)
     else:
-        body = "\n".join(_per_task_tables(summary, commons, split, marks, footnote, runs_info, ci))
+        body = "\n".join(_per_task_tables(summary, commons, split, marks,
+                                           lambda d, t: table_footnote(significance, d, t), runs_info, ci))
     if control is not None:
         from .control import to_latex as control_latex
 

@@ -178,29 +178,30 @@ def label_best_singles(summary: pd.DataFrame, chosen: dict[str, str]) -> pd.Data
     return summary.assign(label=labels)
 
 
+#: what a summary CI is over (``ci_over`` of results.significance.summary_ci), in words
+CI_KINDS = {"seeds+cases": "t over seeds with the test-sample term from the per-case tables",
+            "seeds": "t over seeds (no per-case data)",
+            "cases (1 seed)": "over test cases only (one seed: seed variance not included)",
+            "": "none (nothing to estimate it from)"}
+
+
 def ci_statement(part: pd.DataFrame, level: float = 0.95) -> str:
-    """What the CIs of ``part`` (rows with ``ci_over``) are over, e.g. ``95% CI: bootstrap over
-    test cases pooled across seeds``; per metric when the metrics differ."""
+    """What the CIs of ``part`` (rows with ``ci_over``) are over, e.g. ``95% CI: t over seeds
+    with the test-sample term from the per-case tables``; per metric when the metrics differ."""
     if "ci_over" not in part.columns or part.empty:
         return ""
-    pct = f"{level * 100:g}% CI: bootstrap"
-    cases, seeds, none = "over test cases pooled across seeds", "over seeds", "none (fewer than 2 values)"
+    pct = f"{level * 100:g}% CI"
     kinds: dict[str, set] = {}
     for m, how in zip(part["metric"], part["ci_over"]):
         kinds.setdefault(m, set()).add(how if isinstance(how, str) else "")
     uniform = {how for hows in kinds.values() for how in hows}
-    if uniform == {"cases"}:
-        return f"{pct} {cases}"
-    if uniform == {"seeds"}:
-        return f"{pct} {seeds}"
-    if uniform == {""}:
-        return f"{pct}: {none}"
-    names = {"cases": cases, "seeds": seeds, "": none}
+    if len(uniform) == 1:
+        return f"{pct}: {CI_KINDS.get(next(iter(uniform)), next(iter(uniform)))}"
     groups: dict[str, list[str]] = {}
     for m, hows in kinds.items():
-        text = " / ".join(names[h] for h in ("cases", "seeds", "") if h in hows)
+        text = " / ".join(CI_KINDS.get(h, h) for h in ("seeds+cases", "seeds", "cases (1 seed)", "") if h in hows)
         groups.setdefault(text, []).append(m)
-    return f"{pct} " + "; ".join(f"{text} ({', '.join(ms)})" for text, ms in groups.items())
+    return f"{pct}: " + "; ".join(f"{text} ({', '.join(ms)})" for text, ms in groups.items())
 
 
 def _cell(mean: float, std: float, bold: bool, ci: tuple | None = None, mark: bool = False) -> str:
@@ -219,10 +220,11 @@ def to_markdown(summary: pd.DataFrame, commons: dict[str, dict] | None = None, s
     if summary.empty:
         return "No completed runs in the store yet: run `python -m bench sweep --suite quick` first."
     ci = ci and "ci_low" in summary.columns
+    from .significance import table_footnote
+
     marks = set(getattr(significance, "marks", None) or ())
     tested = set(getattr(significance, "tests", None) or ()) | {
         (*col, c) for col, c in (getattr(significance, "best", None) or {}).items()}
-    footnote = str(getattr(significance, "footnote", "") or "")
     tables: dict[tuple[str, str], dict] = {}
     lows = summary["ci_low"].to_numpy() if ci else None
     highs = summary["ci_high"].to_numpy() if ci else None
@@ -269,7 +271,8 @@ def to_markdown(summary: pd.DataFrame, commons: dict[str, dict] | None = None, s
                 f"{md_escape(b)}: {', '.join(md_escape(x) for x in labels)}" for b, labels in sorted(by_budget.items())))
         if ci:
             text += "\n\n" + md_escape(ci_statement(summary.iloc[t["idx"]], CI_LEVEL)) + "."
-        if significance is not None and t["tested"] and footnote:
+        footnote = table_footnote(significance, dataset, task) if t["tested"] else ""
+        if footnote:
             text += "\n\n† " + md_escape(footnote)
         common = (commons or {}).get(dataset) or {}
         if common:

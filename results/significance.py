@@ -1,24 +1,19 @@
 """Which configurations are significantly worse than the best one of their column, and summary CIs.
 
-A column is one (dataset, task, metric) of the leaderboard. Its best configuration (best mean over
-seeds, in the metric's direction) is compared with every other configuration by a paired test
-on the per-case test outcomes the run store keeps (``RunStore.cases``): cases are paired by
-(dataset, split seed, training seed, task, case id, class), i.e. within each seed both
-configurations ran, and pooled over those seeds. The test follows the metric:
+A column is one (dataset, task, metric) of the leaderboard. Every pair of its configurations is
+compared with the seed-aware test of :mod:`results.inference` (the training seed is the unit of
+replication; the test-sample variance comes from the runs' per-case tables through
+:mod:`results.influence`), and the column's p-values are Holm-corrected together over **all**
+k(k-1)/2 pairs: the best configuration is chosen from the same numbers, so testing only
+"best vs each other" would let that choice inflate the error (with four identical
+configurations, the max-vs-min comparison alone is falsely significant about 8% of the time at
+alpha 0.05). A configuration is marked when its comparison with the column's best has a
+Holm-adjusted p below alpha and the difference points its way.
 
-* accuracy, subset accuracy -> McNemar's exact test on per-case correctness;
-* AUROC of a binary task -> DeLong's test (cases as clusters over seeds);
-* metrics that are means of a per-case value (Dice, IoU, NSD, HD95 and their per-organ versions,
-  NLL / BCE / MSE via the per-case loss, MAE via the absolute error) -> Wilcoxon signed-rank;
-* any other metric the per-case table can recompute (balanced accuracy, macro-F1, AUPRC, ECE,
-  multiclass AUROC, RMSE, Pearson r) -> paired bootstrap resampling whole cases;
-* no per-case data (or a metric they cannot give) -> paired t-test over the shared seeds, and
-  the footnote says so.
-
-The p-values of a column are Holm-corrected together; a configuration is marked when its adjusted
-p-value is below alpha and the difference points its way (worse). The ``interpretation``
-pseudo-task and segmentation's ``all`` pseudo-task are descriptive and never tested.
-docs/statistics.md describes the procedure.
+``test="cases"`` is the conditional alternative (seeds fixed: only the test sample is random),
+labelled so wherever it is shown. The ``interpretation`` pseudo-task and segmentation's ``all``
+pseudo-task are descriptive and never tested. docs/statistics.md describes the procedure and its
+calibration (``python -m bench calibrate``).
 """
 from __future__ import annotations
 
@@ -28,20 +23,15 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from . import inference as inf
 from . import stats as st
 from .frame import Results
+from .influence import UNITS_KEY, CaseInfluence, Units, case_influence
 
 #: tasks whose numbers are descriptive: never tested
 UNTESTED_TASKS = ("interpretation", "all")
-#: metric -> (test, per-case column); the value tested per case
-_MCNEMAR = {"accuracy": "correct", "subset_accuracy": "correct"}
-_WILCOXON = {"nll": "loss", "bce": "loss", "mse": "abs_error", "mae": "abs_error",
-             "dice": "dice", "iou": "iou", "nsd": "nsd", "hd95": "hd95"}
-_SEG_PER_CLASS = ("dice_", "iou_", "nsd_", "hd95_")
-#: metrics whose value is the mean of a per-case value (CIs over cases); mse squares abs_error
-_CASE_MEAN = {"accuracy": "correct", "subset_accuracy": "correct", "nll": "loss", "bce": "loss", "mae": "abs_error",
-              "mse": "abs_error", "dice": "dice", "iou": "iou", "nsd": "nsd", "hd95": "hd95"}
-N_BOOT = 1000
+#: ``--test`` choices: seed-aware (default) or conditional on the trained models
+TESTS = inf.MODES
 
 Key = tuple[str, str, str, str]   # (dataset, task, metric, config_id)
 
@@ -49,307 +39,166 @@ Key = tuple[str, str, str, str]   # (dataset, task, metric, config_id)
 @dataclass
 class Significance:
     """``marks``: (dataset, task, metric, config_id) significantly worse than the best of that
-    column; ``tests``: every comparison made (the key is the worse-candidate's), with Holm-adjusted
-    p-values in ``p_adjusted``; ``best``: the reference configuration per column; ``footnote``:
-    the tests, correction, alpha and n, for a table."""
+    column; ``tests``: each configuration's comparison with its column's best (``a`` = the best,
+    so ``effect`` = best - config), Holm-adjusted over the column's pairs in ``p_adjusted``;
+    ``best``: the reference configuration per column; ``pairs``: the Holm family size per
+    column; ``footnotes``: per (dataset, task) the sentence for its table (the tests used per
+    metric and what n counts); ``footnote``: one sentence for every table."""
 
     marks: set[Key] = field(default_factory=set)
     tests: dict[Key, st.TestResult] = field(default_factory=dict)
     best: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    pairs: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    footnotes: dict[tuple[str, str], str] = field(default_factory=dict)
     footnote: str = ""
     alpha: float = 0.05
+    test: str = "seeds"
 
 
-class _Cases:
-    """Per-case frames of runs, read once per key; :meth:`prefetch` reads many keys in a few
-    batched queries (``RunStore.cases_many``) instead of one query per run."""
+# --------------------------------------------------------------------------- per-case data
+class CaseCache:
+    """Per-case tables of a store's runs, read in batches once (``RunStore.case_columns_many``),
+    and each run's case influence per (task, metric), computed once."""
 
     def __init__(self, store):
-        self.store, self.cache = store, {}
-        self.rows_cache: dict[tuple, pd.DataFrame] = {}
+        self.store = store
+        self.tables: dict[str, dict | None] = {}
+        self.influences: dict[tuple, CaseInfluence | None] = {}
+        self.cases: dict[tuple, int] = {}
+        self._rows: dict[tuple, dict | None] = {}
+        self._units: dict[tuple, np.ndarray] = {}
 
     def prefetch(self, keys) -> None:
-        wanted = sorted({k for k in keys if k not in self.cache})
-        many = getattr(self.store, "cases_many", None)
-        if not wanted or many is None:
+        wanted = sorted({k for k in keys if k not in self.tables})
+        if not wanted:
             return
-        try:
-            found = many(wanted)
-        except Exception:   # an unreadable batch: fall back to one read per key
+        many = getattr(self.store, "case_columns_many", None)
+        if self.store is None or many is None:
+            self.tables.update(dict.fromkeys(wanted))
             return
+        found = many(wanted)
         for k in wanted:
-            self.cache[k] = found.get(k, _EMPTY)
+            self.tables[k] = found.get(k)
 
-    def get(self, key: str) -> pd.DataFrame:
-        if key not in self.cache:
-            try:
-                df = self.store.cases(key) if self.store is not None else pd.DataFrame()
-            except Exception:   # a run without a readable per-case table: fall back to seeds
-                df = pd.DataFrame()
-            self.cache[key] = df
-        return self.cache[key]
+    def rows(self, key: str, task: str, split_seed) -> dict | None:
+        """The rows of ``task`` in run ``key``'s table (all rows when it has no task column),
+        with case ids prefixed by the split seed (runs on different splits share no case)."""
+        memo = (key, task)
+        if memo in self._rows:
+            return self._rows[memo]
+        if key not in self.tables:
+            self.prefetch([key])
+        table = self.tables.get(key)
+        rows = None
+        if table and "case_id" in table:
+            keep = None
+            if "task" in table:
+                tasks = table["task"]
+                keep = (tasks == task) | pd.isna(tasks)
+            rows = {k: (v[keep] if keep is not None and not keep.all() else v) for k, v in table.items()}
+            rows["case_id"] = np.char.add(f"{split_seed}/", np.asarray(rows["case_id"]).astype(str))
+            rows[UNITS_KEY] = units = Units.of(rows["case_id"])
+            # one array object per case set, so that runs on the same cases are recognised at once
+            units_key = (len(units.uniq), hash(units.uniq.tobytes()))
+            shared = self._units.setdefault(units_key, units.uniq)
+            if shared is not units.uniq and np.array_equal(shared, units.uniq):
+                rows[UNITS_KEY] = Units(units.ids, units.codes, shared) if units.uniq is not units.ids \
+                    else Units(shared, units.codes, shared)
+        self._rows[memo] = rows
+        return rows
 
+    def has_table(self, key: str) -> bool:
+        return bool(self.tables.get(key))
 
-_EMPTY = pd.DataFrame()
-#: per-case tables of a store, read once per run (share one between worse_than_best and summary_ci)
-CaseCache = _Cases
+    def influence(self, key: str, task: str, metric: str, split_seed) -> CaseInfluence | None:
+        memo = (key, task, metric)
+        if memo not in self.influences:
+            rows = self.rows(key, task, split_seed)
+            value = case_influence(metric, rows) if rows is not None and len(rows["case_id"]) else None
+            self.influences[memo] = value
+            self.cases[memo] = len(np.unique(rows["case_id"])) if rows is not None else 0
+        return self.influences[memo]
 
 
 class _RunIndex:
-    """``_runs`` for every (dataset, task, metric, config) of one split, grouped once: a big
-    store has thousands of configurations, and filtering the whole frame for each is slow."""
+    """The runs of every (dataset, task, metric, config) of one split, grouped once: a big store
+    has thousands of configurations, and filtering the whole frame for each is slow."""
 
     def __init__(self, frame: pd.DataFrame):
         frame = frame.drop_duplicates(["dataset", "task", "metric", "config_id", "seed"], keep="last")
+        frame = frame.sort_values(["dataset", "task", "metric", "config_id", "seed"], kind="stable")
         indices = frame.groupby(["dataset", "task", "metric", "config_id"], sort=False).indices
-        order = np.concatenate(list(indices.values())) if indices else np.array([], dtype=np.intp)
-        ends = np.cumsum([len(v) for v in indices.values()])
-        self.spans = {g: (int(e - len(v)), int(e)) for (g, v), e in zip(indices.items(), ends)}
-        # one frame sorted by group: each group's runs are a slice of it (no per-group copy)
-        self.slim = frame[["seed", "key", "split_seed", "value"]].iloc[order].set_index("seed")
-        self.key_values = self.slim["key"].to_numpy()
-        self.cache: dict = {}
+        self.seeds = frame["seed"].to_numpy()
+        self.keys_ = frame["key"].to_numpy()
+        self.split = frame["split_seed"].to_numpy()
+        self.values = frame["value"].to_numpy(np.float64)
+        self.groups = indices
 
     def keys(self, group) -> list[str]:
-        a, b = self.spans.get(group, (0, 0))
-        return list(self.key_values[a:b])
+        return list(self.keys_[self.groups.get(group, [])])
 
-    def get(self, dataset: str, task: str, metric: str, config: str) -> pd.DataFrame:
-        group = (dataset, task, metric, config)
-        if group not in self.cache:
-            a, b = self.spans.get(group, (0, 0))
-            self.cache[group] = self.slim.iloc[a:b]
-        return self.cache[group]
+    def get(self, dataset: str, task: str, metric: str, config: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(seeds, keys, split seeds, values) of one configuration's runs, by seed."""
+        idx = self.groups.get((dataset, task, metric, config), np.array([], dtype=np.intp))
+        return self.seeds[idx], self.keys_[idx], self.split[idx], self.values[idx]
 
 
-def _runs(frame: pd.DataFrame, dataset: str, task: str, metric: str, config: str) -> pd.DataFrame:
-    part = frame[(frame["dataset"] == dataset) & (frame["task"] == task) & (frame["metric"] == metric)
-                 & (frame["config_id"] == config)]
-    return part.drop_duplicates("seed", keep="last").set_index("seed")
+@dataclass
+class _Config:
+    """One configuration's runs in a column: seeds, metric values, case influences (one per run,
+    None where the run has none), test cases, and whether every run has a per-case table."""
+
+    seeds: np.ndarray
+    values: np.ndarray
+    influences: list[CaseInfluence | None]
+    cases: int = 0
+    tables: bool = False
+
+    @property
+    def has_cases(self) -> bool:
+        return bool(self.influences) and all(c is not None for c in self.influences)
 
 
-def _case_rows(cases: _Cases, runs: pd.DataFrame, task: str, metric: str) -> pd.DataFrame:
-    """The per-case rows of ``task`` over ``runs`` (one per seed), with seed and split_seed; for a
-    per-organ segmentation metric only that organ's rows (cached: the metrics of one task share them)."""
-    organ = metric.split("_", 1)[1] if metric.startswith(_SEG_PER_CLASS) else None
-    memo = (tuple(runs["key"]), tuple(runs.index), task, organ)
-    if memo not in cases.rows_cache:
-        cases.rows_cache[memo] = _read_case_rows(cases, runs, task, metric)
-    return cases.rows_cache[memo]
+def _config(index: _RunIndex, cases: CaseCache | None, dataset: str, task: str, metric: str, config: str) -> _Config:
+    return _make_config(*index.get(dataset, task, metric, config), cases, task, metric)
 
 
-def _read_case_rows(cases: _Cases, runs: pd.DataFrame, task: str, metric: str) -> pd.DataFrame:
-    frames, seeds, split_seeds = [], [], []
-    for seed, key, split_seed in zip(runs.index, runs["key"], runs["split_seed"]):
-        df = cases.get(key)
-        if df.empty or "case_id" not in df.columns:
-            continue
-        frames.append(df)
-        seeds.append(np.full(len(df), seed))
-        split_seeds.append(np.full(len(df), split_seed))
-    if not frames:
-        return pd.DataFrame()
-    out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
-    out = out.assign(seed=np.concatenate(seeds), split_seed=np.concatenate(split_seeds))
-    keep = np.ones(len(out), dtype=bool)
-    if "task" in out.columns:
-        keep &= ((out["task"] == task) | out["task"].isna()).to_numpy()   # a table without the column: all rows
-    if metric.startswith(_SEG_PER_CLASS) and "class" in out.columns:
-        keep &= ((out["class"].astype(str) == metric.split("_", 1)[1]) | out["class"].isna()).to_numpy()
-    return out if keep.all() else out[keep].reset_index(drop=True)
+def config_of_runs(runs: pd.DataFrame, cases: CaseCache | None, task: str, metric: str) -> _Config:
+    """A configuration's runs (a frame indexed by seed with ``key``, ``split_seed`` and ``value``,
+    e.g. one side of a claim) ready for :func:`compare_configs`."""
+    return _make_config(runs.index.to_numpy(), runs["key"].to_numpy(), runs["split_seed"].to_numpy(),
+                        runs["value"].to_numpy(np.float64), cases, task, metric)
 
 
-def _probs(col: pd.Series) -> np.ndarray | None:
-    try:
-        p = np.array([list(v) for v in col], dtype=np.float64)
-    except (TypeError, ValueError):
-        return None
-    return p if p.ndim == 2 and p.shape[1] >= 2 else None
+def _make_config(seeds, keys, splits, values, cases: CaseCache | None, task: str, metric: str) -> _Config:
+    ok = np.isfinite(values)
+    seeds, keys, splits, values = seeds[ok], keys[ok], splits[ok], values[ok]
+    if cases is None:
+        return _Config(seeds, values, [None] * len(keys))
+    infl = [cases.influence(k, task, metric, s) for k, s in zip(keys, splits)]
+    n = max((cases.cases.get((k, task, metric), 0) for k in keys), default=0)
+    return _Config(seeds, values, infl, n, bool(len(keys)) and all(cases.has_table(k) for k in keys))
 
 
-def _value_column(metric: str) -> str | None:
-    if metric in _WILCOXON:
-        return _WILCOXON[metric]
-    if metric.startswith(_SEG_PER_CLASS):
-        return metric.split("_", 1)[0]
-    return None
-
-
-# --------------------------------------------------------------------------- metrics from per-case rows
-def _ece(y: np.ndarray, p: np.ndarray, bins: int = 15) -> float:
-    conf, correct = p.max(axis=1), (p.argmax(axis=1) == y).astype(float)
-    idx = np.searchsorted(np.linspace(0, 1, bins + 1)[1:-1], conf, side="left")
-    acc = np.bincount(idx, weights=correct, minlength=bins)
-    cs = np.bincount(idx, weights=conf, minlength=bins)
-    return float(np.abs(acc - cs).sum() / conf.size)
-
-
-def auroc_binary(pos: np.ndarray, score: np.ndarray) -> float:
-    """ROC AUC of one class against the rest, as the Mann-Whitney statistic with mid-ranks for
-    ties: the same number as ``sklearn.metrics.roc_auc_score`` (a test checks it), without its
-    per-call input validation, which dominated the bootstrap's run time (about 60x slower)."""
-    from scipy.stats import rankdata
-
-    pos = np.asarray(pos, dtype=bool)
-    n1 = int(pos.sum())
-    n0 = pos.size - n1
-    if not n1 or not n0:
-        return float("nan")
-    ranks = rankdata(score)
-    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
-def _confusion(y: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(confusion matrix over the labels seen in y or pred, those labels)."""
-    labels = np.unique(np.concatenate([y, pred]))
-    yi, pi = np.searchsorted(labels, y), np.searchsorted(labels, pred)
-    k = labels.size
-    return np.bincount(yi * k + pi, minlength=k * k).reshape(k, k).astype(np.float64), labels
-
-
-def balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
-    """Mean recall over the classes present in ``y`` (``sklearn.metrics.balanced_accuracy_score``)."""
-    cm, _ = _confusion(y, pred)
-    support = cm.sum(axis=1)
-    present = support > 0
-    return float(np.mean(np.diag(cm)[present] / support[present]))
-
-
-def macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
-    """Unweighted mean F1 over the labels in ``y`` or ``pred``, 0 where undefined
-    (``sklearn.metrics.f1_score(average="macro", zero_division=0)``)."""
-    cm, _ = _confusion(y, pred)
-    tp = np.diag(cm)
-    denom = cm.sum(axis=0) + cm.sum(axis=1)
-    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-    return float(f1.mean())
-
-
-def auroc_ovr(y: np.ndarray, p: np.ndarray, classes) -> float:
-    """Mean one-vs-rest AUROC over ``classes`` (those with both positives and negatives): one
-    rank computation for all classes at once (``auroc_binary`` per column, averaged)."""
-    from scipy.stats import rankdata
-
-    classes = [k for k in classes if 0 < int((y == k).sum()) < y.size]
-    if not classes:
-        return float("nan")
-    ranks = rankdata(p[:, classes], axis=0)
-    pos = y[:, None] == np.asarray(classes)[None, :]
-    n1 = pos.sum(axis=0)
-    n0 = y.size - n1
-    return float(np.mean(((ranks * pos).sum(axis=0) - n1 * (n1 + 1) / 2) / (n1 * n0)))
-
-
-def _per_class(fn, y: np.ndarray, p: np.ndarray, classes) -> float:
-    vals = []
-    for k in classes:
-        pos = y == k
-        if pos.any() and (fn.__name__ == "average_precision_score" or not pos.all()):
-            vals.append(fn(pos, p[:, k]))
-    return float(np.mean(vals)) if vals else float("nan")
-
-
-def _statistic(metric: str, rows: pd.DataFrame):
-    """(statistic on an array of per-case rows, the array) for a metric recomputed from per-case
-    data, or None. Rows are ``[target, pred, probs...]`` (or ``[target, pred]``)."""
-    from scipy.stats import pearsonr
-    from sklearn import metrics as skm
-
-    target = rows["target"].to_numpy(np.float64) if "target" in rows else None
-    pred = rows["pred"].to_numpy(np.float64) if "pred" in rows else None
-    if target is None or pred is None or not np.isfinite(target).all():
-        return None
-    p = _probs(rows["probs"]) if "probs" in rows else None
-    if metric == "rmse" and "abs_error" in rows:
-        return (lambda x: float(np.sqrt(np.mean(x[:, 0] ** 2)))), rows[["abs_error"]].to_numpy(np.float64)
-    if metric == "pearson_r":
-        return ((lambda x: float(pearsonr(x[:, 1], x[:, 0]).statistic) if np.ptp(x[:, 0]) and np.ptp(x[:, 1])
-                 else float("nan")), np.column_stack([target, pred]))
-    base = np.column_stack([target, pred])
-    if metric == "balanced_accuracy":
-        return (lambda x: balanced_accuracy(x[:, 0], x[:, 1])), base
-    if metric == "macro_f1":
-        return (lambda x: macro_f1(x[:, 0], x[:, 1])), base
-    if p is None:
-        return None
-    data = np.column_stack([target, p])
-    k = p.shape[1]
-    binary = k == 2
-    if metric == "ece":
-        return (lambda x: _ece(x[:, 0].astype(int), x[:, 1:])), data
-    if metric in ("auroc", "auprc"):
-        classes = [1] if binary else list(range(k))
-        if metric == "auroc":
-            return (lambda x: auroc_ovr(x[:, 0].astype(int), x[:, 1:], classes)), data
-        return (lambda x: _per_class(skm.average_precision_score, x[:, 0].astype(int), x[:, 1:], classes)), data
-    for prefix, fn in (("auroc_", auroc_binary), ("auprc_", skm.average_precision_score)):
-        if metric.startswith(prefix) and metric[len(prefix):].isdigit() and int(metric[len(prefix):]) < k:
-            c = int(metric[len(prefix):])
-            return (lambda x, c=c, fn=fn: _per_class(fn, x[:, 0].astype(int), x[:, 1:], [c])), data
-    return None
-
-
-# --------------------------------------------------------------------------- one comparison
-def compare(best_rows: pd.DataFrame, other_rows: pd.DataFrame, best_runs: pd.DataFrame, other_runs: pd.DataFrame,
-            metric: str, n_boot: int = N_BOOT, seed: int = 0) -> st.TestResult:
-    """Paired test of the best configuration (``a``) against another (``b``) on one metric: on
-    per-case rows when both have them for shared seeds, else over the shared seeds' values."""
-    on = ["seed", "split_seed", "case_id"] + (["class"] if "class" in best_rows.columns
-                                              and "class" in other_rows.columns else [])
-    pairs = (best_rows.merge(other_rows, on=on, suffixes=("_a", "_b"))
-             if not best_rows.empty and not other_rows.empty else _EMPTY)
-    if not pairs.empty:
-        res = _case_test(pairs, metric, n_boot, seed)
-        if res is not None:
-            return res
-    _, ia, ib = np.intersect1d(best_runs.index.to_numpy(), other_runs.index.to_numpy(), return_indices=True)
-    res = st.seed_paired(best_runs["value"].to_numpy(np.float64)[ia], other_runs["value"].to_numpy(np.float64)[ib])
-    why = "no per-case data" if pairs.empty else "metric not computable from per-case data"
-    return replace(res, note=f"{why}; {res.note}".rstrip("; "), extra={**res.extra, "fallback": True})
-
-
-def _case_test(pairs: pd.DataFrame, metric: str, n_boot: int, seed: int) -> st.TestResult | None:
-    def side(name: str) -> pd.DataFrame:
-        cols = [c for c in pairs.columns if c.endswith(name)]
-        return pairs[cols].rename(columns=lambda c: c[: -len(name)])
-
-    a, b = side("_a"), side("_b")
-    if metric in _MCNEMAR and "correct" in a:
-        ca, cb = a["correct"].to_numpy(np.float64), b["correct"].to_numpy(np.float64)
-        if np.isfinite(ca).any():
-            return st.mcnemar_exact(ca, cb)
-    col = _value_column(metric)
-    if col is not None and col in a:
-        va, vb = a[col].to_numpy(np.float64), b[col].to_numpy(np.float64)
-        if np.isfinite(va).any():
-            return st.wilcoxon_paired(va, vb)
-    if metric == "auroc" and "probs" in a and "target" in a:
-        pa, pb = _probs(a["probs"]), _probs(b["probs"])
-        y = a["target"].to_numpy(np.float64)
-        if pa is not None and pb is not None and pa.shape[1] == 2 and np.isfinite(y).all():
-            rep = pairs["seed"].astype(str) + "/" + pairs["split_seed"].astype(str)
-            unit = pairs["split_seed"].astype(str) + "/" + pairs["case_id"].astype(str)
-            return st.delong(y == 1, pa[:, 1], pb[:, 1], replicate=rep.to_numpy(), unit=unit.to_numpy())
-    sa, sb = _statistic(metric, a), _statistic(metric, b)
-    if sa is None or sb is None:
-        return None
-    groups = (pairs["split_seed"].astype(str) + "/" + pairs["case_id"].astype(str)).to_numpy()
-    return st.paired_bootstrap(sa[1], sb[1], sa[0], n_boot=n_boot, seed=seed, groups=groups)
+def compare_configs(a: _Config, b: _Config, mode: str = "seeds", level: float = 0.95,
+                    cov: np.ndarray | None = None) -> st.TestResult:
+    """The seed-aware test of ``a`` - ``b`` (:func:`results.inference.compare`), with the case
+    term when both have per-case influences for every run (``cov``: their case covariance, a's
+    runs then b's, when the caller has it already)."""
+    if cov is None and a.has_cases and b.has_cases:
+        cov = inf.case_covariance(a.influences + b.influences)
+    res = inf.compare(a.values, b.values, a.seeds, b.seeds, cov, mode=mode, level=level,
+                      cases=max(a.cases, b.cases) if cov is not None else None)
+    if cov is None and mode == "seeds":
+        why = "the per-case tables cannot give this metric" if a.tables and b.tables else "no per-case data"
+        res = replace(res, note="; ".join(x for x in (why, res.note) if x))
+    return res
 
 
 # --------------------------------------------------------------------------- the public entry points
-def worse_than_best(results: Results, store, summary: pd.DataFrame, split: str = "test",
-                    alpha: float = 0.05, n_boot: int = N_BOOT, seed: int = 0,
-                    case_cache: CaseCache | None = None) -> Significance:
-    """Mark configurations significantly worse than the best of their (dataset, task, metric)
-    column (see the module docstring); ``summary`` is :func:`results.leaderboard.summarize`'s.
-    ``case_cache``: a :class:`CaseCache` of ``store`` to share per-case tables with
-    :func:`summary_ci` (each is read once)."""
-    frame = results.frame
-    frame = frame[frame["split"] == split]
-    index = _RunIndex(frame)
-    cases = case_cache if case_cache is not None else _Cases(store)
-    columns = []
+def columns_of(summary: pd.DataFrame) -> list[tuple[str, str, str, bool, str, list[str]]]:
+    """(dataset, task, metric, higher, best config, configs) of every testable column."""
+    out = []
     for (dataset, task, metric), col in summary.groupby(["dataset", "task", "metric"], sort=False):
         higher = col["higher"].iloc[0]
         if task in UNTESTED_TASKS or higher is None or (isinstance(higher, float) and math.isnan(higher)):
@@ -359,119 +208,197 @@ def worse_than_best(results: Results, store, summary: pd.DataFrame, split: str =
             continue
         higher = bool(higher)
         best = col.loc[col["mean"].idxmax() if higher else col["mean"].idxmin(), "config_id"]
-        columns.append((dataset, task, metric, higher, best, list(col["config_id"])))
-    # per-case tables are read lazily and in batches: first those of each column's best
-    # configuration, then the others' only where the best one has per-case rows to pair with
-    cases.prefetch(k for d, t, m, _, best, _ in columns for k in index.keys((d, t, m, best)))
-    paired = [c for c in columns if not _case_rows(cases, index.get(*c[:3], c[4]), c[1], c[2]).empty]
-    cases.prefetch(k for d, t, m, _, best, configs in paired for c in configs if c != best
-                   for k in index.keys((d, t, m, c)))
-    out = Significance(alpha=alpha)
-    used: dict[str, set[str]] = {}
-    fallback: set[str] = set()
-    ns: list[int] = []
-    for dataset, task, metric, higher, best, configs in columns:
-        out.best[(dataset, task, metric)] = best
-        best_runs = index.get(dataset, task, metric, best)
-        best_rows = _case_rows(cases, best_runs, task, metric)
-        keys, tests = [], []
-        for config in configs:
-            if config == best:
-                continue
-            runs = index.get(dataset, task, metric, config)
-            rows = _case_rows(cases, runs, task, metric) if not best_rows.empty else _EMPTY
-            res = compare(best_rows, rows, best_runs, runs, metric, n_boot, seed)
-            keys.append((dataset, task, metric, config))
-            tests.append(res)
-        adjusted = st.holm([t.pvalue for t in tests])
-        for key, res, p in zip(keys, tests, adjusted):
-            res = replace(res, p_adjusted=float(p))
-            out.tests[key] = res
-            worse = res.effect > 0 if higher else res.effect < 0
-            if p == p and p < alpha and worse:
-                out.marks.add(key)
-            used.setdefault(res.test, set()).add(metric)
-            if res.extra.get("fallback"):
-                fallback.add(metric)
-            if res.n:
-                ns.append(res.n)
-    out.footnote = _footnote(used, fallback, ns, alpha)
+        out.append((dataset, task, metric, higher, best, list(col["config_id"])))
     return out
 
 
-def _footnote(used: dict[str, set[str]], fallback: set[str], ns: list[int], alpha: float) -> str:
-    if not used:
+def column_tests(configs: dict[str, _Config], best: str, higher: bool, alpha: float = 0.05,
+                 mode: str = "seeds") -> tuple[dict[str, st.TestResult], set[str], int]:
+    """One column: every pair tested, Shaffer's correction over all pairs; returns (each config's comparison with
+    ``best``, with the adjusted p; the configs marked worse; the number of pairs)."""
+    names = list(configs)
+    # one case covariance for the whole column when every run has a case influence: each pair's
+    # is a block of it
+    gram = inf.case_covariance([c for n in names for c in configs[n].influences]) \
+        if all(configs[n].has_cases for n in names) else None
+    rows, start = {}, 0
+    for n in names:
+        rows[n] = np.arange(start, start + len(configs[n].values))
+        start += len(configs[n].values)
+    pairs, results = [], []
+    for i, x in enumerate(names):
+        for y in names[i + 1:]:
+            a, b = (x, y) if x == best or y != best else (y, x)
+            pairs.append((a, b))
+            idx = np.r_[rows[a], rows[b]]
+            results.append(compare_configs(configs[a], configs[b], mode,
+                                           cov=gram[np.ix_(idx, idx)] if gram is not None else None))
+    adjusted = st.shaffer([r.pvalue for r in results], len(names))
+    out, marked = {}, set()
+    for (a, b), res, p in zip(pairs, results, adjusted):
+        if a != best:
+            continue
+        res = replace(res, p_adjusted=float(p))
+        out[b] = res
+        worse = res.effect > 0 if higher else res.effect < 0
+        if p == p and p < alpha and worse:
+            marked.add(b)
+    return out, marked, len(pairs)
+
+
+def worse_than_best(results: Results, store, summary: pd.DataFrame, split: str = "test",
+                    alpha: float = 0.05, test: str = "seeds", case_cache: CaseCache | None = None) -> Significance:
+    """Mark configurations significantly worse than the best of their (dataset, task, metric)
+    column (see the module docstring); ``summary`` is :func:`results.leaderboard.summarize`'s;
+    ``test``: ``"seeds"`` (default) or ``"cases"`` (conditional on the trained models);
+    ``case_cache``: a :class:`CaseCache` of ``store`` shared with :func:`summary_ci`."""
+    if test not in TESTS:
+        raise ValueError(f"test={test!r}; expected one of {TESTS}")
+    frame = results.frame
+    index = _RunIndex(frame[frame["split"] == split])
+    cases = case_cache if case_cache is not None else (CaseCache(store) if store is not None else None)
+    columns = columns_of(summary)
+    if cases is not None:
+        cases.prefetch(k for d, t, m, _, _, configs in columns for c in configs for k in index.keys((d, t, m, c)))
+    out = Significance(alpha=alpha, test=test)
+    used: dict[tuple[str, str], dict[str, list]] = {}
+    for dataset, task, metric, higher, best, names in columns:
+        out.best[(dataset, task, metric)] = best
+        configs = {c: _config(index, cases, dataset, task, metric, c) for c in names}
+        tests, marked, n_pairs = column_tests(configs, best, higher, alpha, test)
+        out.pairs[(dataset, task, metric)] = n_pairs
+        for config, res in tests.items():
+            out.tests[(dataset, task, metric, config)] = res
+            if config in marked:
+                out.marks.add((dataset, task, metric, config))
+        used.setdefault((dataset, task), {})[metric] = [n_pairs, list(tests.values())]
+    out.footnotes = {table: footnote(metrics, alpha, test) for table, metrics in used.items()}
+    out.footnote = footnote({m: v for metrics in used.values() for m, v in metrics.items()}, alpha, test) if used else ""
+    return out
+
+
+def table_footnote(significance, dataset: str, task: str) -> str:
+    """The footnote of one (dataset, task) table: its own when ``significance`` has per-table
+    footnotes (tested tables only), else the one sentence for every table."""
+    if significance is None:
         return ""
-    order = ["McNemar exact", "DeLong", "Wilcoxon signed-rank", "paired bootstrap", "paired t-test over seeds"]
-    names = {"McNemar exact": "McNemar's exact test", "DeLong": "DeLong's test",
-             "Wilcoxon signed-rank": "Wilcoxon signed-rank test", "paired bootstrap": "paired bootstrap",
-             "paired t-test over seeds": "paired t-test over shared seeds"}
-    parts = [f"{names[t]} ({', '.join(sorted(used[t]))})" for t in order if t in used]
-    n_text = f"{min(ns)}" if ns and min(ns) == max(ns) else f"{min(ns)}–{max(ns)}" if ns else "?"
-    text = (f"Marked: significantly worse than the best configuration of its column, two-sided, "
-            f"Holm-corrected within each column, α = {alpha:g}. Tests: {'; '.join(parts)}. "
-            f"Per-case tests pair the same test cases within each shared seed, pooled over seeds; "
-            f"n = {n_text} (test cases × seeds, or seeds for the seed-level test).")
-    if fallback:
-        text += (" Seed-level test where per-case data were absent or could not give the metric: "
-                 + ", ".join(sorted(fallback)) + ".")
+    notes = getattr(significance, "footnotes", None)
+    if notes is not None:
+        return notes.get((dataset, task), "")
+    return str(getattr(significance, "footnote", "") or "")
+
+
+def cell_title(significance, key: Key) -> str:
+    """A cell's comparison with its column's best in one line (HTML tooltips)."""
+    res = (getattr(significance, "tests", None) or {}).get(key)
+    if res is None:
+        return "the best of its column" if key[:3] in (getattr(significance, "best", None) or {}) and \
+            significance.best[key[:3]] == key[3] else ""
+    p = res.p_adjusted
+    return (f"vs best: {-res.effect:+.4g} [{-res.ci_high:+.4g}, {-res.ci_low:+.4g}], Holm p = "
+            + (f"{p:.2g}" if p == p else "n/a") + f"; {res.test}, n = {n_text(res)}")
+
+
+def n_text(res: st.TestResult) -> str:
+    """What n counts in one comparison: ``3 seeds × 360 cases`` (``3 vs 5 seeds`` unpaired)."""
+    a, b = res.extra.get("seeds_a", res.n), res.extra.get("seeds_b", res.n)
+    seeds = f"{a} seed{'s' if a != 1 else ''}" if a == b else f"{a} vs {b} seeds"
+    cases = res.extra.get("cases")
+    return seeds + (f" × {cases} cases" if cases else "")
+
+
+_TEST_PROSE = {
+    inf.PAIRED: "paired seeds + cases (per-seed differences; the test-sample variance from the per-case tables)",
+    inf.UNPAIRED: "unpaired seeds + cases (the two configurations have different seeds)",
+    inf.PAIRED_SEEDS: "paired t over seeds (no per-case term)",
+    inf.UNPAIRED_SEEDS: "Welch t over seeds (no per-case term)",
+    inf.CASES_ONLY: f"cases only, {inf.CONDITIONAL}",
+}
+
+
+def footnote(metrics: dict[str, list], alpha: float, test: str = "seeds") -> str:
+    """The table's footnote: marks, correction, α, and per metric the test used and what n counts
+    (``metrics``: metric -> [pairs in its column, its comparisons])."""
+    if not metrics:
+        return ""
+    groups: dict[tuple[str, str], list[str]] = {}
+    few = set()
+    for metric, (_, tests) in metrics.items():
+        for res in tests:
+            groups.setdefault((res.test, n_text(res)), [])
+            if metric not in groups[(res.test, n_text(res))]:
+                groups[(res.test, n_text(res))].append(metric)
+            if not math.isfinite(res.pvalue):
+                few.add(metric)
+    pairs = sorted({p for p, _ in metrics.values()})
+    family = f"{pairs[0]}" if len(pairs) == 1 else f"{pairs[0]}–{pairs[-1]}"
+    parts = [f"{_TEST_PROSE.get(name, name)}: {', '.join(ms)} (n = {n})" for (name, n), ms in groups.items()]
+    text = (f"Marked: significantly worse than the best configuration of its column, two-sided, α = {alpha:g}, "
+            f"corrected over all pairwise comparisons of the column ({family} pairs; Shaffer's step-down, a sharper "
+            f"Holm), so that choosing the best from the same numbers cannot inflate the error. Tests: "
+            f"{'; '.join(parts)}. "
+            + ("The training seed is the unit of replication: n counts seeds per configuration; the test cases enter "
+               "through the case term." if test == "seeds" else
+               "These p-values are conditional on these trained models; seed variance ignored."))
+    if few:
+        text += f" Not tested (fewer than 2 seeds on a side): {', '.join(sorted(few))}."
     return text
 
 
 def summary_ci(results: Results, store, split: str = "test", summary: pd.DataFrame | None = None,
-               n_boot: int = 2000, level: float = 0.95, seed: int = 0,
-               case_cache: CaseCache | None = None) -> pd.DataFrame:
-    """The leaderboard summary with a ``level`` bootstrap CI of each mean: ``ci_low``, ``ci_high``
-    and ``ci_over`` -- ``"cases"`` (BCa over test cases pooled across seeds: each case's value
-    averaged over its seeds and organs, for metrics that are a mean of a per-case value) or
-    ``"seeds"`` (over the per-seed values, otherwise; ``""`` with fewer than two)."""
+               level: float = 0.95, case_cache: CaseCache | None = None) -> pd.DataFrame:
+    """The leaderboard summary with a ``level`` CI of each mean (:func:`results.inference.mean_interval`):
+    ``ci_low``, ``ci_high`` and ``ci_over`` -- ``"seeds+cases"`` (the seed spread and the test-sample
+    error from the per-case tables), ``"seeds"`` (t over seeds, no per-case data), ``"cases (1 seed)"``
+    or ``""`` (nothing to go on)."""
     if summary is None:
         from .leaderboard import summarize
 
         summary = summarize(results, split)[0]
     frame = results.frame
-    frame = frame[frame["split"] == split]
-    index = _RunIndex(frame)
-    cases = case_cache if case_cache is not None else _Cases(store)
-    cases.prefetch(k for r in summary.itertuples(index=False) if r.task not in UNTESTED_TASKS
-                   and (r.metric in _CASE_MEAN or r.metric.startswith(_SEG_PER_CLASS))
-                   for k in index.keys((r.dataset, r.task, r.metric, r.config_id)))
+    index = _RunIndex(frame[frame["split"] == split])
+    cases = case_cache if case_cache is not None else (CaseCache(store) if store is not None else None)
+    if cases is not None:
+        cases.prefetch(k for r in summary.itertuples(index=False) if r.task not in UNTESTED_TASKS
+                       for k in index.keys((r.dataset, r.task, r.metric, r.config_id)))
     lows, highs, over = [], [], []
     for r in summary.itertuples(index=False):
-        runs = index.get(r.dataset, r.task, r.metric, r.config_id)
-        ci, how = (float("nan"), float("nan")), ""
-        col = _CASE_MEAN.get(r.metric) or (r.metric.split("_", 1)[0] if r.metric.startswith(_SEG_PER_CLASS) else None)
-        if col is not None and r.task not in UNTESTED_TASKS:
-            rows = _case_rows(cases, runs, r.task, r.metric)
-            if not rows.empty and col in rows:
-                v = rows[col].to_numpy(np.float64) ** (2 if r.metric == "mse" else 1)
-                ok = np.isfinite(v)
-                if ok.sum() >= 2:
-                    unit = (rows["split_seed"].astype(str) + "/" + rows["case_id"].astype(str))[ok]
-                    per_case = pd.Series(v[ok]).groupby(unit.to_numpy(), sort=False).mean().to_numpy()
-                    ci, how = st.bootstrap_ci(per_case, n_boot=n_boot, seed=seed, level=level), "cases"
-        if not how:
-            values = runs["value"].to_numpy(np.float64)
-            if np.isfinite(values).sum() >= 2:
-                ci, how = st.bootstrap_ci(values, n_boot=n_boot, seed=seed, level=level), "seeds"
-        lows.append(ci[0])
-        highs.append(ci[1])
+        use = cases if r.task not in UNTESTED_TASKS else None
+        c = _config(index, use, r.dataset, r.task, r.metric, r.config_id)
+        cov = inf.case_covariance(c.influences) if c.has_cases else None
+        lo, hi, how = inf.mean_interval(c.values, cov, level)
+        lows.append(lo)
+        highs.append(hi)
         over.append(how)
     return summary.assign(ci_low=lows, ci_high=highs, ci_over=over)
 
 
 #: the columns :func:`with_significance` adds to a summary (CSV / JSON)
-SIGNIFICANCE_COLUMNS = ["worse_than_best", "p_adjusted", "test"]
+SIGNIFICANCE_COLUMNS = ["worse_than_best", "test", "diff_vs_best", "diff_ci_low", "diff_ci_high", "p", "p_adjusted",
+                        "df", "n_seeds", "n_cases", "pairs", "test_note"]
 
 
 def with_significance(summary: pd.DataFrame, significance: Significance) -> pd.DataFrame:
-    """``summary`` with ``worse_than_best`` (bool: marked), ``p_adjusted`` (Holm-adjusted p-value
-    of the comparison with its column's best; empty for the best and for untested rows) and
-    ``test`` (the test used; ``best`` for the column's reference configuration)."""
+    """``summary`` with, per cell, its comparison with the column's best: ``worse_than_best``
+    (marked), ``test`` (the test used; ``best`` for the reference), ``diff_vs_best`` (this
+    configuration - the best) with its CI ``diff_ci_low``/``diff_ci_high``, ``p`` and the Holm-
+    adjusted ``p_adjusted``, the degrees of freedom ``df``, ``n_seeds`` (seeds of this
+    configuration), ``n_cases`` (test cases), ``pairs`` (Holm family size) and ``test_note``."""
     keys = list(zip(summary["dataset"], summary["task"], summary["metric"], summary["config_id"]))
     tests = significance.tests
     best = {(*col, c) for col, c in significance.best.items()}
-    return summary.assign(
-        worse_than_best=[k in significance.marks for k in keys],
-        p_adjusted=[tests[k].p_adjusted if k in tests else float("nan") for k in keys],
-        test=[tests[k].test if k in tests else "best" if k in best else "" for k in keys])
+    nan = float("nan")
+    rows = []
+    for k in keys:
+        r = tests.get(k)
+        if r is None:
+            rows.append({"worse_than_best": False, "test": "best" if k in best else "", "diff_vs_best": nan,
+                         "diff_ci_low": nan, "diff_ci_high": nan, "p": nan, "p_adjusted": nan, "df": nan,
+                         "n_seeds": nan, "n_cases": nan, "pairs": significance.pairs.get(k[:3], nan), "test_note": ""})
+            continue
+        rows.append({"worse_than_best": k in significance.marks, "test": r.test, "diff_vs_best": -r.effect,
+                     "diff_ci_low": -r.ci_high, "diff_ci_high": -r.ci_low, "p": r.pvalue, "p_adjusted": r.p_adjusted,
+                     "df": r.df, "n_seeds": r.extra.get("seeds_b", r.n), "n_cases": r.extra.get("cases") or nan,
+                     "pairs": significance.pairs.get(k[:3], nan), "test_note": r.note})
+    extra = pd.DataFrame(rows, columns=SIGNIFICANCE_COLUMNS, index=summary.index)
+    return pd.concat([summary, extra], axis=1)

@@ -19,6 +19,7 @@ from bench.store import RunStore, default_url
 from results import load_results, summarize, to_markdown
 from results.latex import MARK
 from results.leaderboard import SUMMARY_COLUMNS, md_escape
+from results.significance import SIGNIFICANCE_COLUMNS
 from results.stats import friedman_nemenyi, wilcoxon_holm_vs_control
 
 N_CASES = 200
@@ -80,49 +81,59 @@ def test_a_clearly_worse_configuration_is_marked_in_every_format_and_a_tied_one_
     assert "†" in _row(md, "| worse").split("|")[3] and "†" not in _row(md, "| tied")
     assert "†" not in _row(md, "| best")
     footnote = _row(md, "† ")
-    assert "McNemar" in footnote and "Holm" in footnote and md_escape("α = 0.05") in footnote
+    assert md_escape("paired seeds + cases") in footnote and "Shaffer" in footnote and md_escape("α = 0.05") in footnote
+    # per column the test and what n counts (ece: no per-case probabilities in these tables, no case term)
+    assert md_escape("accuracy (n = 3 seeds × 200 cases)") in footnote and md_escape("ece (n = 3 seeds)") in footnote
 
     tex = _cli(capsys, "--runs-dir", runs, "--format", "latex")
-    assert MARK in _row(tex, "worse &") and MARK not in _row(tex, "tied &") and "McNemar" in tex
+    assert MARK in _row(tex, "worse &") and MARK not in _row(tex, "tied &") and "paired seeds + cases" in tex
 
     page = _cli(capsys, "--runs-dir", runs, "--format", "html")
     rows = {r.split("</td>")[0]: r for r in page.split("<tr><td>")[1:]}
     assert 'class="mark"' in rows["worse"] and 'class="mark"' not in rows["tied"]
+    assert "vs best: " in rows["worse"] and "Holm p = " in rows["worse"]   # each cell's comparison as a tooltip
 
     csv = pd.read_csv(io.StringIO(_cli(capsys, "--runs-dir", runs, "--format", "csv")))
-    assert list(csv.columns) == SUMMARY_COLUMNS + ["ci_low", "ci_high", "ci_over", "worse_than_best", "p_adjusted",
-                                                   "test"]
+    assert list(csv.columns) == SUMMARY_COLUMNS + ["ci_low", "ci_high", "ci_over"] + SIGNIFICANCE_COLUMNS
     acc = csv[csv["metric"] == "accuracy"].set_index("label")
     assert acc.loc["worse", "worse_than_best"] and acc.loc["worse", "p_adjusted"] < 0.05
     assert not acc.loc["tied", "worse_than_best"] and acc.loc["tied", "p_adjusted"] > 0.05
-    assert acc.loc["worse", "test"] == acc.loc["tied", "test"] == "McNemar exact"
+    assert acc.loc["worse", "test"] == acc.loc["tied", "test"] == "paired seeds + cases"
     assert acc.loc["best", "test"] == "best" and np.isnan(acc.loc["best", "p_adjusted"])
+    # estimate, CI and p of every comparison, on the metric itself: the difference of the means
+    worse = acc.loc["worse"]
+    assert worse["diff_vs_best"] == pytest.approx(worse["mean"] - acc.loc["best", "mean"])
+    assert worse["diff_ci_low"] < worse["diff_vs_best"] < worse["diff_ci_high"] < 0 and worse["p"] < 0.05
+    assert (worse["n_seeds"], worse["n_cases"], worse["pairs"]) == (3, 200, 3)
     js = json.loads(_cli(capsys, "--runs-dir", runs, "--format", "json"))
     assert {(r["label"], r["worse_than_best"]) for r in js if r["metric"] == "accuracy"} == {
         ("best", False), ("tied", False), ("worse", True)}
+    cell = next(r for r in js if r["metric"] == "accuracy" and r["label"] == "worse")
+    assert cell["test"] == "paired seeds + cases" and cell["p"] < 0.05 and cell["diff_ci_high"] < 0
 
     below = f"{csv['p_adjusted'].min() / 2:.3g}"   # --alpha reaches the tests
     strict = pd.read_csv(io.StringIO(_cli(capsys, "--runs-dir", runs, "--format", "csv", "--alpha", below)))
     assert not strict["worse_than_best"].any()
 
 
-def test_ci_columns_and_the_statement_says_cases_or_seeds(runs, tmp_path, capsys):
+def test_ci_columns_and_the_statement_says_what_they_are_over(runs, tmp_path, capsys):
     csv = pd.read_csv(io.StringIO(_cli(capsys, "--runs-dir", runs, "--format", "csv")))
     over = dict(zip(csv["metric"], csv["ci_over"]))
-    assert over == {"accuracy": "cases", "ece": "seeds"}   # accuracy is a mean of per-case correctness
+    assert over == {"accuracy": "seeds+cases", "ece": "seeds"}   # ece has no per-case probabilities here
     assert (csv["ci_low"] <= csv["mean"]).all() and (csv["mean"] <= csv["ci_high"]).all()
 
     md = _cli(capsys, "--runs-dir", runs, "--ci", "--metric", "accuracy")
-    assert md_escape("95% CI: bootstrap over test cases pooled across seeds") + "." in md
+    statement = "95% CI: t over seeds with the test-sample term from the per-case tables"
+    assert md_escape(statement) + "." in md
     assert "mean [95% CI]" in md and "±" not in _row(md, "| best")
     row = csv[(csv["metric"] == "accuracy") & (csv["label"] == "best")].iloc[0]
     assert f"{row['mean']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]" in _row(md, "| best")
     both = _cli(capsys, "--runs-dir", runs, "--ci")
-    assert md_escape("over test cases pooled across seeds (accuracy); over seeds (ece)") in both
+    assert md_escape("the per-case tables (accuracy); t over seeds (no per-case data) (ece)") in both
     tex = _cli(capsys, "--runs-dir", runs, "--ci", "--format", "latex", "--metric", "accuracy")
-    assert "95\\% CI: bootstrap over test cases pooled across seeds" in tex
+    assert "95\\% CI: t over seeds with the test-{}sample term" in tex
     page = _cli(capsys, "--runs-dir", runs, "--ci", "--format", "html", "--metric", "accuracy")
-    assert "95% CI: bootstrap over test cases pooled across seeds" in page
+    assert statement in page
 
     # no per-case data: the interval is over seeds, and the table says so
     store = RunStore(default_url(tmp_path / "noCases"))
@@ -131,7 +142,7 @@ def test_ci_columns_and_the_statement_says_cases_or_seeds(runs, tmp_path, capsys
         for method, correct in zip(("best", "tied", "worse"), _three(rng)):
             store.put(_run(f"{method}{seed}", method, seed, correct)[0])
     md = _cli(capsys, "--runs-dir", str(tmp_path / "noCases"), "--ci", "--metric", "accuracy")
-    assert md_escape("95% CI: bootstrap over seeds") + "." in md and "test cases" not in md.split("†")[0]
+    assert md_escape("95% CI: t over seeds (no per-case data)") + "." in md and "per-case tables" not in md.split("†")[0]
 
 
 def test_the_best_single_modality_is_chosen_on_validation(tmp_path, capsys):

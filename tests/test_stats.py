@@ -1,5 +1,6 @@
-"""results.stats and results.significance: checked against published worked examples, SciPy,
-statsmodels, scikit-learn and baycomp, brute-force definitions, and an A/A simulation of type-I error."""
+"""results.stats: checked against published worked examples, SciPy, statsmodels, scikit-learn and
+baycomp, brute-force definitions, and an A/A simulation of type-I error (the seed-aware tests of
+results.inference / results.significance are tests/test_inference.py's)."""
 from __future__ import annotations
 
 import math
@@ -261,7 +262,10 @@ def test_bayesian_signed_rank_obvious_cases_and_baycomp():
 
 # --------------------------------------------------------------------------- A/A simulation
 def _aa_rates(reps: int = 1000, alpha: float = 0.05) -> dict[str, float]:
-    """Type-I error of each paired test when A and B come from the same distribution."""
+    """Type-I error of each paired test when A and B come from the same distribution, in the
+    world these tests assume: one trained model per side (independent per-case noise, no seed
+    effect). The world with a random effect per training seed, where pooling seeds fails, is
+    tests/test_inference.py's."""
     rng = np.random.default_rng(2024)
     hits = dict.fromkeys(["wilcoxon", "mcnemar_exact", "delong", "paired_bootstrap", "seed_paired"], 0)
     for _ in range(reps):
@@ -287,115 +291,6 @@ def test_aa_type_one_error_is_nominal():
     rates = _aa_rates()
     for name, rate in rates.items():
         assert 0.035 <= rate <= 0.065, (name, rate, rates)
-
-
-# --------------------------------------------------------------------------- worse_than_best
-def _store_with_cases(tmp_path, with_cases=True):
-    from bench.catalogue import build_catalogue
-    from bench.record import RunRecord
-    from bench.store import RunStore, default_url
-
-    s = RunStore(default_url(tmp_path))
-    rng = np.random.default_rng(8)
-    n = 150
-    y = (rng.random(n) < 0.5).astype(float)
-    ids = [f"c{i:03d}" for i in range(n)]
-    skill = {"good": 2.5, "twin": 2.45, "bad": 0.4}
-    for config, k in skill.items():
-        for seed in range(3):
-            logit = (2 * y - 1) * k + rng.normal(0, 1.5, n)
-            p1 = 1 / (1 + np.exp(-logit))
-            pred = (p1 >= 0.5).astype(float)
-            correct = (pred == y).astype(float)
-            loss = -np.log(np.where(y == 1, p1, 1 - p1))
-            metrics = {"test": {"label": {"accuracy": correct.mean(), "auroc": roc_auc_score(y, p1),
-                                          "nll": loss.mean(), "macro_f1": f1_score(y, pred, average="macro")},
-                                "interpretation": {"agreement": 0.9 if config == "bad" else 0.1}}}
-            cases = pd.DataFrame({"case_id": ids, "target": y, "pred": pred, "correct": correct, "loss": loss,
-                                  "abs_error": np.nan, "probs": [[1 - p, p] for p in p1], "task": "label"})
-            rec = RunRecord(key=f"{config}{seed}", method=config, dataset="toy", seed=seed, split_seed=0,
-                            preset="tiny", code_version="x", config={}, status="ok", metrics=metrics,
-                            config_id=f"cfg-{config}", request_id=f"req-{config}{seed}", label=config,
-                            label_fields={}, created_at="2026-01-01",
-                            catalogue=build_catalogue({"label": "binary"}, metrics))
-            s.put(rec, cases=cases if with_cases else None)
-    return s
-
-
-def test_worse_than_best_marks_the_bad_configuration(tmp_path):
-    from results import load_results, summarize
-    from results.significance import worse_than_best
-
-    store = _store_with_cases(tmp_path)
-    results = load_results(store)
-    summary = summarize(results)[0]
-    sig = worse_than_best(results, store, summary)
-    tests = {(k[2], k[3]): v for k, v in sig.tests.items()}
-    assert sig.best[("toy", "label", "accuracy")] == "cfg-good"
-    assert tests[("accuracy", "cfg-bad")].test == "McNemar exact"
-    assert tests[("auroc", "cfg-bad")].test == "DeLong"
-    assert tests[("nll", "cfg-bad")].test == "Wilcoxon signed-rank"
-    assert tests[("macro_f1", "cfg-bad")].test == "paired bootstrap"
-    assert tests[("accuracy", "cfg-bad")].n == 450   # 150 cases x 3 seeds
-    for metric in ("accuracy", "auroc", "nll", "macro_f1"):
-        assert ("toy", "label", metric, "cfg-bad") in sig.marks
-        assert ("toy", "label", metric, "cfg-twin") not in sig.marks
-    assert not any(k[1] == "interpretation" for k in sig.tests)   # descriptive: never tested
-    column = [tests[("accuracy", c)] for c in ("cfg-bad", "cfg-twin")]   # Holm within the column
-    np.testing.assert_allclose([t.p_adjusted for t in column], st.holm([t.pvalue for t in column]))
-    assert column[0].p_adjusted == pytest.approx(2 * column[0].pvalue)
-    for words in ("McNemar", "DeLong", "Wilcoxon", "Holm", "α = 0.05", "n = 450"):
-        assert words in sig.footnote
-
-
-def test_worse_than_best_falls_back_to_seeds_and_says_so(tmp_path):
-    from results import load_results, summarize
-    from results.significance import summary_ci, worse_than_best
-
-    store = _store_with_cases(tmp_path, with_cases=False)
-    results = load_results(store)
-    sig = worse_than_best(results, store, summarize(results)[0])
-    assert {t.test for t in sig.tests.values()} == {"paired t-test over seeds"}
-    assert all(t.n == 3 for t in sig.tests.values())
-    assert "shared seeds" in sig.footnote and "per-case data were absent" in sig.footnote
-    ci = summary_ci(results, store)
-    assert set(ci["ci_over"]) <= {"seeds"}
-
-
-def test_summary_ci_over_cases(tmp_path):
-    from results import load_results
-    from results.significance import summary_ci
-
-    store = _store_with_cases(tmp_path)
-    ci = summary_ci(load_results(store), store).set_index(["task", "metric", "config_id"])
-    row = ci.loc[("label", "accuracy", "cfg-good")]
-    assert row["ci_over"] == "cases" and row["ci_low"] < row["mean"] < row["ci_high"]
-    assert ci.loc[("label", "auroc", "cfg-good"), "ci_over"] == "seeds"
-
-
-def test_fast_case_metrics_equal_sklearn():
-    """The bootstrap recomputes AUROC / balanced accuracy / macro-F1 thousands of times without
-    sklearn's per-call validation; the numbers must be sklearn's, ties and absent classes included."""
-    from sklearn import metrics as skm
-
-    from results.significance import auroc_binary, auroc_ovr, balanced_accuracy, macro_f1
-
-    rng = np.random.default_rng(7)
-    for trial in range(30):
-        n = int(rng.integers(5, 300))
-        y = rng.integers(0, 4, n)
-        pred = np.where(rng.random(n) < 0.6, y, rng.integers(0, 5, n))   # label 4 only predicted
-        score = np.round(rng.random(n), 1 if trial % 2 else 6)            # many ties on odd trials
-        pos = y == 1
-        if pos.any() and not pos.all():
-            assert auroc_binary(pos, score) == pytest.approx(skm.roc_auc_score(pos, score), abs=1e-12)
-        probs = rng.dirichlet(np.ones(4), n).round(2 if trial % 2 else 8)
-        present = [k for k in range(4) if 0 < (y == k).sum() < n]
-        if present:
-            want = np.mean([skm.roc_auc_score(y == k, probs[:, k]) for k in present])
-            assert auroc_ovr(y, probs, range(4)) == pytest.approx(want, abs=1e-12)
-        assert balanced_accuracy(y, pred) == pytest.approx(skm.balanced_accuracy_score(y, pred), abs=1e-12)
-        assert macro_f1(y, pred) == pytest.approx(skm.f1_score(y, pred, average="macro", zero_division=0), abs=1e-12)
 
 
 def test_delong_reproduces_proc_on_asah():

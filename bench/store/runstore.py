@@ -52,6 +52,26 @@ _HINTS = (
 )
 
 
+def _column_array(column):
+    """A pyarrow column as numpy: numbers as float64 (nulls NaN), lists as a 2-D float array when
+    rectangular (else an object array of arrays), anything else as an object array."""
+    import numpy as np
+    import pyarrow as pa
+
+    column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    kind = column.type
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        lengths = column.value_lengths().to_numpy(zero_copy_only=False)
+        flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        if len(lengths) and (lengths == lengths[0]).all() and column.null_count == 0:
+            return flat.reshape(len(lengths), int(lengths[0]))
+        ends = np.cumsum(np.nan_to_num(lengths).astype(np.int64))
+        return np.array(np.split(flat, ends[:-1]) if len(ends) else [], dtype=object)
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+        return column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    return column.to_numpy(zero_copy_only=False)
+
+
 def default_url(runs_dir: str | Path) -> str:
     return f"sqlite:///{Path(runs_dir).expanduser().resolve() / 'runs.db'}"
 
@@ -242,6 +262,30 @@ class RunStore:
                                               .where(run_cases.c.key.in_(chunk))):
                     if blob:
                         out[key] = pd.read_parquet(io.BytesIO(blob))
+        return out
+
+    def case_columns_many(self, keys: Iterable[str], skip_prefixes: tuple[str, ...] = ("aux_", "meta_")) -> dict:
+        """The per-case tables of many runs as numpy columns, for statistics: key -> {column:
+        array}; list columns (``probs``) become 2-D arrays when every row has the same length.
+        Columns whose names start with ``skip_prefixes`` (interpretation tensors, extra data
+        columns) are not decoded. Read with pyarrow directly, about four times faster than
+        :meth:`cases_many` (the leaderboard reads thousands)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        wanted = sorted(set(keys))
+        out = {}
+        with self._errors("read cases of runs"), self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                for key, blob in conn.execute(select(run_cases.c.key, run_cases.c.cases)
+                                              .where(run_cases.c.key.in_(chunk))):
+                    if not blob:
+                        continue
+                    parquet = pq.ParquetFile(pa.BufferReader(blob))
+                    names = [n for n in parquet.schema_arrow.names if not n.startswith(skip_prefixes)]
+                    table = parquet.read(columns=names)
+                    out[key] = {n: _column_array(table.column(n)) for n in names}
         return out
 
     def count(self) -> int:
