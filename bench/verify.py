@@ -27,9 +27,9 @@ from .config import ConfigError, format_value
 from .yaml_files import check_keys, field_error, load_yaml_file
 from .yaml_files import describe as _kind
 
-_TOP_KEYS = ("title", "paper", "source", "alpha", "protocol", "unregistered", "claims")
+_TOP_KEYS = ("title", "paper", "source", "alpha", "min_seeds", "protocol", "unregistered", "claims")
 _CLAIM_KEYS = ("id", "claim", "method", "baseline", "dataset", "datasets", "task", "metric", "direction", "size",
-               "source", "protocol", "note")
+               "source", "protocol", "note", "min_seeds")
 _PROTOCOL_KEYS = ("suite", "preset", "seeds", "set", "split_seed")
 _SIDE_KEYS = ("name", "set")
 
@@ -76,6 +76,7 @@ class Claim:
     source: str = ""
     protocol: Protocol = field(default_factory=Protocol)
     field_name: str = ""   # claims[i], for error messages
+    min_seeds: int = 3
 
 
 @dataclass
@@ -168,6 +169,15 @@ def _protocol(raw: Any, base: Protocol | None, where: str, fieldname: str) -> Pr
     return p
 
 
+def _min_seeds(raw: Any, default: int, where: str, fieldname: str) -> int:
+    if raw is None:
+        return default
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 2:
+        raise _fail(where, fieldname, f"expected an integer >= 2, got {_kind(raw)}",
+                    "write e.g. min_seeds: 3 (seeds each side needs before a claim can be supported or refuted)")
+    return raw
+
+
 def _side(raw: Any, where: str, fieldname: str, unregistered: dict[str, str]) -> Side:
     from methods import UnknownMethod, parse_method
 
@@ -216,6 +226,9 @@ def load_claims(path: str | Path) -> ClaimsFile:
     alpha = raw.get("alpha", 0.05)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
         raise _fail(where, "alpha", f"expected a number in (0, 1), got {_kind(alpha)}", "write e.g. alpha: 0.05")
+    from results.claims import MIN_SEEDS
+
+    min_seeds = _min_seeds(raw.get("min_seeds"), MIN_SEEDS, where, "min_seeds")
     unreg = raw.get("unregistered") or {}
     if not isinstance(unreg, dict):
         raise _fail(where, "unregistered", f"expected a mapping, got {_kind(unreg)}",
@@ -286,7 +299,8 @@ def load_claims(path: str | Path) -> ClaimsFile:
         claim_protocol = _protocol(item.get("protocol"), protocol, where, f"{fn}.protocol")
         claim = Claim(cid.strip(), text, method, baseline, datasets, metric, bool(higher),
                       tuple(t.strip() if t else None for t in tasks), dirn, float(size) if size is not None else None,
-                      " ".join((source or "").split()), claim_protocol, fn)
+                      " ".join((source or "").split()), claim_protocol, fn,
+                      _min_seeds(item.get("min_seeds"), min_seeds, where, f"{fn}.min_seeds"))
         registered = tuple(d for d in datasets if d not in missing["datasets"])
         for side, which in ((method, "method"), (baseline, "baseline")):
             if claim_protocol.suite and side.name not in missing["methods"]:
@@ -481,7 +495,7 @@ def verify(path: str, store, runs_dir: str, data_root: str | None = None, device
                              missing) for task in claim.tasks]
         reports.append(ClaimReport(claim.id, claim.text, claim.method.label(), claim.baseline.label(), claim.metric,
                                    claim.higher, claim.direction, claim.size, claim.source, claim.protocol.text(),
-                                   checks, planned.commands[claim.id]))
+                                   checks, planned.commands[claim.id], min_seeds=claim.min_seeds))
     report = Report(cf.path, cf.title, cf.alpha, reports)
     report.tests = evaluate(reports, store, cf.alpha)
     return report, failed

@@ -4,22 +4,22 @@ A claim says that a *method* beats a *baseline* on one or more datasets in one m
 least a claimed size (``bench.verify`` reads the YAML file, finds or runs the jobs and hands this
 module one :class:`Check` per claim and dataset). Per check:
 
-* the two sides' test-split runs are paired by seed; the effect is ``method - baseline`` with the
-  paired per-case test that fits the metric (:func:`results.significance.compare`: McNemar for
-  accuracy, Wilcoxon for per-case Dice / loss / absolute error, DeLong for a binary AUROC, a
-  paired bootstrap for other metrics the per-case table can recompute, a paired t-test over seeds
-  when there are no per-case data), two-sided, with its 95% CI;
-* the p-values of every check of the file are Holm-corrected together (:func:`results.stats.holm`);
-* the *advantage* is the effect turned so that positive means "in the claimed direction" (the
-  metric's direction for ``direction: better``, the opposite for ``worse``), and
-  :func:`verdict` decides:
+* the two sides' test-split runs are compared with the seed-aware test the leaderboard uses
+  (:func:`results.significance.compare_configs`: the training seed is the unit of replication,
+  the test-sample variance comes from the per-case tables), two-sided, with its 95% CI; the
+  effect is ``method - baseline``, the difference of the seed means;
+* the *advantage* is the effect turned so that positive means "in the claimed direction"; the
+  null hypothesis of a check is "advantage = claimed size" (0 without a size), and the p-values of
+  every check of the file are Holm-corrected together (:func:`results.stats.holm`);
+* :func:`verdict` decides, with at least ``min_seeds`` seeds per side (default 3):
 
-  - **supported**: advantage > 0, Holm-adjusted p < alpha, CI lower bound of the advantage > 0,
-    and, where a size is claimed, advantage >= size (the point estimate reaches the claim);
-  - **refuted**: Holm-adjusted p < alpha with the advantage < 0 (significant in the opposite
-    direction), or, where a size is claimed, the size lies above the CI's upper bound (the data
-    exclude an effect that large);
-  - **inconclusive**: anything else (including a test that could not be computed).
+  - **supported**: Holm-adjusted p < alpha and the CI of the advantage lies wholly above the
+    claimed size (above 0 without one);
+  - **refuted**: Holm-adjusted p < alpha and the CI lies wholly below it;
+  - **inconclusive**: anything else, with the smallest difference from the claimed value the
+    design could have detected at 80% power (:func:`results.inference.detectable`); and always
+    with fewer than ``min_seeds`` seeds on a side ("inconclusive: 1 seed per side (at least 3
+    needed)"): one seed cannot show that another seed would agree.
 
 A claim over several datasets ("on every dataset") is **refuted** when any dataset is refuted,
 else **not checkable here** when any dataset could not be checked, else **supported** when every
@@ -37,13 +37,17 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from . import inference as inf
 from . import stats as st
-from .significance import UNTESTED_TASKS, _case_rows, _Cases, compare
+from .significance import UNTESTED_TASKS, CaseCache, compare_configs, config_of_runs, n_text
 
 SUPPORTED, REFUTED, INCONCLUSIVE, NOT_CHECKABLE = "supported", "refuted", "inconclusive", "not checkable here"
 VERDICTS = (SUPPORTED, REFUTED, INCONCLUSIVE, NOT_CHECKABLE)
 DIRECTIONS = ("better", "worse")
-N_BOOT = 2000
+#: seeds each side needs before a check can be supported or refuted (a claims file may change it)
+MIN_SEEDS = 3
+#: power at which the smallest detectable difference is reported
+POWER = 0.8
 
 
 @dataclass
@@ -60,13 +64,17 @@ class Check:
     missing: str = ""
     # filled by evaluate
     result: st.TestResult | None = None
+    p_claim: float = float("nan")   # p of "advantage = claimed size (or 0)", the check's null
     p_adjusted: float = float("nan")
     mean_method: float = float("nan")
     mean_baseline: float = float("nan")
     seeds: int = 0
+    seeds_method: int = 0
+    seeds_baseline: int = 0
     advantage: float = float("nan")
     adv_low: float = float("nan")
     adv_high: float = float("nan")
+    detectable: float = float("nan")
     verdict: str = ""
     why: str = ""
 
@@ -89,6 +97,7 @@ class ClaimReport:
     checks: list[Check] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
     verdict: str = ""
+    min_seeds: int = MIN_SEEDS
 
 
 @dataclass
@@ -107,31 +116,42 @@ def orient(higher: bool, direction: str) -> int:
     return (1 if higher else -1) * (1 if direction == "better" else -1)
 
 
+def seeds_text(method: int, baseline: int) -> str:
+    """``3 seeds per side`` or ``1 seed for the method, 3 for the baseline``."""
+    if method == baseline:
+        return f"{method} seed{'s' if method != 1 else ''} per side"
+    return f"{method} seed{'s' if method != 1 else ''} for the method, {baseline} for the baseline"
+
+
 def verdict(advantage: float, low: float, high: float, p_adjusted: float, alpha: float,
-            size: float | None = None) -> tuple[str, str]:
-    """(verdict, reason) of one test; ``advantage`` and its CI ``[low, high]`` are oriented so
+            size: float | None = None, seeds: tuple[int, int] = (MIN_SEEDS, MIN_SEEDS),
+            min_seeds: int = MIN_SEEDS, detectable: float = float("nan")) -> tuple[str, str]:
+    """(verdict, reason) of one check; ``advantage`` and its CI ``[low, high]`` are oriented so
     that positive is the claimed direction; ``size`` (>= 0, the metric's units) is the claimed
-    minimum advantage or None. See the module docstring."""
-    size_text = f" {size:.4g}" if size else ""
-    if not (math.isfinite(advantage) and math.isfinite(p_adjusted)):
-        return INCONCLUSIVE, "the test could not be computed (too few pairs or seeds)"
+    minimum advantage or None; ``p_adjusted`` is the Holm-adjusted p of "advantage = size (or 0)";
+    ``seeds``: (method, baseline) seeds; ``detectable``: the smallest difference from the claimed
+    value the design detects at 80% power. See the module docstring."""
+    target = size or 0.0
+    what = f"the claimed size {size:.4g}" if size else "0"
+    if min(seeds) < min_seeds:
+        return INCONCLUSIVE, f"inconclusive: {seeds_text(*seeds)} (at least {min_seeds} needed)"
+    if not (math.isfinite(advantage) and math.isfinite(low) and math.isfinite(high) and math.isfinite(p_adjusted)):
+        return INCONCLUSIVE, "the test could not be computed (too few seeds or no variance estimate)"
     significant = p_adjusted < alpha
-    if significant and advantage < 0:
-        return REFUTED, f"significant in the opposite direction (Holm p = {_p(p_adjusted)} < {alpha:g})"
-    if size and math.isfinite(high) and high < size:
-        return REFUTED, f"the claimed size{size_text} lies above the CI's upper bound {high:.4g}"
-    if significant and advantage > 0 and math.isfinite(low) and low > 0 and advantage >= (size or 0):
-        return SUPPORTED, (f"in the claimed direction, Holm p = {_p(p_adjusted)} < {alpha:g}, CI lower bound "
-                           f"{low:.4g} > 0" + (f", estimate {advantage:.4g} >= claimed{size_text}" if size else ""))
+    if significant and low > target:
+        return SUPPORTED, (f"the CI [{low:.4g}, {high:.4g}] of the advantage lies above {what}, "
+                           f"Holm p = {_p(p_adjusted)} < {alpha:g}")
+    if significant and high < target:
+        return REFUTED, (f"the CI [{low:.4g}, {high:.4g}] of the advantage lies below {what}, "
+                         f"Holm p = {_p(p_adjusted)} < {alpha:g}")
     reasons = []
-    if advantage <= 0:
-        reasons.append("the estimate is not in the claimed direction")
+    if low <= target <= high:
+        reasons.append(f"the CI [{low:.4g}, {high:.4g}] includes {what}")
     if not significant:
-        reasons.append(f"not significant after Holm (p = {_p(p_adjusted)} >= {alpha:g})")
-    elif not (math.isfinite(low) and low > 0):
-        reasons.append("the CI includes 0")
-    if size and advantage < size:
-        reasons.append(f"the estimate {advantage:.4g} is below the claimed size{size_text}, which the CI does not exclude")
+        reasons.append(f"Holm p = {_p(p_adjusted)} >= {alpha:g}")
+    if math.isfinite(detectable):
+        reasons.append(f"a difference from {'the claim' if size else '0'} smaller than {detectable:.3g} "
+                       f"could not have been detected (80% power)")
     return INCONCLUSIVE, "; ".join(reasons) or "undecided"
 
 
@@ -164,8 +184,9 @@ def _infer_task(frame: pd.DataFrame, keys: list[str], metric: str) -> tuple[str 
     return None, f"metric {metric!r} is reported for tasks {', '.join(tasks)}: name one with task:"
 
 
-def assess(check: Check, frame: pd.DataFrame, cases: _Cases, n_boot: int = N_BOOT, seed: int = 0) -> None:
-    """Fill ``check.result`` and the means (or ``check.missing`` when it cannot be tested)."""
+def assess(check: Check, frame: pd.DataFrame, cases: CaseCache) -> None:
+    """Fill ``check.result`` (method - baseline, tested against 0) and the means, or
+    ``check.missing`` when it cannot be tested."""
     if check.missing:
         return
     if check.task is None:
@@ -175,24 +196,24 @@ def assess(check: Check, frame: pd.DataFrame, cases: _Cases, n_boot: int = N_BOO
             return
     a = _side_runs(frame, check.method_keys, check.task, check.metric)
     b = _side_runs(frame, check.baseline_keys, check.task, check.metric)
-    shared = a.index.intersection(b.index)
-    if not len(shared):
-        which = "the method" if a.empty else "the baseline" if b.empty else "both on a shared seed"
+    a, b = a[a["value"].notna()], b[b["value"].notna()]
+    if a.empty or b.empty:
+        which = "the method" if a.empty else "the baseline"
         check.missing = f"no finished run of {which} reports {check.task}/{check.metric}"
         return
-    a, b = a.loc[shared], b.loc[shared]
-    check.seeds = len(shared)
+    check.seeds_method, check.seeds_baseline = len(a), len(b)
+    check.seeds = min(len(a), len(b))
     check.mean_method = float(a["value"].mean())
     check.mean_baseline = float(b["value"].mean())
-    check.result = compare(_case_rows(cases, a, check.task, check.metric), _case_rows(cases, b, check.task, check.metric),
-                           a, b, check.metric, n_boot=n_boot, seed=seed)   # a = method, b = baseline
+    check.result = compare_configs(config_of_runs(a, cases, check.task, check.metric),
+                                   config_of_runs(b, cases, check.task, check.metric))
 
 
-def evaluate(claims: list[ClaimReport], store, alpha: float = 0.05, frame: pd.DataFrame | None = None,
-             n_boot: int = N_BOOT) -> int:
+def evaluate(claims: list[ClaimReport], store, alpha: float = 0.05, frame: pd.DataFrame | None = None) -> int:
     """Test every check of ``claims`` on ``store`` (its ``frame``: ``load_results(store,
     split="test").frame`` of the keys, read here when not given), Holm-correct the p-values of
-    all of them together and set each check's and claim's verdict. Returns the number of tests."""
+    the checks that have enough seeds together and set each check's and claim's verdict.
+    Returns the number of tests in the Holm family."""
     if frame is None:
         from .frame import load_results
 
@@ -200,22 +221,30 @@ def evaluate(claims: list[ClaimReport], store, alpha: float = 0.05, frame: pd.Da
         frame = load_results(store, split="test", keys=keys).frame if keys else pd.DataFrame(
             columns=["key", "task", "metric", "seed", "value", "split_seed", "dataset"])
     frame = frame[frame["split"] == "test"] if "split" in frame.columns else frame
-    cases = _Cases(store)
-    checks = [ch for c in claims for ch in c.checks]
-    for ch in checks:
-        assess(ch, frame, cases, n_boot=n_boot)
-    # the family: distinct comparisons (two claims on the same pair, task and metric -- e.g. the same
-    # comparison with and without a claimed size -- share one test and count once)
-    family: dict[tuple, list[Check]] = {}
-    for ch in checks:
-        if ch.result is not None:
-            family.setdefault((tuple(sorted(ch.method_keys)), tuple(sorted(ch.baseline_keys)), ch.task, ch.metric),
-                              []).append(ch)
+    cases = CaseCache(store)
+    cases.prefetch(k for c in claims for ch in c.checks for k in ch.method_keys + ch.baseline_keys)
+    for c in claims:
+        for ch in c.checks:
+            assess(ch, frame, cases)
+    # the family: distinct hypotheses (comparison, task, metric, claimed value) with enough seeds;
+    # two claims on the same hypothesis share one test and count once
+    family: dict[tuple, list[tuple[ClaimReport, Check]]] = {}
+    for c in claims:
+        sign = orient(c.higher, c.direction)
+        for ch in c.checks:
+            if ch.result is None or min(ch.seeds_method, ch.seeds_baseline) < c.min_seeds:
+                continue
+            if not math.isfinite(inf.shifted(ch.result, sign * (c.size or 0.0)).pvalue):
+                continue
+            hyp = (tuple(sorted(ch.method_keys)), tuple(sorted(ch.baseline_keys)), ch.task, ch.metric,
+                   round(sign * (c.size or 0.0), 12))
+            family.setdefault(hyp, []).append((c, ch))
     groups = list(family.values())
-    adjusted = st.holm([g[0].result.pvalue for g in groups])
+    adjusted = st.holm([inf.shifted(g[0][1].result, hyp[4]).pvalue for hyp, g in family.items()])
     for group, p in zip(groups, adjusted):
-        for ch in group:
+        for _, ch in group:
             ch.p_adjusted = float(p)
+    m = max(len(groups), 1)
     for c in claims:
         sign = orient(c.higher, c.direction)
         for ch in c.checks:
@@ -223,9 +252,12 @@ def evaluate(claims: list[ClaimReport], store, alpha: float = 0.05, frame: pd.Da
                 ch.verdict, ch.why = NOT_CHECKABLE, ch.missing
                 continue
             r = ch.result
+            ch.p_claim = inf.shifted(r, sign * (c.size or 0.0)).pvalue
             lo, hi = sorted((sign * r.ci_low, sign * r.ci_high))
             ch.advantage, ch.adv_low, ch.adv_high = sign * r.effect, lo, hi
-            ch.verdict, ch.why = verdict(ch.advantage, lo, hi, ch.p_adjusted, alpha, c.size)
+            ch.detectable = inf.detectable(r, alpha / m, POWER)
+            ch.verdict, ch.why = verdict(ch.advantage, lo, hi, ch.p_adjusted, alpha, c.size,
+                                         (ch.seeds_method, ch.seeds_baseline), c.min_seeds, ch.detectable)
         c.verdict = combine([ch.verdict for ch in c.checks])
     return len(groups)
 
@@ -235,6 +267,15 @@ def _p(p: float) -> str:
     if not math.isfinite(p):
         return "n/a"
     return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
+
+
+def _detectable(x: float) -> str:
+    return "n/a" if not math.isfinite(x) else f"±{x:.3g}"
+
+
+def _min_seeds(report: Report) -> int:
+    seeds = {c.min_seeds for c in report.claims}
+    return min(seeds) if seeds else MIN_SEEDS
 
 
 def _num(x: float, signed: bool = False) -> str:
@@ -251,27 +292,22 @@ def claimed_text(c: ClaimReport) -> str:
     return "> 0" if sign > 0 else "< 0"
 
 
-def n_text(ch: Check) -> str:
-    r = ch.result
-    if r is None:
-        return ""
-    if r.extra.get("fallback"):
-        return f"{r.n} seeds"
-    per = r.n // ch.seeds if ch.seeds and r.n % ch.seeds == 0 else None
-    return f"{r.n} ({per} cases × {ch.seeds} seeds)" if per else f"{r.n} pairs over {ch.seeds} seeds"
-
-
 def check_row(c: ClaimReport, ch: Check) -> dict:
-    """One check as a flat dict (json, and the tables' cells)."""
+    """One check as a flat dict (json, and the tables' cells): the difference (method -
+    baseline) with its CI, the test, ``p`` of the check's null ("advantage = claimed size", 0
+    without one), ``p_holm``, the seeds per side, what n counts, and ``detectable``: the
+    smallest difference from the claimed value detectable at 80% power (α / number of tests)."""
     r = ch.result
-    rel = (ch.mean_method - ch.mean_baseline) / abs(ch.mean_baseline) if r is not None and ch.mean_baseline else float("nan")
+    nan = float("nan")
+    rel = (ch.mean_method - ch.mean_baseline) / abs(ch.mean_baseline) if r is not None and ch.mean_baseline else nan
     return {"claim": c.id, "dataset": ch.dataset, "task": ch.task, "metric": ch.metric, "verdict": ch.verdict,
             "why": ch.why, "mean_method": ch.mean_method, "mean_baseline": ch.mean_baseline,
-            "difference": r.effect if r else float("nan"), "ci_low": r.ci_low if r else float("nan"),
-            "ci_high": r.ci_high if r else float("nan"), "relative": rel, "claimed": claimed_text(c),
-            "test": (r.test + (" (seed-level fallback)" if r.extra.get("fallback") else "")) if r else "",
-            "p": r.pvalue if r else float("nan"), "p_holm": ch.p_adjusted, "n": r.n if r else 0, "seeds": ch.seeds,
-            "n_text": n_text(ch), "note": r.note if r else ""}
+            "difference": r.effect if r else nan, "ci_low": r.ci_low if r else nan,
+            "ci_high": r.ci_high if r else nan, "relative": rel, "claimed": claimed_text(c),
+            "test": r.test if r else "", "p": ch.p_claim, "p_holm": ch.p_adjusted, "df": r.df if r else nan,
+            "seeds_method": ch.seeds_method, "seeds_baseline": ch.seeds_baseline, "min_seeds": c.min_seeds,
+            "n_cases": (r.extra.get("cases") or nan) if r else nan, "n_text": n_text(r) if r else "",
+            "detectable": ch.detectable, "note": r.note if r else ""}
 
 
 def _grouped(items: list[tuple]) -> list[tuple]:
@@ -300,7 +336,8 @@ def to_json(report: Report) -> str:
     return json.dumps({"file": report.path, "title": report.title, "alpha": report.alpha, "tests": report.tests,
                        "claims": [{"id": c.id, "claim": c.text, "method": c.method, "baseline": c.baseline,
                                    "metric": c.metric, "direction": c.direction, "size": c.size, "source": c.source,
-                                   "protocol": c.protocol, "verdict": c.verdict, "commands": c.commands,
+                                   "protocol": c.protocol, "min_seeds": c.min_seeds, "verdict": c.verdict,
+                                   "commands": c.commands,
                                    "checks": [{k: _nan_to_none(v) for k, v in check_row(c, ch).items()}
                                               for ch in c.checks]} for c in report.claims]}, indent=1)
 
@@ -314,19 +351,23 @@ def _md(text) -> str:
     return _PROSE_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
 
 
-def rules_text(alpha: float) -> str:
-    return (f"Verdicts: **supported** = the difference is in the claimed direction, significant after Holm "
-            f"(α = {alpha:g}) with its 95% CI above 0, and at least the claimed size where one is claimed; "
-            f"**refuted** = significant in the opposite direction, or the claimed size lies above the CI; "
-            f"**inconclusive** = neither; **not checkable here** = data or a method is missing here. A claim "
-            f"over several datasets holds only if it holds on every one.")
+def rules_text(alpha: float, min_seeds: int = MIN_SEEDS) -> str:
+    return (f"Each check tests \"the advantage equals the claimed size\" (0 without one) with the seed-aware test "
+            f"(the training seed is the unit of replication; the test-sample variance from the per-case tables). "
+            f"Verdicts: **supported** = significant after Holm (α = {alpha:g}) with the 95% CI of the advantage "
+            f"wholly above the claimed size (above 0 without one); **refuted** = significant with the CI wholly "
+            f"below it; **inconclusive** = neither, or fewer than {min_seeds} seeds on a side; **not checkable "
+            f"here** = data or a method is missing here. A claim over several datasets holds only if it holds on "
+            f"every one. *detectable* is the smallest difference from the claimed value the design detects at 80% "
+            f"power.")
 
 
 def to_markdown(report: Report) -> str:
     out = [f"# Claims verification: {_md(report.title)}", "",
            f"File `{report.path}`; {report.tests} test{'s' if report.tests != 1 else ''}, two-sided, "
            f"Holm-corrected together, α = {report.alpha:g}. Differences are method − baseline on the test split.",
-           "", rules_text(report.alpha), "", "| # | claim | verdict | datasets |", "|---|---|---|---|"]
+           "", rules_text(report.alpha, _min_seeds(report)), "", "| # | claim | verdict | datasets |",
+           "|---|---|---|---|"]
     for i, c in enumerate(report.claims, 1):
         out.append(f"| {i} | {_md(c.id)} | **{c.verdict}** | {_md(where(c))} |")
     for i, c in enumerate(report.claims, 1):
@@ -337,12 +378,12 @@ def to_markdown(report: Report) -> str:
                 f"({'higher' if c.higher else 'lower'} is better), claimed method − baseline "
                 f"{claimed_text(c)}" + (f"; protocol: {_md(c.protocol)}" if c.protocol else "") + ".", ""]
         out += ["| dataset | task | method | baseline | difference [95% CI] | relative | claimed | test | p | p (Holm) "
-                "| n | verdict |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                "| n | detectable | verdict |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         whys = []
         for ch in c.checks:
             r = check_row(c, ch)
             if ch.result is None:
-                out.append(f"| {_md(ch.dataset)} | {_md(ch.task or '')} | | | | | {r['claimed']} | | | | | "
+                out.append(f"| {_md(ch.dataset)} | {_md(ch.task or '')} | | | | | {r['claimed']} | | | | | | "
                            f"**{ch.verdict}** |")
             else:
                 rel = "n/a" if not math.isfinite(r["relative"]) else f"{100 * r['relative']:+.1f}%"
@@ -350,7 +391,7 @@ def to_markdown(report: Report) -> str:
                            f"| {_num(r['difference'], True)} [{_num(r['ci_low'], True)}, {_num(r['ci_high'], True)}] "
                            f"| {rel} "
                            f"| {r['claimed']} | {_md(r['test'])} | {_p(r['p'])} | {_p(r['p_holm'])} | {r['n_text']} "
-                           f"| **{ch.verdict}** |")
+                           f"| {_detectable(r['detectable'])} | **{ch.verdict}** |")
             whys.append(((ch.verdict, ch.why + (f" (note: {r['note']})" if r["note"] else "")),
                          ch.dataset + (f"/{ch.task}" if ch.task and len(c.checks) > 1 else "")))
         out += [""] + [f"- {_md(', '.join(on))}: {v}: {_md(why)}" for (v, why), on in _grouped(whys)]
@@ -378,14 +419,14 @@ def to_html(report: Report) -> str:
     body = [f"<h1>Claims verification: {esc(report.title)}</h1>",
             f'<p class="caption">File {esc(report.path)}; {report.tests} tests, two-sided, Holm-corrected together, '
             f"α = {report.alpha:g}. Differences are method − baseline on the test split.</p>",
-            f'<p class="note">{esc(rules_text(report.alpha).replace("**", ""))}</p>',
+            f'<p class="note">{esc(rules_text(report.alpha, _min_seeds(report)).replace("**", "").replace("*", ""))}</p>',
             "<table><thead><tr><th>#</th><th>claim</th><th>verdict</th><th>datasets</th></tr></thead><tbody>"]
     for i, c in enumerate(report.claims, 1):
         body.append(f"<tr><td>{i}</td><td>{esc(c.id)}</td><td>{v(c.verdict)}</td>"
                     f"<td>{esc(where(c))}</td></tr>")
     body.append("</tbody></table>")
     heads = ["dataset", "task", "method", "baseline", "difference [95% CI]", "relative", "claimed", "test", "p",
-             "p (Holm)", "n", "verdict", "why"]
+             "p (Holm)", "n", "detectable", "verdict", "why"]
     for i, c in enumerate(report.claims, 1):
         body += [f"<h2>{i}. {esc(c.id)}: {v(c.verdict)}</h2>", f"<blockquote>{esc(c.text)}</blockquote>"]
         if c.source:
@@ -399,12 +440,13 @@ def to_html(report: Report) -> str:
             r = check_row(c, ch)
             cells = [esc(ch.dataset), esc(ch.task or "")]
             if ch.result is None:
-                cells += [""] * 4 + [esc(r["claimed"])] + [""] * 4
+                cells += [""] * 4 + [esc(r["claimed"])] + [""] * 5
             else:
                 rel = "n/a" if not math.isfinite(r["relative"]) else f"{100 * r['relative']:+.1f}%"
                 cells += [_num(r["mean_method"]), _num(r["mean_baseline"]),
                           f"{_num(r['difference'], True)} [{_num(r['ci_low'], True)}, {_num(r['ci_high'], True)}]",
-                          rel, esc(r["claimed"]), esc(r["test"]), _p(r["p"]), _p(r["p_holm"]), esc(r["n_text"])]
+                          rel, esc(r["claimed"]), esc(r["test"]), _p(r["p"]), _p(r["p_holm"]), esc(r["n_text"]),
+                          _detectable(r["detectable"])]
             cells += [v(ch.verdict), esc(ch.why + (f" (note: {r['note']})" if r["note"] else ""))]
             body.append("<tr>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
         body.append("</tbody></table>")

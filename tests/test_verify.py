@@ -37,16 +37,19 @@ CLAIMS = ROOT / "claims"
 
 # ------------------------------------------------------------------------------- verdict rules
 @pytest.mark.parametrize("adv, lo, hi, p, size, expected", [
-    (0.03, 0.01, 0.05, 0.001, None, SUPPORTED),        # right way, significant, CI above 0
-    (0.03, 0.01, 0.05, 0.001, 0.02, SUPPORTED),        # and the estimate reaches the claimed size
+    (0.03, 0.01, 0.05, 0.001, None, SUPPORTED),        # significant, CI above 0
+    (0.03, 0.025, 0.05, 0.001, 0.02, SUPPORTED),       # and above the claimed size
+    (0.03, 0.01, 0.05, 0.001, 0.02, INCONCLUSIVE),     # the estimate reaches the size, the CI does not
     (0.03, 0.01, 0.05, 0.001, 0.10, REFUTED),          # real effect, but the claimed size is above the CI
     (-0.05, -0.08, -0.02, 0.001, None, REFUTED),       # significant the other way
     (-0.05, -0.08, -0.02, 0.001, 0.05, REFUTED),
     (0.01, -0.01, 0.03, 0.30, None, INCONCLUSIVE),     # not significant
     (-0.01, -0.03, 0.01, 0.30, None, INCONCLUSIVE),    # wrong way but not significant
     (0.03, 0.01, 0.05, 0.001, 0.04, INCONCLUSIVE),     # significant, below the size, size inside the CI
-    (0.03, -0.001, 0.05, 0.04, None, INCONCLUSIVE),    # p < alpha but the CI touches 0
-    (0.01, -0.01, 0.03, 0.30, 0.05, REFUTED),          # the size is above the CI even though nothing is significant
+    (0.03, -0.001, 0.05, 0.04, None, INCONCLUSIVE),    # p < alpha but the CI touches 0: both are needed
+    (-0.03, -0.05, 0.001, 0.04, None, INCONCLUSIVE),   # the same the other way: refuting needs the CI too
+    (0.01, -0.01, 0.03, 0.30, 0.05, INCONCLUSIVE),     # the size is above the CI but not significantly (Holm)
+    (0.01, -0.01, 0.03, 0.001, 0.05, REFUTED),         # ... and significantly
     (float("nan"), float("nan"), float("nan"), float("nan"), None, INCONCLUSIVE),
 ])
 def test_verdict_rules(adv, lo, hi, p, size, expected):
@@ -58,6 +61,16 @@ def test_verdict_rules(adv, lo, hi, p, size, expected):
 def test_verdict_alpha_is_the_threshold():
     assert verdict(0.03, 0.01, 0.05, 0.049, 0.05)[0] == SUPPORTED
     assert verdict(0.03, 0.01, 0.05, 0.05, 0.05)[0] == INCONCLUSIVE
+
+
+def test_one_seed_can_support_nothing():
+    v, why = verdict(0.3, 0.2, 0.4, 1e-9, 0.05, seeds=(1, 1))
+    assert (v, why) == (INCONCLUSIVE, "inconclusive: 1 seed per side (at least 3 needed)")
+    v, why = verdict(-0.3, -0.4, -0.2, 1e-9, 0.05, seeds=(3, 2))
+    assert v == INCONCLUSIVE and "2 for the baseline (at least 3 needed)" in why
+    assert verdict(0.3, 0.2, 0.4, 1e-9, 0.05, seeds=(2, 2), min_seeds=2)[0] == SUPPORTED
+    why = verdict(0.01, -0.01, 0.03, 0.3, 0.05, detectable=0.025)[1]
+    assert "smaller than 0.025 could not have been detected (80% power)" in why
 
 
 def test_every_dataset_combination():
@@ -89,56 +102,98 @@ def _pair(n10: int, n01: int, both: int = 60, neither: int = 30) -> tuple[np.nda
     return a, b
 
 
+SEEDS = 3
+PLANTED = {"ds-good": (40, 2), "ds-bad": (2, 40), "ds-tie": (10, 10), "ds-weak": (9, 0)}
+
+
+def _seeded(n10: int, n01: int, rng) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per seed, the pair with 3 cases of each side flipped at random (each seed its own model)."""
+    out = []
+    for _ in range(SEEDS):
+        a, b = _pair(n10, n01)
+        for x in (a, b):
+            i = rng.choice(len(x), 3, replace=False)
+            x[i] = 1 - x[i]
+        out.append((a, b))
+    return out
+
+
 @pytest.fixture
 def planted(tmp_path):
-    """ds-good: A beats B by far; ds-bad: A loses by far; ds-tie: no difference; ds-weak: A wins
-    8 discordant pairs to 1 (exact McNemar p = 0.039: significant alone, not after Holm with more)."""
+    """Three seeds per side. ds-good: A beats B by far; ds-bad: A loses by far; ds-tie: no
+    difference; ds-weak: A ahead by about 7 points (p ~ 0.035: significant alone, not after Holm
+    with more)."""
     store = RunStore(default_url(tmp_path))
-    for ds, (n10, n01) in {"ds-good": (40, 2), "ds-bad": (2, 40), "ds-tie": (10, 10), "ds-weak": (8, 1)}.items():
-        a, b = _pair(n10, n01)
-        _put(store, f"A-{ds}", "A", ds, a)
-        _put(store, f"B-{ds}", "B", ds, b)
+    for ds, (n10, n01) in PLANTED.items():
+        for seed, (a, b) in enumerate(_seeded(n10, n01, np.random.default_rng(0))):
+            _put(store, f"A-{ds}-{seed}", "A", ds, a, seed)
+            _put(store, f"B-{ds}-{seed}", "B", ds, b, seed)
     return store
 
 
 def _claim(cid: str, datasets: list[str], size=None, direction="better") -> ClaimReport:
     return ClaimReport(cid, f"A beats B on {datasets}", "A", "B", "accuracy", True, direction, size,
-                       checks=[Check(cid, d, "accuracy", None, [f"A-{d}"], [f"B-{d}"]) for d in datasets])
+                       checks=[Check(cid, d, "accuracy", None, [f"A-{d}-{s}" for s in range(SEEDS)],
+                                     [f"B-{d}-{s}" for s in range(SEEDS)]) for d in datasets])
+
+
+def _independent(ds: str):
+    """The comparison recomputed from the planted arrays: per-seed accuracies and the case covariance
+    of the plain per-case correctness (np.cov), through results.inference.compare."""
+    from results.inference import compare
+
+    pairs = _seeded(*PLANTED[ds], np.random.default_rng(0))
+    x = np.vstack([a for a, _ in pairs] + [b for _, b in pairs]).astype(float)
+    cov = np.cov(x) / x.shape[1]
+    return compare(x[:SEEDS].mean(1), x[SEEDS:].mean(1), range(SEEDS), range(SEEDS), cov)
 
 
 def test_planted_verdicts(planted):
     claims = [_claim("good", ["ds-good"]), _claim("bad", ["ds-bad"]), _claim("tie", ["ds-tie"]),
               _claim("good-big", ["ds-good"], size=0.5), _claim("bad-worse", ["ds-bad"], direction="worse")]
     n = evaluate(claims, planted, 0.05)
-    assert n == 3    # distinct comparisons: good and good-big share one test, bad and bad-worse another
+    assert n == 4    # distinct hypotheses: bad and bad-worse test the same one; good-big has its own null (0.5)
     v = {c.id: c.verdict for c in claims}
     assert v == {"good": SUPPORTED, "bad": REFUTED, "tie": INCONCLUSIVE, "good-big": REFUTED, "bad-worse": SUPPORTED}
     good = claims[0].checks[0]
-    assert good.task == "label" and good.result.test == "McNemar exact"
-    assert good.result.extra["n10"] == 40 and good.result.extra["n01"] == 2
-    assert good.mean_method == pytest.approx(100 / 132) and good.mean_baseline == pytest.approx(62 / 132)
-    assert good.result.effect == pytest.approx(38 / 132)
-    exact = st.mcnemar_exact(*_pair(40, 2))
-    assert good.result.pvalue == pytest.approx(exact.pvalue)
+    assert good.task == "label" and good.result.test == "paired seeds + cases"
+    assert (good.seeds_method, good.seeds_baseline, good.result.extra["cases"]) == (3, 3, 132)
+    ref = _independent("ds-good")
+    assert good.result.effect == pytest.approx(ref.effect) and good.result.pvalue == pytest.approx(ref.pvalue)
+    assert (good.result.ci_low, good.result.ci_high) == (pytest.approx(ref.ci_low), pytest.approx(ref.ci_high))
+    assert good.mean_method - good.mean_baseline == pytest.approx(ref.effect)
+    big = claims[3].checks[0]   # tested against the claimed 0.5: p of (effect - 0.5) / SE
+    assert big.p_claim < 1e-3 and big.adv_high < 0.5 and math.isfinite(big.detectable)
 
 
 def test_holm_across_the_claims_of_a_file(planted):
     alone = [_claim("weak", ["ds-weak"])]
     evaluate(alone, planted, 0.05)
     check = alone[0].checks[0]
-    assert check.result.pvalue == pytest.approx(0.0390625)   # 2 * P(X >= 8), X ~ Bin(9, 1/2)
-    assert check.p_adjusted == pytest.approx(check.result.pvalue) and alone[0].verdict == SUPPORTED
+    assert 0.025 < check.p_claim < 0.05 and check.p_claim == pytest.approx(_independent("ds-weak").pvalue)
+    assert check.p_adjusted == pytest.approx(check.p_claim) and alone[0].verdict == SUPPORTED
     # with a smaller and a larger p-value in the same file, Holm multiplies the weak one by 2
     three = [_claim("weak", ["ds-weak"]), _claim("good", ["ds-good"]), _claim("tie", ["ds-tie"])]
     assert evaluate(three, planted, 0.05) == 3
-    raw = [c.checks[0].result.pvalue for c in three]
+    raw = [c.checks[0].p_claim for c in three]
     assert [c.checks[0].p_adjusted for c in three] == pytest.approx(list(st.holm(raw)))
-    assert three[0].checks[0].p_adjusted == pytest.approx(2 * 0.0390625)
+    assert three[0].checks[0].p_adjusted == pytest.approx(2 * check.p_claim)
     assert [c.verdict for c in three] == [INCONCLUSIVE, SUPPORTED, INCONCLUSIVE]
 
 
+def test_min_seeds_in_the_file_and_one_seed(planted):
+    one = _claim("one", ["ds-good"])
+    one.checks[0].method_keys, one.checks[0].baseline_keys = ["A-ds-good-0"], ["B-ds-good-0"]
+    assert evaluate([one], planted, 0.05) == 0      # not part of the Holm family
+    assert one.verdict == INCONCLUSIVE and one.checks[0].why == "inconclusive: 1 seed per side (at least 3 needed)"
+    strict = _claim("strict", ["ds-good"])
+    strict.min_seeds = 4
+    evaluate([strict], planted, 0.05)
+    assert strict.verdict == INCONCLUSIVE and "at least 4 needed" in strict.checks[0].why
+
+
 def test_every_dataset_claim_holds_only_if_it_holds_on_each(planted):
-    claims = [_claim("all-good", ["ds-good", "ds-good"][:1]), _claim("good-and-tie", ["ds-good", "ds-tie"]),
+    claims = [_claim("all-good", ["ds-good"]), _claim("good-and-tie", ["ds-good", "ds-tie"]),
               _claim("good-and-bad", ["ds-good", "ds-bad"])]
     evaluate(claims, planted, 0.05)
     assert [c.verdict for c in claims] == [SUPPORTED, INCONCLUSIVE, REFUTED]
@@ -148,7 +203,7 @@ def test_every_dataset_claim_holds_only_if_it_holds_on_each(planted):
 def test_missing_data_and_missing_runs_are_not_checkable(planted):
     c = _claim("x", ["ds-good"])
     c.checks.append(Check("x", "elsewhere", "accuracy", missing="dataset elsewhere: data not found"))
-    c.checks.append(Check("x", "ds-none", "accuracy", None, ["nope"], ["B-ds-good"]))
+    c.checks.append(Check("x", "ds-none", "accuracy", None, ["nope"], ["B-ds-good-0"]))
     evaluate([c], planted, 0.05)
     assert c.verdict == NOT_CHECKABLE
     assert c.checks[1].why == "dataset elsewhere: data not found"
@@ -164,11 +219,12 @@ def test_reports_escape_and_carry_the_numbers(planted):
     page = render(rep, "html")
     assert "<script>alert" not in page and "&lt;script&gt;" in page and "default-src 'none'" in page
     md = render(rep, "md")
-    assert "**supported**" in md and "McNemar exact" in md and "132 (132 cases × 1 seeds)" in md
-    assert "\\|" in md and "python -m bench sweep --methods A B" in md
+    assert "**supported**" in md and "paired seeds + cases" in md and "3 seeds × 132 cases" in md
+    assert "\\|" in md and "python -m bench sweep --methods A B" in md and "detectable" in md
     data = json.loads(render(rep, "json"))
     row = data["claims"][0]["checks"][0]
-    assert row["verdict"] == SUPPORTED and row["n"] == 132 and row["ci_low"] > 0 and row["p_holm"] < 0.05
+    assert row["verdict"] == SUPPORTED and row["seeds_method"] == 3 and row["n_cases"] == 132
+    assert row["ci_low"] > 0 and row["p_holm"] < 0.05 and row["detectable"] > 0 and data["claims"][0]["min_seeds"] == 3
 
 
 # ------------------------------------------------------------------------------- claims files
@@ -205,6 +261,8 @@ claims:
     (("baseline: early", "baseline: attention"), "claims[0] (a)"),
     (("- id: a\n    claim:", "- claim:"), "claims[0].id"),
     (("protocol: {preset", "protocol: {suite: nope, preset"), "protocol"),
+    (("protocol: {preset", "min_seeds: 1\nprotocol: {preset"), "min_seeds"),
+    (("metric: accuracy", "metric: accuracy\n    min_seeds: three"), "claims[0] (a).min_seeds"),
 ])
 def test_bad_files_fail_with_one_line_naming_file_and_field(tmp_path, edit, field):
     path = _write(tmp_path, GOOD.replace(*edit))
@@ -217,8 +275,12 @@ def test_bad_files_fail_with_one_line_naming_file_and_field(tmp_path, edit, fiel
 def test_good_file_parses_and_yaml_errors_are_one_line(tmp_path):
     cf = load_claims(_write(tmp_path, GOOD))
     c = cf.claims[0]
-    assert (c.method.name, c.baseline.name, c.datasets, c.metric, c.higher, c.protocol.seeds) == \
-        ("attention", "early", ("wdbc",), "accuracy", True, (0, 1))
+    assert (c.method.name, c.baseline.name, c.datasets, c.metric, c.higher, c.protocol.seeds, c.min_seeds) == \
+        ("attention", "early", ("wdbc",), "accuracy", True, (0, 1), 3)
+    two = load_claims(_write(tmp_path, "min_seeds: 2\n" + GOOD.replace("metric: accuracy",
+                                                                         "metric: accuracy\n    min_seeds: 5")))
+    assert two.claims[0].min_seeds == 5
+    assert load_claims(_write(tmp_path, "min_seeds: 2\n" + GOOD)).claims[0].min_seeds == 2
     with pytest.raises(ConfigError, match=r"YAML syntax error at line"):
         load_claims(_write(tmp_path, "claims: [\n"))
     with pytest.raises(ConfigError, match="cannot read it"):
@@ -285,8 +347,8 @@ def test_verify_runs_missing_jobs_then_reuses_them(tmp_path, capsys):
     assert "4 to run" in first.err
     data = json.loads(first.out)
     check = data["claims"][0]["checks"][0]
-    assert check["test"] == "McNemar exact" and check["seeds"] == 2 and check["verdict"] in (SUPPORTED, REFUTED,
-                                                                                              INCONCLUSIVE)
+    assert check["test"] == "paired seeds + cases" and check["seeds_method"] == check["seeds_baseline"] == 2
+    assert check["verdict"] == INCONCLUSIVE and check["why"].endswith("(at least 3 needed)")   # 2 seeds per side
     assert RunStore(default_url(tmp_path)).count() == 4
     assert main(args) == 0
     second = capsys.readouterr()
