@@ -149,6 +149,20 @@ seed-level t-test without per-case data), Holm-corrected across the file's tests
 supported, refuted, inconclusive, not checkable here (data or method missing; nothing is run for
 it). Jobs are built as `bench sweep` builds them (the printed lines reproduce them); those in the
 store are reused. Format and rules: README "Verifying claims", docs/claims.md.""",
+    "calibrate": """examples:
+  python -m bench calibrate --method late --dataset digits-halves --preset tiny --seeds 20
+  python -m bench calibrate --method early --dataset diabetes-views --preset tiny --seeds 20 --sizes 3 5
+  python -m bench calibrate --method unet --dataset synthetic-organs:ct --preset tiny --seeds 12 --sizes 3
+  python -m bench calibrate --method late --dataset wdbc --seeds 20 --dry-run     # which runs exist
+
+Trains (or reuses from the store) one configuration with seeds 0..N-1, splits the seeds at random
+into two pseudo-methods of S seeds (the truth: no difference), and runs every test the leaderboard
+and bench verify use on each split: the default seed-aware test (paired and unpaired seeds), the
+conditional cases-only test, and the pooled per-case tests of earlier versions for reference. It
+prints per metric and test the false-positive rate with its simulation error, the coverage of the
+95% CIs, the power when one side's predictions are shifted by known amounts, the family error of a
+leaderboard column of 4 identical configurations, and how often an A/A claim is supported or
+refuted (docs/statistics.md, "Calibration").""",
     "leaderboard": """examples:
   python -m bench leaderboard
   python -m bench leaderboard --dataset wdbc --format csv --out wdbc.csv
@@ -158,6 +172,7 @@ store are reused. Format and rules: README "Verifying claims", docs/claims.md.""
   python -m bench leaderboard --format latex --fragment --layout grouped --metric accuracy
   python -m bench leaderboard --format html --out leaderboard.html
   python -m bench leaderboard --ci --alpha 0.01          # mean [95% CI]; marks at alpha = 0.01
+  python -m bench leaderboard --test cases               # conditional on these trained models (seeds fixed)
   python -m bench leaderboard --control late --metric accuracy   # Friedman + Wilcoxon-Holm vs late
   python -m bench leaderboard --no-tests --all-singles   # no marks / CI columns; every single:<modality> row
   python -m bench leaderboard --robustness --dataset synthetic-pid:unique-m1   # intact / -m1 / -m2 / noise
@@ -390,6 +405,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     _add_store_args(p)
 
+    p = sub.add_parser("calibrate", help="measure the tests' false-positive rate, coverage and power on A/A splits "
+                       "of one configuration's seeds", epilog=EPILOGS["calibrate"], formatter_class=fmt)
+    p.add_argument("--method", required=True, help="the configuration's method, e.g. late or single:left")
+    p.add_argument("--dataset", required=True, help="dataset, e.g. digits-halves, diabetes-views, synthetic-organs:ct")
+    p.add_argument("--seeds", type=int, default=20, help="seeds to train or reuse: 0..N-1 (default 20; at least 10 "
+                   "for useful rates)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[1, 3, 5], help="seeds per side of each A/A split "
+                   "(default 1 3 5)")
+    p.add_argument("--splits", type=int, default=1000, help="random A/A splits per size (default 1000)")
+    p.add_argument("--pooled-splits", type=int, default=300,
+                   help="splits for the pooled per-case reference tests (slower; default 300)")
+    p.add_argument("--metric", action="append", help="only these metrics (default: the headline metrics)")
+    p.add_argument("--shifts", type=float, nargs="+",
+                   help="planted shifts for the power (default: classification 0.25 0.5 1 on the true-class logit; "
+                        "regression 0.02 0.05 0.1 of the error; segmentation 0.01 0.02 0.05 Dice)")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                   help="parallel worker processes for the runs to train (default: min(2, CPU cores))")
+    p.add_argument("--json", action="store_true", help="print the tables as JSON")
+    p.add_argument("--dry-run", action="store_true", help="list the runs (done / to run); train nothing")
+    _add_job_args(p)
+    _add_store_args(p)
+
     p = sub.add_parser("leaderboard", help="mean ± std over seeds from the run store", epilog=EPILOGS["leaderboard"],
                        formatter_class=fmt)
     p.add_argument("--format", default="md", choices=("md", "latex", "html", "csv", "json"),
@@ -410,6 +448,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="significance level of the marks and of --control (default 0.05)")
     p.add_argument("--no-tests", action="store_true",
                    help="no significance marks, no CI / test columns in csv/json (faster on big stores)")
+    p.add_argument("--test", default="seeds", choices=("seeds", "cases"),
+                   help="seeds (default): the training seed is the unit of replication, with the test-sample "
+                        "variance from the per-case tables; cases: conditional on these trained models, seed "
+                        "variance ignored (docs/statistics.md)")
     p.add_argument("--ci", action="store_true",
                    help="md/latex/html: show mean [95%% CI] instead of mean ± std (the table says over what)")
     p.add_argument("--all-singles", action="store_true",
@@ -762,7 +804,8 @@ def cmd_leaderboard(args) -> int:
         from results.significance import CaseCache, summary_ci, with_significance, worse_than_best
 
         cache = CaseCache(case_store)   # each run's per-case table is read once, in batches
-        significance = worse_than_best(results, case_store, summary, args.split, alpha=args.alpha, case_cache=cache)
+        significance = worse_than_best(results, case_store, summary, args.split, alpha=args.alpha, test=args.test,
+                                       case_cache=cache)
         if machine or ci:
             summary = summary_ci(results, case_store, args.split, summary, case_cache=cache)
         if machine:
@@ -1103,7 +1146,53 @@ def cmd_verify(args) -> int:
     return EXIT_FAILED if extra else 0
 
 
-COMMANDS = {"tune": cmd_tune, "list": cmd_list, "perf": cmd_perf, "data": cmd_data, "cost": cmd_cost, "run": cmd_run, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard, "verify": cmd_verify}
+def cmd_calibrate(args) -> int:
+    import dataclasses
+
+    from .calibrate import calibration_jobs, load_runs
+    from .config import ConfigError
+    from .sweep import plan, run_sweep, sweep_threads
+
+    if args.splits < 10 or args.pooled_splits < 0 or any(s < 1 for s in args.sizes) or not 0 < args.alpha < 1:
+        raise ConfigError("--splits must be >= 10, --pooled-splits >= 0, --sizes >= 1 and --alpha in (0, 1)")
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    if 2 * min(args.sizes) > args.seeds:
+        raise ConfigError(f"--sizes {min(args.sizes)} needs at least {2 * min(args.sizes)} seeds (--seeds {args.seeds})")
+    threads = args.threads or (sweep_threads(args.workers) if args.device.startswith("cpu") else None)
+    _preflight(None, args.dataset, args.data_root)
+    jobs = calibration_jobs(args.method, args.dataset, args.seeds, args.preset, _job_sets(args), args.split_seed,
+                            args.device, args.data_root, threads)
+    store = _store(args)
+    if args.dry_run:
+        return _print_plan(plan(jobs, store), args)
+    report = run_sweep(jobs, store, args.runs_dir, progress=not args.no_progress, workers=args.workers)
+    if report.ran:
+        print(f"calibrate: trained {report.ran} runs, {report.already_done} reused", file=sys.stderr)
+    if report.failed or report.unavailable or report.skipped:
+        raise ConfigError("some runs did not finish: " + "; ".join((report.failed + report.unavailable + report.skipped)[:3]))
+    from results.calibration import SHIFTS, calibrate
+    from results.calibration import report as render
+
+    runs, metrics = load_runs(store, [j.key() for j in jobs], args.metric)
+    shifts = {k: tuple(args.shifts) for k in SHIFTS} if args.shifts else None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(metrics) * len(args.sizes) * 4, desc="calibrate", unit="test", disable=True if args.no_progress
+               else None)
+    cal = calibrate(runs, metrics, sizes=args.sizes, splits=args.splits, shifts=shifts, alpha=args.alpha,
+                    pooled_splits=args.pooled_splits, progress=lambda _: bar.update(1))
+    bar.close()
+    title = f"{jobs[0].label()} on {args.dataset}, seeds 0-{args.seeds - 1}"
+    if args.json:
+        print(json.dumps({"configuration": title, "runs": cal.runs, "alpha": cal.alpha,
+                          "rows": [dataclasses.asdict(r) for r in cal.rows], "family": cal.family, "claims": cal.claims}))
+    else:
+        print(f"## Calibration: {title}\n\n" + render(cal))
+    return 0
+
+
+COMMANDS = {"calibrate": cmd_calibrate, "tune": cmd_tune, "list": cmd_list, "perf": cmd_perf, "data": cmd_data, "cost": cmd_cost, "run": cmd_run, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard, "verify": cmd_verify}
 
 
 def main(argv: list[str] | None = None) -> int:
