@@ -1,8 +1,10 @@
 """``bench perf leaderboard``: how long ``bench leaderboard`` takes over a large store.
 
 It writes a synthetic store of ``runs`` records shaped like real ones (a 40-epoch history, a
-binary task's metrics with per-class values, cost, environment, per-case rows for some runs),
-spread over 8 datasets, 10 methods and a few configurations, then times the real command
+binary task's metrics with per-class values, cost, environment, and every run's per-case table of
+200 test cases, from which its metrics are computed), spread over 8 datasets, 10 methods and a few
+configurations, then times the real command (with its statistics: the per-case tables are read
+and every column's pairs are tested)
 (``python -m bench leaderboard --store URL``, a fresh interpreter each time, so imports count)
 ``reps`` times, plus the same command on an empty store. The shared machine is noisy, so it
 reports the minimum, median and maximum of the repetitions, the ratio to the empty store, and the
@@ -31,17 +33,52 @@ METHODS = ("early", "late", "intermediate", "attention", "moe", "soft-moe", "i2m
            "single:c")
 
 
+#: test cases per dataset in the synthetic store (the embedded datasets have 89-675)
+CASES = 200
+
+
+def _case_table(y: np.ndarray, p1: np.ndarray, ids: list[str]) -> tuple[pd.DataFrame, dict[str, float]]:
+    """A binary task's per-case table as ``bench.metrics`` writes it, and the metrics it gives."""
+    from results.influence import balanced_accuracy, macro_f1, weighted_ece
+
+    pred = (p1 >= 0.5).astype(np.int64)
+    correct = (pred == y).astype(np.float64)
+    probs = np.c_[1 - p1, p1]
+    loss = -np.log(np.where(y == 1, p1, 1 - p1))
+    ranks = pd.Series(p1).rank().to_numpy()
+    n1 = int(y.sum())
+    auroc = float((ranks[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * (len(y) - n1)))
+    metrics = {"accuracy": float(correct.mean()), "balanced_accuracy": balanced_accuracy(y, pred)[0],
+               "macro_f1": macro_f1(y, pred)[0], "auroc": auroc, "auprc": auroc,
+               "ece": float(weighted_ece(np.ones((1, len(y))), probs.max(axis=1), correct)[0]),
+               "nll": float(loss.mean()), "auroc_benign": auroc, "auroc_malignant": auroc,
+               "auprc_benign": auroc, "auprc_malignant": auroc}
+    table = pd.DataFrame({"case_id": ids, "target": y.astype(np.float64), "pred": pred.astype(np.float64),
+                          "correct": correct, "loss": loss, "abs_error": np.nan, "probs": list(probs),
+                          "task": "label"})
+    return table, metrics
+
+
 def synthetic_records(n: int, seed: int = 0) -> list[tuple[RunRecord, pd.DataFrame | None]]:
+    """``n`` runs shaped like real ones: 8 datasets x 10 methods x 5 configurations, seeds
+    filling up the rest, each with a per-case table of ``CASES`` test cases (targets shared by a
+    dataset's runs; each configuration its own skill, each seed its own shift and per-case noise)
+    and the metrics that table gives."""
     rng = np.random.default_rng(seed)
+    truth = {d: (rng.random(CASES) < 0.4).astype(np.int64) for d in DATASETS}
+    difficulty = {d: rng.normal(1.6, 1.2, CASES) for d in DATASETS}
+    ids = [f"case{j:04d}" for j in range(CASES)]
+    skill = {}
     out = []
     for i in range(n):
         dataset, method = DATASETS[i % len(DATASETS)], METHODS[(i // len(DATASETS)) % len(METHODS)]
         config = (i // (len(DATASETS) * len(METHODS))) % 5
         seed_i = i // (len(DATASETS) * len(METHODS) * 5)
-        acc = float(rng.uniform(0.6, 0.95))
-        task = {"accuracy": acc, "balanced_accuracy": acc - 0.01, "macro_f1": acc - 0.02, "auroc": acc + 0.03,
-                "auprc": acc + 0.02, "ece": float(rng.uniform(0, 0.1)), "nll": float(rng.uniform(0.2, 0.6)),
-                "auroc_benign": acc, "auroc_malignant": acc, "auprc_benign": acc, "auprc_malignant": acc}
+        k = skill.setdefault((dataset, method, config), rng.normal(0.0, 0.4))
+        y = truth[dataset]
+        margin = difficulty[dataset] + k + rng.normal(0, 0.3) + rng.normal(0, 0.8, CASES)
+        p1 = 1 / (1 + np.exp(-np.where(y == 1, margin, -margin)))
+        cases, task = _case_table(y, np.clip(p1, 1e-6, 1 - 1e-6), ids)
         metrics = {"val": {"label": dict(task)}, "test": {"label": task}}
         fields = {"epochs": 20 + config} if config else {}
         rec = RunRecord(key=f"k{i:08d}", method=method, dataset=dataset, seed=seed_i, split_seed=0, preset="small",
@@ -53,8 +90,6 @@ def synthetic_records(n: int, seed: int = 0) -> list[tuple[RunRecord, pd.DataFra
                         created_at=f"2026-01-01T00:00:{i % 60:02d}", config_id=f"c{dataset}{method}{config}",
                         request_id=f"r{i:08d}", label=method, label_fields=fields,
                         catalogue=build_catalogue({"label": "binary"}, metrics))
-        cases = pd.DataFrame({"case_id": [f"c{j}" for j in range(100)], "correct": rng.integers(0, 2, 100)}) \
-            if i % 10 == 0 else None
         out.append((rec, cases))
     return out
 

@@ -4,7 +4,7 @@
   the Nemenyi cliques (groups whose ranks differ by less than the CD, drawn as thick bars);
   :func:`cd_diagram_from_scores` gets the ranks and CD from ``results.stats.friedman_nemenyi``.
 * :func:`seed_plot`: per dataset, the distribution over seeds of each configuration (box + the
-  individual seeds), one panel per (task, metric).
+  individual seeds), one panel per (task, metric) (in the HTML page: per task, its ranking metric).
 * :func:`cost_scatter`: a metric's mean ± std against a cost (parameters, training time or FLOPs,
   see :func:`results.costs.cost_frame`), one panel per (dataset, task).
 * :func:`routing_plot`: the routing / expert-weight summaries of mixture-of-experts runs (the
@@ -32,11 +32,19 @@ _HORIZONTAL = {"orientation": "horizontal"} if tuple(int(x) for x in mpl_version
 COST_LABELS = {"params_total": "parameters", "train_time_s": "training time (s)", "flops_per_sample": "FLOPs / sample"}
 
 
+def _bbox(fig: Figure) -> str | None:
+    """``"tight"`` unless the figure lays itself out (constrained layout keeps every label inside
+    the canvas already; a tight bounding box would cost one more full draw of the figure)."""
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    return None if isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine) else "tight"
+
+
 def figure_to_svg(fig: Figure) -> str:
     """The figure as SVG text (text kept as text, no timestamp, stable ids)."""
     buf = io.StringIO()
     with rc_context({"svg.hashsalt": "bench", "svg.fonttype": "none"}):
-        fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches="tight")
+        fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches=_bbox(fig))
     return buf.getvalue()
 
 
@@ -46,7 +54,7 @@ def figure_data_uri(fig: Figure, fmt: str = "svg") -> str:
         data, mime = figure_to_svg(fig).encode(), "image/svg+xml"
     elif fmt == "png":
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+        fig.savefig(buf, format="png", dpi=110, bbox_inches=_bbox(fig), metadata={"Software": None})
         data, mime = buf.getvalue(), "image/png"
     else:
         raise ValueError(f"unknown figure format {fmt!r}; choose svg or png")
@@ -158,14 +166,18 @@ def _grid(n: int, width: float = 4.2, height: float = 3.2) -> tuple[Figure, list
 
 
 def seed_plot(frame: pd.DataFrame, dataset: str, split: str = "test", labels: dict[str, str] | None = None,
-              metrics: list[str] | None = None) -> Figure:
+              metrics: list[str] | None = None, primary: dict | None = None) -> Figure:
     """Box plot over seeds per configuration, with each seed as a dot, one panel per (task,
     metric) of ``dataset`` (``frame``: :func:`results.frame.runs_frame`; ``labels``: config_id ->
-    display label, else the runs' labels)."""
+    display label, else the runs' labels; ``metrics``: only these; ``primary``: (dataset, task) ->
+    metric, one panel per task with its ranking metric)."""
     df = frame[(frame["dataset"] == dataset) & (frame["split"] == split) & (frame["task"] != INTERPRETATION)]
     if metrics:
         df = df[df["metric"].isin(metrics)]
     panels = list(dict.fromkeys(zip(df["task"], df["metric"])))
+    if primary:
+        ranked = [p for p in panels if primary.get((dataset, p[0])) == p[1]]
+        panels = ranked or panels
     fig, axes = _grid(max(len(panels), 1))
     rng = np.random.default_rng(0)
     for ax, (task, metric) in zip(axes, panels):
@@ -272,9 +284,10 @@ def report_plots(results, summary: pd.DataFrame, costs: pd.DataFrame | None = No
             notes.append(f"No critical-difference diagram for {task}: {metric} ({type(e).__name__}: {e}).")
             continue
         out.append((f"Critical difference: {task} / {metric}", fig))
-    for dataset in sorted(set(summary["dataset"])):
+    for dataset in sorted(set(summary["dataset"])):   # each task's ranking metric (the tables give every metric)
         out.append((f"Seeds: {dataset}", seed_plot(results.frame, dataset, split, labels,
-                                                   metrics=list(dict.fromkeys(summary["metric"])))))
+                                                   metrics=list(dict.fromkeys(summary["metric"])),
+                                                   primary=results.primary)))
     if costs is not None and len(costs):
         for x in ("params_total", "train_time_s"):
             if x in costs.columns and costs[x].notna().any():
