@@ -46,7 +46,8 @@ class CalibrationRun:
 
 def family(rows: dict) -> str:
     """The metric family of a task's rows: what a planted shift changes."""
-    if "probs" in rows and rows.get("probs") is not None and np.ndim(rows["probs"]) == 2:
+    probs = rows.get("probs")
+    if probs is not None and np.ndim(probs) == 2 and np.shape(probs)[1] >= 2:
         return "classification"
     if any(k in rows for k in SEG_BASES):
         return "segmentation"

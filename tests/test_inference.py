@@ -488,3 +488,22 @@ def test_summary_ci_includes_the_test_sample_term(tmp_path):
     x = np.vstack([store.cases(f"good{s}").query("task == 'label'")["correct"].to_numpy() for s in range(3)])
     shared = (np.cov(x).sum() - np.trace(np.cov(x))) / 6 / x.shape[1]
     assert (row["ci_high"] - row["ci_low"]) / 2 >= 1.96 * math.sqrt(shared)
+
+
+def test_shift_rows_by_family():
+    """Planted shifts: regression rows (whose probs column is empty, as stored) shrink the errors;
+    segmentation rows raise Dice and shrink HD95."""
+    from results.calibration import family
+
+    y = np.linspace(-1, 1, 20)
+    reg = {"case_id": np.arange(20), "target": y, "pred": y + 0.5, "abs_error": np.full(20, 0.5),
+           "loss": np.full(20, 0.25), "probs": np.zeros((20, 0))}
+    assert family(reg) == "regression"
+    better = shift_rows(reg, 0.1)
+    assert case_influence("mae", better).value == pytest.approx(0.45)
+    seg = {"case_id": np.arange(4), "class": np.array(["a", "b", "a", "b"]), "dice": np.array([0.5, 0.98, np.nan, 0.2]),
+           "hd95": np.array([10.0, 2.0, 4.0, 8.0])}
+    assert family(seg) == "segmentation"
+    s = shift_rows(seg, 0.05)
+    np.testing.assert_allclose(s["dice"], [0.55, 1.0, np.nan, 0.25])
+    np.testing.assert_allclose(s["hd95"], [9.5, 1.9, 3.8, 7.6])
