@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--alpha", type=float, default=0.05)
     args = ap.parse_args()
     rng = np.random.default_rng(0)
-    print(f"| seeds | seed_sd | noise | rho | false positives: Hillis / default / J-1 | power: Hillis / default / J-1 |")
+    print("| seeds | seed_sd | noise | rho | false positives: Hillis / default / J-1 | power: Hillis / default / J-1 |")
     print("|---|---|---|---|---|---|")
     for s in args.seeds:
         for world in WORLDS:
