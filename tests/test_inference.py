@@ -180,6 +180,24 @@ def test_case_variances_match_a_bootstrap(metric):
     assert got[0, 1] == pytest.approx(want[0, 1], rel=0.3)
 
 
+@pytest.mark.parametrize("metric", ["ece", "auprc"])
+def test_bootstrap_influence_is_the_same_draw_for_every_run_and_every_process(metric):
+    """The resampled metrics use one set of resamples per case set, drawn from the case ids: a run
+    and its copy get identical influences (so two identical configurations differ by exactly 0),
+    also after the cache is emptied (another process, a later leaderboard)."""
+    from results import influence
+
+    rng = np.random.default_rng(12)
+    y = rng.integers(0, 2, 200)
+    rows = classification_rows(y, rng.normal(1, 1, 200))
+    first = case_influence(metric, rows)
+    influence._WEIGHTS.clear()
+    again = case_influence(metric, dict(rows))
+    np.testing.assert_array_equal(first.z, again.z)
+    cov = inf.case_covariance([first, again])
+    assert cov[0, 0] > 0 and cov[0, 0] + cov[1, 1] - 2 * cov[0, 1] == pytest.approx(0, abs=1e-15)
+
+
 # --------------------------------------------------------------------------- the comparison
 def test_without_cases_it_is_scipys_paired_and_welch_t_tests():
     rng = np.random.default_rng(2)
@@ -214,6 +232,39 @@ def test_the_case_term_is_the_variance_of_the_per_case_difference():
     assert res.se ** 2 == pytest.approx(np.var(0.5 * (xa - xb), ddof=1) / n, rel=1e-9)
     assert res.effect == pytest.approx(0.5 * (xa - xb).mean())
     assert res.df > 1e6   # the case term alone: a normal reference
+
+
+def _dice_world(rng, seeds: int, n: int = 200, seed_sd: float = 0.01, shared=None) -> list[dict]:
+    """``seeds`` runs on a fresh test sample of ``n`` cases (population mean Dice 0.5): per-case
+    values shared by the runs (``shared``, or drawn here), a small shift per training seed."""
+    x = rng.random(n) if shared is None else shared
+    return [{"case_id": np.arange(n), "dice": 0.25 + 0.5 * x + rng.normal(0, seed_sd)} for _ in range(seeds)]
+
+
+def test_mean_interval_and_unpaired_test_cover_the_test_sample_error():
+    """Each replicate draws a new test sample, so the error the seeds share (Cov2) dominates: the
+    mean interval must cover the population mean 0.5 about 95% of the time, and the test of two
+    configurations with different seed sets (unpaired: seeds 0-2 vs 3-5) on the same test sample, each
+    finding its own cases hard, must hold alpha; without the case term both collapse (coverage ~ 50%)."""
+    rng = np.random.default_rng(11)
+    covered, rejected, reps = 0, 0, 300
+    for _ in range(reps):
+        x = rng.random(200)
+        a = _dice_world(rng, 3, shared=x)
+        # B finds other cases hard than A does (its per-case values are its own draw), so the
+        # test-sample error does not cancel in the difference
+        b = _dice_world(rng, 3, shared=rng.random(200))
+        infl = [case_influence("dice", r) for r in a]
+        lo, hi, how = inf.mean_interval([c.value for c in infl], inf.case_covariance(infl))
+        covered += lo <= 0.5 <= hi
+        infl = [case_influence("dice", r) for r in a + b]
+        v = np.array([c.value for c in infl])
+        res = inf.compare(v[:3], v[3:], [0, 1, 2], [3, 4, 5], inf.case_covariance(infl))
+        assert res.test == inf.UNPAIRED
+        rejected += res.pvalue < 0.05
+    assert how == "seeds+cases"
+    assert 0.90 <= covered / reps <= 0.99, covered / reps
+    assert rejected / reps <= 0.08, rejected / reps
 
 
 def test_effect_ci_and_p_are_about_the_metric_itself():
