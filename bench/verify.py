@@ -29,7 +29,11 @@ from .yaml_files import describe as _kind
 
 _TOP_KEYS = ("title", "paper", "source", "alpha", "min_seeds", "protocol", "unregistered", "claims")
 _CLAIM_KEYS = ("id", "claim", "method", "baseline", "dataset", "datasets", "task", "metric", "direction", "size",
-               "source", "protocol", "note", "min_seeds")
+               "source", "protocol", "note", "min_seeds", "relative", "ratio", "margin", "split", "baseline_split",
+               "over", "at_least", "all_of")
+#: directions that name the method's value instead of "better/worse" (cost claims: "fewer parameters")
+_LOWER = ("fewer", "less", "lower", "smaller", "faster")
+_HIGHER = ("more", "higher", "larger")
 _PROTOCOL_KEYS = ("suite", "preset", "seeds", "set", "split_seed")
 _SIDE_KEYS = ("name", "set")
 
@@ -65,8 +69,8 @@ class Protocol:
 class Claim:
     id: str
     text: str
-    method: Side
-    baseline: Side
+    method: Side | None
+    baseline: Side | None
     datasets: tuple[str, ...]
     metric: str
     higher: bool
@@ -77,6 +81,18 @@ class Claim:
     protocol: Protocol = field(default_factory=Protocol)
     field_name: str = ""   # claims[i], for error messages
     min_seeds: int = 3
+    kind: str = "difference"
+    relative: bool = False
+    ratio: float | None = None
+    margin: float | None = None
+    value: float | None = None       # kind value: the number quoted from the paper (no baseline runs)
+    split: str = "test"
+    baseline_split: str = "test"
+    over: str | int = "every"
+    parts: tuple[str, ...] = ()      # kind all_of
+
+    def sides(self) -> tuple[Side, ...]:
+        return tuple(x for x in (self.method, self.baseline) if x is not None)
 
 
 @dataclass
@@ -214,7 +230,6 @@ def _check_set_keys(sets, cls, where: str, fieldname: str) -> None:
 
 def load_claims(path: str | Path) -> ClaimsFile:
     """Read and check a claims file (every problem: one ConfigError line naming the file and field)."""
-    from .catalogue import direction
 
     where = str(path)
     raw = load_yaml_file(path, "claims")
@@ -260,53 +275,174 @@ def load_claims(path: str | Path) -> ClaimsFile:
             raise _fail(where, f"{fn}.id", "appears twice", "give each claim its own id")
         ids.add(cid)
         text = _text(item, "claim", where, f"{fn}.claim", required=True)
-        if "method" not in item or "baseline" not in item:
-            raise _fail(where, fn, f"missing {'method' if 'method' not in item else 'baseline'}",
-                        "give method: and baseline:")
-        method = _side(item["method"], where, f"{fn}.method", missing["methods"])
-        baseline = _side(item["baseline"], where, f"{fn}.baseline", missing["methods"])
-        if method == baseline:
-            raise _fail(where, fn, "method and baseline are the same", "compare two different configurations")
-        datasets = _datasets(item, where, fn, missing["datasets"])
-        metric = item.get("metric")
-        higher = direction(metric) if isinstance(metric, str) else None
-        if higher is None:
-            raise _fail(where, f"{fn}.metric", f"expected a metric with a direction, got {_kind(metric)}",
-                        "e.g. accuracy, auroc, macro_f1, mae, dice, dice_<organ>, hd95")
-        task = item.get("task")
-        tasks = task if isinstance(task, list) else [task]
-        if not tasks or any(t is not None and (not isinstance(t, str) or not t.strip()) for t in tasks) \
-                or (isinstance(task, list) and None in tasks) or len(set(tasks)) != len(tasks):
-            raise _fail(where, f"{fn}.task", f"expected a task name or a list of distinct task names, got {_kind(task)}",
-                        "e.g. task: label, or task: [flare22, atlas23] (the claim must hold on every one)")
-        dirn = item.get("direction", "better")
-        if dirn not in ("better", "worse"):
-            raise _fail(where, f"{fn}.direction", f"expected better or worse, got {_kind(dirn)}",
-                        "better: the method beats the baseline in the metric's direction")
-        size = item.get("size")
-        if size is not None and (isinstance(size, bool) or not isinstance(size, (int, float))
-                                 or not math.isfinite(size) or size < 0):
-            raise _fail(where, f"{fn}.size", f"expected a number >= 0 in the metric's units, got {_kind(size)}",
-                        "e.g. size: 0.0345 for 3.45 Dice points")
-        source = item.get("source")
-        if isinstance(source, dict):
-            _check_keys(source, ("quote", "page", "where"), where, f"{fn}.source")
-            source = "; ".join(f"{k} {' '.join(str(v).split())}" if k != "quote" else f"\"{' '.join(str(v).split())}\""
-                               for k, v in source.items())
-        elif source is not None and not isinstance(source, str):
-            raise _fail(where, f"{fn}.source", f"expected text or {{quote, page, where}}, got {_kind(source)}",
-                        "quote the paper and give the page")
-        claim_protocol = _protocol(item.get("protocol"), protocol, where, f"{fn}.protocol")
-        claim = Claim(cid.strip(), text, method, baseline, datasets, metric, bool(higher),
-                      tuple(t.strip() if t else None for t in tasks), dirn, float(size) if size is not None else None,
-                      " ".join((source or "").split()), claim_protocol, fn,
-                      _min_seeds(item.get("min_seeds"), min_seeds, where, f"{fn}.min_seeds"))
-        registered = tuple(d for d in datasets if d not in missing["datasets"])
-        for side, which in ((method, "method"), (baseline, "baseline")):
-            if claim_protocol.suite and side.name not in missing["methods"]:
+        claim_min_seeds = _min_seeds(item.get("min_seeds"), min_seeds, where, f"{fn}.min_seeds")
+        if "all_of" in item:
+            claims.append(_all_of(item, cid.strip(), text, where, fn, claim_min_seeds))
+            continue
+        claim = _claim(item, cid.strip(), text, where, fn, missing, protocol, claim_min_seeds)
+        registered = tuple(d for d in claim.datasets if d not in missing["datasets"])
+        for side, which in ((claim.method, "method"), (claim.baseline, "baseline")):
+            if side is not None and claim.protocol.suite and side.name not in missing["methods"]:
                 _suite_entry(claim, side, where, f"{fn}.{which}", registered)
         claims.append(claim)
+    known = {c.id: c for c in claims}
+    for c in claims:
+        for part in c.parts:
+            if part not in known or part == c.id or known[part].kind == "all_of":
+                raise _fail(where, f"{c.field_name}.all_of", f"{part!r} is not another (simple) claim of this file",
+                            f"name claims of this file: {', '.join(k for k in known if k != c.id)}")
     return ClaimsFile(where, title, float(alpha), claims, missing["datasets"], missing["methods"])
+
+
+def _number(item: dict, key: str, where: str, fn: str, todo: str, positive: bool = False) -> float | None:
+    value = item.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 \
+            or (positive and value == 0):
+        raise _fail(where, f"{fn}.{key}", f"expected a number {'>' if positive else '>='} 0, got {_kind(value)}", todo)
+    return float(value)
+
+
+def _split(item: dict, key: str, where: str, fn: str) -> str:
+    from .robustness import parse_split
+
+    value = item.get(key, "test")
+    if not isinstance(value, str) or (value != "test" and parse_split(value) is None):
+        raise _fail(where, f"{fn}.{key}", f"expected test, test[-MODALITY] or test[noise:MODALITY@LEVEL], "
+                    f"got {_kind(value)}", "e.g. split: test[-image] (the stored robustness splits)")
+    return value
+
+
+def _all_of(item: dict, cid: str, text: str, where: str, fn: str, min_seeds: int) -> Claim:
+    """A compound claim ("comparable accuracy with fewer parameters"): it holds when every named
+    claim of the file holds."""
+    extra = sorted(set(item) - {"id", "claim", "all_of", "source", "note", "min_seeds"})
+    if extra:
+        raise _fail(where, fn, f"a claim with all_of: takes no {', '.join(extra)}",
+                    "put the method, metric and datasets in the claims it names")
+    parts = item["all_of"]
+    if not isinstance(parts, list) or len(parts) < 2 or any(not isinstance(p, str) for p in parts) \
+            or len(set(parts)) != len(parts):
+        raise _fail(where, f"{fn}.all_of", f"expected a list of at least two distinct claim ids, got {_kind(parts)}",
+                    "e.g. all_of: [comparable-accuracy, fewer-parameters]")
+    return Claim(cid, text, None, None, (), "", True, kind="all_of", parts=tuple(parts), field_name=fn,
+                 source=_source(item, where, fn), min_seeds=min_seeds)
+
+
+def _source(item: dict, where: str, fn: str) -> str:
+    source = item.get("source")
+    if isinstance(source, dict):
+        _check_keys(source, ("quote", "page", "where"), where, f"{fn}.source")
+        source = "; ".join(f"{k} {' '.join(str(v).split())}" if k != "quote" else f"\"{' '.join(str(v).split())}\""
+                           for k, v in source.items())
+    elif source is not None and not isinstance(source, str):
+        raise _fail(where, f"{fn}.source", f"expected text or {{quote, page, where}}, got {_kind(source)}",
+                    "quote the paper and give the page")
+    return " ".join((source or "").split())
+
+
+def _claim(item: dict, cid: str, text: str, where: str, fn: str, missing: dict, protocol: Protocol,
+           min_seeds: int) -> Claim:
+    """One simple claim: the kind follows from its fields (docs/claims.md "Claim kinds")."""
+    from results.claims import COST_METRICS
+
+    from .catalogue import direction
+
+    if "method" not in item or "baseline" not in item:
+        raise _fail(where, fn, f"missing {'method' if 'method' not in item else 'baseline'}",
+                    "give method: and baseline: (a method, or {value: NUMBER} for a number quoted from the paper)")
+    method = _side(item["method"], where, f"{fn}.method", missing["methods"])
+    value, baseline = None, None
+    if isinstance(item["baseline"], dict) and "value" in item["baseline"]:
+        _check_keys(item["baseline"], ("value",), where, f"{fn}.baseline")
+        v = item["baseline"]["value"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise _fail(where, f"{fn}.baseline.value", f"expected a number, got {_kind(v)}",
+                        "write the number the paper reports, e.g. baseline: {value: 0.90}")
+        value = float(v)
+    else:
+        baseline = _side(item["baseline"], where, f"{fn}.baseline", missing["methods"])
+    split = _split(item, "split", where, fn)
+    baseline_split = _split(item, "baseline_split", where, fn) if "baseline_split" in item else split
+    if method == baseline and split == baseline_split:
+        raise _fail(where, fn, "method and baseline are the same",
+                    "compare two different configurations, or one configuration on two splits (split:, baseline_split:)")
+    datasets = _datasets(item, where, fn, missing["datasets"])
+    metric = item.get("metric")
+    higher = COST_METRICS[metric][0] if metric in COST_METRICS else \
+        (direction(metric) if isinstance(metric, str) else None)
+    if higher is None:
+        raise _fail(where, f"{fn}.metric", f"expected a metric with a direction, got {_kind(metric)}",
+                    "e.g. accuracy, auroc, macro_f1, mae, dice, dice_<organ>, hd95, agreement, or a cost field: "
+                    + ", ".join(COST_METRICS))
+    if metric in COST_METRICS and (split != "test" or baseline_split != "test"):
+        raise _fail(where, f"{fn}.split", "a cost field belongs to the run, not to an evaluation split",
+                    "leave split: out of cost claims")
+    task = item.get("task")
+    tasks = task if isinstance(task, list) else [task]
+    if not tasks or any(t is not None and (not isinstance(t, str) or not t.strip()) for t in tasks) \
+            or (isinstance(task, list) and None in tasks) or len(set(tasks)) != len(tasks):
+        raise _fail(where, f"{fn}.task", f"expected a task name or a list of distinct task names, got {_kind(task)}",
+                    "e.g. task: label, or task: [flare22, atlas23] (the claim must hold on every one)")
+    dirn = item.get("direction", "better")
+    if dirn in _LOWER or dirn in _HIGHER:   # "fewer parameters": the method's value is lower
+        dirn = "better" if (dirn in _HIGHER) == bool(higher) else "worse"
+    if dirn not in ("better", "worse", "noninferior", "equivalent"):
+        raise _fail(where, f"{fn}.direction", f"expected better, worse, noninferior, equivalent, "
+                    f"{', '.join(_LOWER)} or {', '.join(_HIGHER)}, got {_kind(dirn)}",
+                    "better: the method beats the baseline in the metric's direction; fewer/faster/...: its value is lower")
+    size = _number(item, "size", where, fn, "e.g. size: 0.0345 for 3.45 Dice points (relative: true for 3.45%)")
+    ratio = _number(item, "ratio", where, fn, "e.g. ratio: 0.3 for \"uses 30% of the parameters\"", positive=True)
+    margin = _number(item, "margin", where, fn, "e.g. margin: 0.01 (1 point; relative: true for 1%)")
+    relative = item.get("relative", False)
+    if not isinstance(relative, bool):
+        raise _fail(where, f"{fn}.relative", f"expected true or false, got {_kind(relative)}",
+                    "relative: true makes size / margin a fraction of the baseline (0.0345 = 3.45%)")
+    kind = "value" if value is not None else "difference"
+    if dirn in ("noninferior", "equivalent"):
+        if margin is None or size is not None or ratio is not None:
+            raise _fail(where, f"{fn}.margin", f"direction {dirn} needs margin: (and no size: or ratio:)",
+                        "e.g. margin: 0.01: the method is at most 1 point worse (noninferior) or within ±1 point")
+        if dirn == "equivalent" and relative:
+            raise _fail(where, f"{fn}.relative", "equivalence margins are absolute", "give margin: in the metric's units")
+        if value is not None:
+            raise _fail(where, f"{fn}.baseline", f"direction {dirn} compares two configurations",
+                        "name a baseline method")
+        kind = dirn
+    elif margin is not None:
+        raise _fail(where, f"{fn}.margin", "margin: goes with direction: noninferior or equivalent",
+                    "use size: for a claimed advantage")
+    if ratio is not None:
+        if size is not None or relative or value is not None:
+            raise _fail(where, f"{fn}.ratio", "ratio: is a claim of its own (method / baseline)",
+                        "give ratio: alone, e.g. ratio: 0.3 with direction: fewer")
+        kind = "ratio"
+    elif relative and kind == "difference":
+        if size is None:
+            raise _fail(where, f"{fn}.relative", "relative: true needs size:", "e.g. size: 0.0345 for +3.45%")
+        kind = "relative"
+    elif relative and kind == "value" and size is None:
+        raise _fail(where, f"{fn}.relative", "relative: true needs size:", "e.g. size: 0.05 for 5% above the number")
+    over = item.get("over", "every")
+    if "at_least" in item:
+        k = item["at_least"]
+        if "over" in item or isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(datasets):
+            raise _fail(where, f"{fn}.at_least", f"expected an integer in 1..{len(datasets)} (and no over:), "
+                        f"got {_kind(k)}", "e.g. at_least: 2 for \"on at least 2 of 3 datasets\"")
+        over = k
+    elif over not in ("every", "mean"):
+        raise _fail(where, f"{fn}.over", f"expected every or mean, got {_kind(over)}",
+                    "every: the claim must hold on each dataset; mean: on the mean over the datasets; "
+                    "or at_least: k")
+    if over == "mean" and (len(datasets) < 2 or len(tasks) > 1):
+        raise _fail(where, f"{fn}.over", "over: mean needs two or more datasets and one task",
+                    "list the datasets under datasets:")
+    return Claim(cid, text, method, baseline, datasets, metric, bool(higher),
+                 tuple(t.strip() if t else None for t in tasks), dirn, size, _source(item, where, fn),
+                 _protocol(item.get("protocol"), protocol, where, f"{fn}.protocol"), fn, min_seeds,
+                 kind=kind, relative=relative, ratio=ratio, margin=margin, value=value, split=split,
+                 baseline_split=baseline_split, over=over)
 
 
 def _datasets(item: dict, where: str, fn: str, unregistered: dict[str, str]) -> tuple[str, ...]:
@@ -382,7 +518,7 @@ def plan_claims(cf: ClaimsFile, device: str = "cpu", data_root: str | None = Non
     for claim in cf.claims:
         for dataset in claim.datasets:
             why = []
-            for side in (claim.method, claim.baseline):
+            for side in claim.sides():
                 if side.name in cf.unregistered_methods:
                     why.append(f"method {side.name}: {cf.unregistered_methods[side.name]}")
             if dataset in cf.unregistered_datasets:
@@ -396,6 +532,8 @@ def plan_claims(cf: ClaimsFile, device: str = "cpu", data_root: str | None = Non
             if not why:
                 try:
                     for side, which in ((claim.method, "method"), (claim.baseline, "baseline")):
+                        if side is None:   # a number quoted from the paper: nothing to run
+                            continue
                         jobs = _side_jobs(claim, side, dataset, device, data_root, threads)
                         entry[which] = [j.key() for j in jobs]
                         for j in jobs:
@@ -406,7 +544,8 @@ def plan_claims(cf: ClaimsFile, device: str = "cpu", data_root: str | None = Non
                 except ConfigError as exc:
                     raise ConfigError(f"claims file {cf.path}: {claim.field_name} on {dataset}: {exc}") from None
             out.checks[(claim.id, dataset)] = entry
-        out.commands[claim.id] = _commands(claim, cf, device, data_root, threads, workers, runs_args)
+        if claim.kind != "all_of":
+            out.commands[claim.id] = _commands(claim, cf, device, data_root, threads, workers, runs_args)
     return out
 
 
@@ -417,7 +556,7 @@ def _commands(claim: Claim, cf: ClaimsFile, device: str, data_root: str | None, 
         + (f" --device {shlex.quote(device)}" if device != "cpu" else "") \
         + (f" --data-root {shlex.quote(data_root)}" if data_root else "") + runs_args
     p = claim.protocol
-    sides = [s for s in (claim.method, claim.baseline) if s.name not in cf.unregistered_methods]
+    sides = [s for s in claim.sides() if s.name not in cf.unregistered_methods]
     datasets = [d for d in claim.datasets if d not in cf.unregistered_datasets]
     lines = []
     if sides and datasets:
@@ -492,10 +631,15 @@ def verify(path: str, store, runs_dir: str, data_root: str | None = None, device
                 elif bad:
                     say(f"{claim.id} on {dataset}: jobs without a result: {'; '.join(bad)}")
             checks += [Check(claim.id, dataset, claim.metric, task, list(entry["method"]), list(entry["baseline"]),
-                             missing) for task in claim.tasks]
-        reports.append(ClaimReport(claim.id, claim.text, claim.method.label(), claim.baseline.label(), claim.metric,
-                                   claim.higher, claim.direction, claim.size, claim.source, claim.protocol.text(),
-                                   checks, planned.commands[claim.id], min_seeds=claim.min_seeds))
+                             missing, split=claim.split, baseline_split=claim.baseline_split) for task in claim.tasks]
+        reports.append(ClaimReport(claim.id, claim.text, claim.method.label() if claim.method else "",
+                                   claim.baseline.label() if claim.baseline else "", claim.metric,
+                                   claim.higher, claim.direction, claim.size, claim.source,
+                                   claim.protocol.text() if claim.kind != "all_of" else "",
+                                   checks, planned.commands.get(claim.id, []), min_seeds=claim.min_seeds,
+                                   kind=claim.kind, relative=claim.relative, ratio=claim.ratio, margin=claim.margin,
+                                   value=claim.value, split=claim.split, baseline_split=claim.baseline_split,
+                                   over=claim.over, parts=list(claim.parts)))
     report = Report(cf.path, cf.title, cf.alpha, reports)
     report.tests = evaluate(reports, store, cf.alpha)
     return report, failed

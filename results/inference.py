@@ -43,6 +43,8 @@ UNPAIRED = "unpaired seeds + cases"
 PAIRED_SEEDS = "paired t over seeds"
 UNPAIRED_SEEDS = "Welch t over seeds"
 CASES_ONLY = "cases only (seeds fixed)"
+ONE_SAMPLE = "one-sample, seeds + cases"
+ONE_SAMPLE_SEEDS = "one-sample t over seeds"
 CONDITIONAL = "conditional on these trained models; seed variance ignored"
 MODES = ("seeds", "cases")
 #: confidence of the upper limit of the seed variance used in the degrees of freedom (not in the SE)
@@ -105,14 +107,19 @@ def _offdiag_mean(block: np.ndarray) -> float:
 
 
 def compare(a_values, b_values, a_seeds, b_seeds, cov: np.ndarray | None = None, mode: str = "seeds",
-            level: float = 0.95, cases: int | None = None) -> TestResult:
-    """Test of mean(A) - mean(B) over seeds (``a``/``b``: one metric value per seed; ``cov``: the
-    case covariance of the runs, A's then B's in the given order, or None). See the module docstring.
-    ``cases``: the number of test cases, for what ``n`` counts. Fewer than two seeds on a side
-    gives no p-value under ``mode="seeds"`` (the seed variance cannot be estimated)."""
+            level: float = 0.95, cases: int | None = None, scale: float = 1.0) -> TestResult:
+    """Test of mean(A) - scale * mean(B) over seeds (``a``/``b``: one metric value per seed;
+    ``cov``: the case covariance of the runs, A's then B's in the given order, or None). See the
+    module docstring. ``cases``: the number of test cases, for what ``n`` counts. ``scale`` turns a
+    relative claim into a linear contrast ("A is 3% above B": A - 1.03 B > 0; "A uses at most 30%
+    of B": A - 0.3 B <= 0): B's values and case influences are multiplied by it, which is exact.
+    Fewer than two seeds on a side gives no p-value under ``mode="seeds"``."""
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}; expected one of {MODES}")
-    a, b = np.asarray(a_values, dtype=np.float64), np.asarray(b_values, dtype=np.float64)
+    a, b = np.asarray(a_values, dtype=np.float64), np.asarray(b_values, dtype=np.float64) * scale
+    if cov is not None and scale != 1.0:
+        w = np.r_[np.ones(a.size), np.full(b.size, scale)]
+        cov = cov * np.outer(w, w)
     sa, sb = np.asarray(a_seeds), np.asarray(b_seeds)
     ja, jb = a.size, b.size
     effect = float(a.mean() - b.mean()) if ja and jb else float("nan")
@@ -187,6 +194,60 @@ def mean_interval(values, cov: np.ndarray | None = None, level: float = 0.95) ->
     return m - half, m + half, "seeds+cases" if cov is not None else "seeds"
 
 
+def versus_value(values, value: float, cov: np.ndarray | None = None, level: float = 0.95,
+                 cases: int | None = None) -> TestResult:
+    """One-sample test of mean(A) - ``value`` (a number quoted from a paper): the standard error of
+    :func:`mean_interval` (the seed spread and the test-sample error the seeds share), its degrees
+    of freedom; with one seed and per-case data the case variance alone (conditional, a normal
+    reference); fewer seeds and no case data gives no p-value."""
+    v = np.asarray(values, dtype=np.float64)
+    j = v.size
+    effect = float(v.mean() - value) if j else float("nan")
+    extra = {"seeds_a": int(j), "seeds_b": 0, "cases": cases, "value": float(value)}
+    name = ONE_SAMPLE if cov is not None else ONE_SAMPLE_SEEDS
+    if j < 2:
+        if cov is None or j == 0:
+            return _result(name, effect, float("nan"), math.nan, level, j, extra,
+                           f"{j} seed: the seed variance cannot be estimated (at least 2 needed)")
+        return _result(name, effect, math.sqrt(max(float(cov[0, 0]), 0.0)), math.inf, level, j, extra, CONDITIONAL)
+    s2 = float(v.var(ddof=1)) / j
+    case = max(_offdiag_mean(cov), 0.0) if cov is not None else 0.0
+    df = (j - 1) * (1 + case / _upper(s2, j - 1)) ** 2 if s2 > 0 else math.inf
+    extra.update(seed_var=s2, case_var=case)
+    return _result(name, effect, math.sqrt(s2 + case), df, level, j, extra)
+
+
+def mean_of(results: list[TestResult], level: float = 0.95) -> TestResult:
+    """The mean of independent comparisons (one per dataset: other test cases, other training
+    runs): effect = mean of the effects, SE^2 = sum SE_i^2 / D^2, Welch-Satterthwaite degrees of
+    freedom; NaN when any part is not computable."""
+    d = len(results)
+    effect = float(np.mean([r.effect for r in results])) if d else float("nan")
+    var = [r.se ** 2 for r in results]
+    extra = {"parts": d, "seeds_a": min((r.extra.get("seeds_a", 0) for r in results), default=0),
+             "seeds_b": min((r.extra.get("seeds_b", 0) for r in results), default=0),
+             "cases": sum((r.extra.get("cases") or 0) for r in results) or None}
+    name = "mean over datasets of: " + ", ".join(sorted({r.test for r in results}))
+    if not d or not all(math.isfinite(v) for v in var) or not all(r.df == r.df for r in results):
+        return _result(name, effect, float("nan"), math.nan, level, d, extra, "a dataset's test is not computable")
+    denom = sum(v * v / r.df for v, r in zip(var, results) if math.isfinite(r.df) and r.df > 0)
+    df = sum(var) ** 2 / denom if denom > 0 else math.inf
+    return _result(name, effect, math.sqrt(sum(var)) / d, df, level, min(r.n for r in results), extra)
+
+
+def one_sided_p(result: TestResult, bound: float, above: bool) -> float:
+    """p of the one-sided test "the difference is at most ``bound``" (``above=True``: evidence
+    that it is above) or "at least ``bound``" (``above=False``), e.g. the two halves of TOST."""
+    se, df = result.se, result.df
+    if not (math.isfinite(result.effect) and se == se):
+        return float("nan")
+    if se == 0:
+        return 0.0 if (result.effect > bound if above else result.effect < bound) else 1.0
+    t = (result.effect - bound) / se
+    return float(special.ndtr(-t) if math.isinf(df) else special.stdtr(df, -t)) if above else \
+        float(special.ndtr(t) if math.isinf(df) else special.stdtr(df, t))
+
+
 def detectable(result: TestResult, alpha: float = 0.05, power: float = 0.8) -> float:
     """The smallest true difference this comparison's design would detect with probability
     ``power`` by a two-sided test at level ``alpha``: ``(t_{1-alpha/2} + t_{power}) * SE`` with the
@@ -200,7 +261,9 @@ def detectable(result: TestResult, alpha: float = 0.05, power: float = 0.8) -> f
 def shifted(result: TestResult, size: float) -> TestResult:
     """The same comparison tested against ``effect = size`` instead of 0 (a claimed size):
     same estimate, CI and degrees of freedom; statistic and p of ``(effect - size) / SE``."""
-    if not size or not (math.isfinite(result.se) and result.se > 0):
+    if not size or not math.isfinite(result.se):
         return result
+    if result.se == 0:   # a quantity without variance (a parameter count): exact
+        return replace(result, pvalue=1.0 if result.effect == size else 0.0)
     t = (result.effect - size) / result.se
     return replace(result, statistic=float(t), pvalue=_t_p(t, result.df))

@@ -11,8 +11,9 @@ alpha 0.05). A configuration is marked when its comparison with the column's bes
 Holm-adjusted p below alpha and the difference points its way.
 
 ``test="cases"`` is the conditional alternative (seeds fixed: only the test sample is random),
-labelled so wherever it is shown. The ``interpretation`` pseudo-task and segmentation's ``all``
-pseudo-task are descriptive and never tested. docs/statistics.md describes the procedure and its
+labelled so wherever it is shown. The ``interpretation`` pseudo-task (one number per run, no
+per-case rows) is tested over seeds only; its metrics without a direction (mean expert weights)
+and segmentation's ``all`` pseudo-task are descriptive and never tested. docs/statistics.md describes the procedure and its
 calibration (``python -m bench calibrate``).
 """
 from __future__ import annotations
@@ -28,8 +29,13 @@ from . import stats as st
 from .frame import Results
 from .influence import UNITS_KEY, CaseInfluence, Units, case_influence
 
-#: tasks whose numbers are descriptive: never tested
-UNTESTED_TASKS = ("interpretation", "all")
+#: tasks whose numbers are descriptive: never tested (segmentation's mean over domains: its
+#: domains are the tested tables)
+UNTESTED_TASKS = ("all",)
+#: tasks without per-case rows, tested over seeds only (the paired / Welch t of the seed means):
+#: interpretability numbers (agreement with the planted interactions, gate statistics) are one
+#: number per run; ``bench verify`` uses the same rule for interpretability claims
+SEED_LEVEL_TASKS = ("interpretation",)
 #: ``--test`` choices: seed-aware (default) or conditional on the trained models
 TESTS = inf.MODES
 
@@ -259,12 +265,14 @@ def worse_than_best(results: Results, store, summary: pd.DataFrame, split: str =
     cases = case_cache if case_cache is not None else (CaseCache(store) if store is not None else None)
     columns = columns_of(summary)
     if cases is not None:
-        cases.prefetch(k for d, t, m, _, _, configs in columns for c in configs for k in index.keys((d, t, m, c)))
+        cases.prefetch(k for d, t, m, _, _, configs in columns if t not in SEED_LEVEL_TASKS
+                       for c in configs for k in index.keys((d, t, m, c)))
     out = Significance(alpha=alpha, test=test)
     used: dict[tuple[str, str], dict[str, list]] = {}
     for dataset, task, metric, higher, best, names in columns:
         out.best[(dataset, task, metric)] = best
-        configs = {c: _config(index, cases, dataset, task, metric, c) for c in names}
+        use = None if task in SEED_LEVEL_TASKS else cases
+        configs = {c: _config(index, use, dataset, task, metric, c) for c in names}
         tests, marked, n_pairs = column_tests(configs, best, higher, alpha, test)
         out.pairs[(dataset, task, metric)] = n_pairs
         for config, res in tests.items():
@@ -302,6 +310,7 @@ def cell_title(significance, key: Key) -> str:
 def n_text(res: st.TestResult) -> str:
     """What n counts in one comparison: ``3 seeds × 360 cases`` (``3 vs 5 seeds`` unpaired)."""
     a, b = res.extra.get("seeds_a", res.n), res.extra.get("seeds_b", res.n)
+    b = a if b == 0 else b   # one-sample (against a quoted number): one side
     seeds = f"{a} seed{'s' if a != 1 else ''}" if a == b else f"{a} vs {b} seeds"
     cases = res.extra.get("cases")
     return seeds + (f" × {cases} cases" if cases else "")
@@ -313,6 +322,8 @@ _TEST_PROSE = {
     inf.PAIRED_SEEDS: "paired t over seeds (no per-case term)",
     inf.UNPAIRED_SEEDS: "Welch t over seeds (no per-case term)",
     inf.CASES_ONLY: f"cases only, {inf.CONDITIONAL}",
+    inf.ONE_SAMPLE: "one-sample seeds + cases (against a quoted number; the test-sample variance from the per-case tables)",
+    inf.ONE_SAMPLE_SEEDS: "one-sample t over seeds (against a quoted number; no per-case term)",
 }
 
 
@@ -359,11 +370,11 @@ def summary_ci(results: Results, store, split: str = "test", summary: pd.DataFra
     index = _RunIndex(frame[frame["split"] == split])
     cases = case_cache if case_cache is not None else (CaseCache(store) if store is not None else None)
     if cases is not None:
-        cases.prefetch(k for r in summary.itertuples(index=False) if r.task not in UNTESTED_TASKS
+        cases.prefetch(k for r in summary.itertuples(index=False) if r.task not in UNTESTED_TASKS + SEED_LEVEL_TASKS
                        for k in index.keys((r.dataset, r.task, r.metric, r.config_id)))
     lows, highs, over = [], [], []
     for r in summary.itertuples(index=False):
-        use = cases if r.task not in UNTESTED_TASKS else None
+        use = cases if r.task not in UNTESTED_TASKS + SEED_LEVEL_TASKS else None
         c = _config(index, use, r.dataset, r.task, r.metric, r.config_id)
         cov = inf.case_covariance(c.influences) if c.has_cases else None
         lo, hi, how = inf.mean_interval(c.values, cov, level)

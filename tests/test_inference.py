@@ -479,7 +479,11 @@ def test_worse_than_best_marks_the_bad_configuration_and_not_its_twin(tmp_path):
         assert tests[(metric, "cfg-bad")].extra["cases"] == 150 and tests[(metric, "cfg-bad")].n == 3
         assert ("toy", "label", metric, "cfg-bad") in sig.marks
         assert ("toy", "label", metric, "cfg-twin") not in sig.marks
-    assert not any(k[1] == "interpretation" for k in sig.tests)   # descriptive: never tested
+    # interpretation numbers (one per run): tested over seeds only, as bench verify tests them
+    interp = {k[3]: v for k, v in sig.tests.items() if k[1] == "interpretation"}
+    assert sig.best[("toy", "interpretation", "agreement")] == "cfg-bad"
+    assert interp["cfg-good"].test == inf.PAIRED_SEEDS and "no per-case data" in interp["cfg-good"].note
+    assert ("toy", "interpretation", "agreement", "cfg-good") in sig.marks
     column = [tests[("accuracy", c)] for c in ("cfg-bad", "cfg-twin")]
     assert sig.pairs[("toy", "label", "accuracy")] == 3
     # Shaffer over the column's 3 pairs (k = 3: t = 3, 1, 1); the twin-vs-bad pair is part of it

@@ -375,6 +375,11 @@ def test_demo_claims_end_to_end(tmp_path, capsys):
     assert verdicts["single-left-beats-early-by-5"] == REFUTED      # constructed to be false
     assert verdicts["attention-beats-early-by-10"] == REFUTED       # the claimed size is above the CI
     assert verdicts["i2moe-beats-late-synergy"] == SUPPORTED
+    assert verdicts["late-holds-without-m1-unique-m1"] == REFUTED   # constructed to be false: m1 holds the label
+    assert verdicts["late-fewer-params-than-attention"] == SUPPORTED    # exact parameter counts
+    kinds = {c["kind"] for c in data["claims"]}
+    assert {"difference", "relative", "ratio", "value", "equivalent", "noninferior", "all_of"} <= kinds
     for c in data["claims"]:
         for ch in c["checks"]:
-            assert ch["p_holm"] is not None and not math.isnan(ch["p_holm"])
+            if not ch["in_mean"]:   # the datasets of a mean are shown, the mean is tested
+                assert ch["p_holm"] is not None and not math.isnan(ch["p_holm"]), (c["id"], ch)
