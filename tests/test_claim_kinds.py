@@ -291,3 +291,13 @@ def test_shipped_files_use_the_kinds():
     assert {"ratio", "relative", "noninferior", "equivalent", "value", "all_of", "difference"} <= kinds
     demo = {c.kind for c in load_claims(root / "demo.yaml").claims}
     assert {"ratio", "noninferior", "equivalent", "value", "relative", "all_of"} <= demo
+
+
+def test_kinds_the_runs_cannot_give_are_not_checkable_and_say_why(store):
+    noisy = claim("noisy", split="test[noise:m@0.5]")                      # robustness split not stored
+    flops = claim("flops", "flops_per_sample", higher=False, kind="ratio", ratio=0.5)   # cost field not recorded
+    evaluate([noisy, flops], store)
+    assert noisy.verdict == NOT_CHECKABLE and "on split test[noise:m@0.5]" in noisy.checks[0].why
+    assert flops.verdict == NOT_CHECKABLE and "cost field flops_per_sample" in flops.checks[0].why
+    page = render(Report("k.yaml", "k", 0.05, [noisy, flops]), "html")
+    assert "Kind: ratio method / baseline at most 0.5" in page and "not checkable here" in page
