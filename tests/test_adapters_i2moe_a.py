@@ -293,6 +293,29 @@ def test_mimic_problems(tmp_path) -> None:
     assert f"subject_id {fx['ids'][1]!r} is in both 'training' and 'validation'" in text
 
 
+def test_mimic_feature_file_that_would_run_code_is_refused_not_run(tmp_path) -> None:
+    """A planted pickle in a data root (a class whose unpickling calls os.system) is one problem
+    naming the file; nothing runs. Before, a failed safe load fell back to weights_only=False."""
+    import os
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    fx = make_mimic(tmp_path)
+    torch.save({"x": Evil()}, fx["base"] / "note_x.pt")
+    with pytest.raises(DatasetProblems) as exc:
+        load_dataset("mimic-iv", data_root=str(tmp_path))
+    assert not (tmp_path / "pwned").exists()
+    assert any("note_x.pt: holds Python objects other than tensors" in p and "refused, not run" in p
+               for p in exc.value.problems), exc.value.problems
+    # the NumPy arrays the adapter accepts still load (float64, float32, int64, bool)
+    for arr in (np.ones((3, 2)), np.ones((3, 2), np.float32), np.arange(6).reshape(3, 2), np.ones((3, 2), bool)):
+        torch.save(arr, tmp_path / "a.pt")
+        got = mimic_iv.load_array_file(tmp_path / "a.pt")
+        assert isinstance(got, np.ndarray) and got.dtype == arr.dtype and np.array_equal(got, arr)
+
+
 def test_mimic_missing_label_column_and_absent_data(tmp_path) -> None:
     with pytest.raises(DatasetNotFound) as exc:
         mimic_iv.check(str(tmp_path))

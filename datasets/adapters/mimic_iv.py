@@ -92,14 +92,38 @@ def modality_names(root: str | None = None, variant: str | None = "common") -> l
     return list(MODALITIES)
 
 
+#: NumPy's numeric dtypes: the only classes besides tensors a feature file may name
+_NUMERIC = (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
+            np.float16, np.float32, np.float64)
+
+
+def load_array_file(path: Path):
+    """A tensor or NumPy array saved with ``torch.save``, read with ``weights_only=True``: tensors, plain
+    containers and NumPy arrays of numeric dtypes only, so a planted file cannot run code (a pickle
+    naming any other class is refused by torch's restricted unpickler)."""
+    import torch
+    from numpy._core.multiarray import _reconstruct
+
+    allowed = [np.ndarray, _reconstruct, np.dtype, *(type(np.dtype(t)) for t in _NUMERIC)]
+    with torch.serialization.safe_globals(allowed):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def _load_array(path: Path, n: int, ids: list[str], problems: Problems) -> tuple[np.ndarray, np.ndarray] | None:
     import torch
 
     try:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # noqa: BLE001  (a pickled NumPy array needs the full unpickler)
-            obj = torch.load(path, map_location="cpu", weights_only=False)
+        obj = load_array_file(path)
+    except Exception as e:  # noqa: BLE001
+        first = str(e).splitlines()[0] if str(e) else ""
+        blocked = [line.strip() for line in str(e).splitlines() if "GLOBAL" in line or "Unsupported global" in line]
+        if blocked:   # torch's restricted unpickler met a class it does not allow
+            problems.add(str(path), f"holds Python objects other than tensors / numeric arrays ({blocked[0]}): "
+                         "refused, not run (save the features with torch.save(tensor) or as a NumPy array)")
+        else:
+            problems.add(str(path), f"cannot be read as a tensor/array ({type(e).__name__}: {first})")
+        return None
+    try:
         arr = obj.detach().cpu().numpy() if isinstance(obj, torch.Tensor) else np.asarray(obj)
         arr = arr.astype(np.float64)
     except Exception as e:  # noqa: BLE001
