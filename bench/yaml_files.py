@@ -14,9 +14,13 @@ def load_yaml_file(path: str | Path, kind: str, fix: str = "fix the YAML") -> An
 
     where = str(path)
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{kind} file {where}: cannot read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        line = Path(path).read_bytes()[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{kind} file {where}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at line {line}); "
+                          f"save the file as UTF-8") from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

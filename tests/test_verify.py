@@ -287,6 +287,16 @@ def test_good_file_parses_and_yaml_errors_are_one_line(tmp_path):
         load_claims(tmp_path / "missing.yaml")
 
 
+def test_a_file_that_is_not_utf8_exits_2_naming_it(tmp_path, capsys):
+    p = tmp_path / "latin1.yaml"
+    p.write_bytes(GOOD.replace("claims:", "# r\xe9sum\xe9\nclaims:").encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1\.yaml: not UTF-8 text \(byte 0xe9 at line \d+\); save the file as UTF-8"):
+        load_claims(p)
+    assert main(["verify", str(p), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not UTF-8" in err[0] and str(p) in err[0]
+
+
 def test_shipped_claims_files_parse():
     for name in ("demo", "m4oe_miccai24", "m4oe_iclr25", "i2moe_icml25"):
         cf = load_claims(CLAIMS / f"{name}.yaml")
