@@ -215,7 +215,7 @@ def _add_job_args(p: argparse.ArgumentParser) -> None:
                    help="M4oE routing (same as --set routing=...)")
     p.add_argument("--moe-where", choices=("enc", "dec", "both"), help="M4oE: blocks with experts (--set moe_where=...)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads per job (part of the job key; default: torch's default, divided by --workers "
                         "in a sweep)")
     p.add_argument("--data-root", default=None, help="root of external datasets (default $BENCH_DATA_ROOT or ./data)")
@@ -248,6 +248,18 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(EXIT_USAGE, f"error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """argparse type of counts that must be at least 1 (``--threads 0`` would be stored in the job
+    key while torch kept its default thread count)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -396,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                    help="parallel worker processes for the jobs to run (default: min(2, CPU cores)); also sets the "
                         "threads per job, cores // workers")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads per job (part of the job key; default cores // --workers, as bench sweep)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--data-root", default=None, help="root of external datasets (default $BENCH_DATA_ROOT or ./data)")

@@ -48,6 +48,17 @@ def test_bad_input_gives_one_line_error(args, expected, tmp_path, capsys):
     assert code == 2 and len(err) == 1 and expected in err[0], err
 
 
+@pytest.mark.parametrize("args", [["run", "--method", "early", "--dataset", "wdbc", "--threads", "0"],
+                                  ["sweep", "--suite", "quick", "--threads", "-2"],
+                                  ["verify", "claims/demo.yaml", "--threads", "0"]])
+def test_threads_below_one_is_refused(args, tmp_path, capsys):
+    """--threads 0 was stored in the job key while torch kept its default thread count."""
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--runs-dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and "--threads: expected a whole number >= 1" in err[0], err
+
+
 def test_run_json_prints_one_record_line(tmp_path):
     r = cli("run", "--method", "early", "--dataset", "wdbc", "--preset", "tiny", "--set", "epochs=3", "--json",
             "--runs-dir", str(tmp_path))
