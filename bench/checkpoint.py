@@ -18,6 +18,10 @@ Safety (docs/design.md, "Checkpoints"):
 * Files are written to a temporary name unique to the process and renamed, so a kill mid-write
   leaves the previous file intact and two processes never write one temporary file.
 * A full disk or another I/O error raises :class:`CheckpointWriteError`, one line naming the file.
+* A file that loads safely and is this job's but whose weights do not fit the model (other
+  tensor names or shapes: the code changed under the same key) is set aside the same way
+  (:func:`state_mismatch`); a temporary file a kill during a write left behind is removed by
+  the next run of the job (:meth:`Checkpointer.clean_temporaries`).
 """
 from __future__ import annotations
 
@@ -92,6 +96,22 @@ class Checkpointer:
             return None
         return state
 
+    def clean_temporaries(self) -> list[Path]:
+        """Remove the temporary files a kill during ``save`` left behind (``<name>.<pid>-<id>.tmp``
+        of a process that no longer runs); returns what was removed."""
+        removed = []
+        for tmp in self.dir.glob("*.tmp") if self.dir.is_dir() else ():
+            pid = tmp.name.rsplit(".", 2)[-2].split("-")[0] if tmp.name.count(".") >= 2 else ""
+            if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+                continue
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+        return removed
+
+    def reject(self, path: Path, why: str) -> None:
+        """Set ``path`` aside (``<name>.rejected-<time>``) with a one-line warning: the job starts afresh."""
+        self._reject(path, why)
+
     def _reject(self, path: Path, why: str) -> None:
         aside = path.with_name(f"{path.name}.rejected-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
         try:
@@ -102,6 +122,33 @@ class Checkpointer:
 
     def discard_last(self) -> None:
         self.last_path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # another user's live process
+        return True
+    return True
+
+
+def state_mismatch(expected: dict[str, Any], found: dict[str, Any]) -> str:
+    """Why the tensors ``found`` (a checkpoint's state dict) do not fit a model whose state dict
+    is ``expected`` (missing / unexpected keys, other shapes), or "" when they fit."""
+    if not isinstance(found, dict):
+        return "its model state is not a mapping of tensors"
+    missing = [k for k in expected if k not in found]
+    extra = [k for k in found if k not in expected]
+    shapes = [k for k in expected if k in found and hasattr(found[k], "shape")
+              and tuple(found[k].shape) != tuple(expected[k].shape)]
+    parts = []
+    for what, keys in (("missing", missing), ("unexpected", extra), ("other shapes for", shapes)):
+        if keys:
+            parts.append(f"{len(keys)} {what} tensor{'s' if len(keys) != 1 else ''} ({', '.join(keys[:3])}"
+                         + (", ..." if len(keys) > 3 else "") + ")")
+    return "its weights do not fit this model: " + "; ".join(parts) if parts else ""
 
 
 def _one_line(exc: BaseException) -> str:

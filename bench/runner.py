@@ -36,7 +36,7 @@ from methods import parse_method
 
 from . import __version__, robustness
 from .catalogue import build_catalogue
-from .checkpoint import Checkpointer, CheckpointWriteError
+from .checkpoint import Checkpointer, CheckpointWriteError, state_mismatch
 from .config import ConfigError, RunConfig, TrainConfig
 from .cost import (
     META_AUTO_PARAMS,
@@ -289,7 +289,17 @@ def _run_claimed(cfg: RunConfig, store, runs_dir: Path, progress: bool, force: b
     stage_epochs = _stage_epochs(stages, tc.epochs)
     ckpt = Checkpointer(runs_dir / "checkpoints" / key, key)
     gen = make_generator(cfg.seed)
+    ckpt.clean_temporaries()
     resumed = ckpt.load(ckpt.last_path) if not force else None
+    if resumed is not None:   # weights that load safely but do not fit today's model: start afresh
+        at = len(stages) - 1 if resumed.get("finished") else int(resumed.get("stage", 0))
+        probe = _build_model(cls, data, cfg, device, stages[min(at, len(stages) - 1)].hparams).state_dict()
+        why = state_mismatch(probe, resumed.get("model")) or (
+            state_mismatch(probe, resumed["best_model"]) if isinstance(resumed.get("best_model"), dict) else "")
+        del probe
+        if why:
+            ckpt.reject(ckpt.last_path, why)
+            resumed = None
     done: list[dict[str, Any]] = resumed["stages_done"] if resumed is not None else []
     reset_peak_memory(device)
     model = None

@@ -86,6 +86,52 @@ def test_another_jobs_checkpoint_is_set_aside(tmp_path):
     assert rec.metrics == clean.metrics and rec.summary["history"] == clean.summary["history"]
 
 
+def _killed_at_epoch_two(cfg, runs):
+    def kill_after_two(self, path, state, real=Checkpointer.save):
+        real(self, path, state)
+        if path.name == "last.pt" and state.get("state", {}).get("epoch") == 2:
+            raise Kill
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Checkpointer, "save", kill_after_two)
+        with pytest.raises(Kill):
+            run_job(cfg, None, runs, progress=False)
+    return runs / "checkpoints" / cfg.key()
+
+
+def test_a_checkpoint_whose_weights_do_not_fit_is_set_aside_and_the_job_trains_afresh(tmp_path, capsys):
+    """Right key and format, wrong tensors (the code changed under the same key): every rerun
+    used to fail with "Missing key(s) in state_dict" until the user deleted the file."""
+    cfg = build_config("early", "wdbc", seed=0, preset="tiny", train={"epochs": 4, "patience": 0})
+    clean = run_job(cfg, None, tmp_path / "clean", progress=False)
+    ckpt = _killed_at_epoch_two(cfg, tmp_path / "runs")
+    state = torch.load(ckpt / "last.pt", weights_only=True)
+    first = next(iter(state["model"]))
+    state["model"] = {**{k: v for k, v in state["model"].items() if k != first}, "renamed.weight": torch.zeros(3)}
+    torch.save(state, ckpt / "last.pt")
+    capsys.readouterr()
+    rec = run_job(cfg, None, tmp_path / "runs", progress=False)
+    assert rec.status == "ok" and rec.metrics == clean.metrics and rec.summary["history"] == clean.summary["history"]
+    err = capsys.readouterr().err
+    assert re.search(rf"warning: set aside .*last\.pt .*do not fit this model: 1 missing tensor \({re.escape(first)}\); "
+                     r"1 unexpected tensor \(renamed\.weight\)", err), err
+    assert len(list(ckpt.glob("last.pt.rejected-*"))) == 1
+
+
+def test_a_temporary_file_left_by_a_kill_during_save_is_removed_by_the_next_run(tmp_path):
+    cfg = build_config("early", "wdbc", seed=0, preset="tiny", train={"epochs": 3, "patience": 0})
+    ckpt = tmp_path / "checkpoints" / cfg.key()
+    ckpt.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    stale = ckpt / f"last.pt.{dead}-0123abcd.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    live = ckpt / f"best.pt.{os.getppid()}-4567ef01.tmp"   # a process that still runs: left alone
+    live.write_bytes(b"being written")
+    assert run_job(cfg, None, tmp_path, progress=False).status == "ok"
+    assert not stale.exists() and live.exists()
+
+
 def test_rng_state_in_checkpoints_loads_safely():
     from bench.seeding import rng_state, seed_everything, set_rng_state
 
