@@ -355,3 +355,56 @@ def test_registry_input_files_and_single_expansion(tmp_path) -> None:
     assert [j.method for j in jobs] == ["single:clinical", "single:scan", "late"]
     with pytest.raises(Exception, match="no such folder"):
         load_dataset(f"folder:{tmp_path / 'nothing'}", 0)
+
+
+def _serum_table(n: int = 24) -> tuple[dict, list[dict]]:
+    """The layout a new user hit: id sample_id, sex (clinical), split (undeclared), s1_tc..s3_glu (serum)."""
+    rng = np.random.default_rng(3)
+    rows = [{"sample_id": f"diabetes_{i:03d}", "sex": str(i % 2), "age": f"{40 + i}", "split": ["train", "val", "test"][i % 3],
+             "s1_tc": f"{rng.normal():.3f}", "s2_ldl": f"{rng.normal():.3f}", "s3_glu": f"{rng.normal():.3f}",
+             "score": f"{rng.normal():.3f}"} for i in range(n)]
+    doc = {"name": "serum", "id": "sample_id",
+           "modalities": [{"name": "clinical", "kind": "tabular", "columns": ["sex", "age"]},
+                          {"name": "serum", "kind": "tabular", "columns": ["s*"]}],
+           "tasks": [{"name": "score", "kind": "regression", "label": "score"}]}
+    return doc, rows
+
+
+def test_a_glob_never_swallows_id_split_or_label_columns(tmp_path):
+    doc, rows = _serum_table()
+    doc["modalities"][1]["columns"] = ["s1_*", "s2_*", "s3_*", "s*"]
+    doc["modalities"][0]["columns"] = ["age"]
+    doc["split"] = "split"
+    doc["tasks"][0]["label"] = "score"
+    folder = make_folder(tmp_path / "serum", doc, rows)
+    problems, _ = check_folder(folder)
+    # s* matches sample_id, sex, s1_tc ..., split, score: only the three serum columns and sex are features
+    assert problems == []
+    data = load_dataset(f"folder:{folder}")
+    assert data.spec.modality("serum").shape == (4,)   # s1_tc, s2_ldl, s3_glu and sex (no id, split or label)
+
+
+def test_a_column_two_modalities_claim_is_one_problem_naming_both(tmp_path):
+    doc, rows = _serum_table()
+    folder = make_folder(tmp_path / "serum", doc, rows)
+    with pytest.warns(UserWarning, match="add `split: split` to use it"):
+        problems, _ = check_folder(folder)
+    assert len(problems) == 1, problems
+    assert "column 'sex' is claimed by modalities 'clinical' and 'serum'" in problems[0]
+    doc["modalities"][0]["columns"] = ["sample_id", "age"]       # an explicit reserved column
+    doc["modalities"][1]["columns"] = ["s1_*"]
+    folder = make_folder(tmp_path / "serum2", doc, rows)
+    problems, _ = check_folder(folder)
+    assert any("column 'sample_id' of modality 'clinical' is the id column; it cannot be a feature" in p
+               for p in problems), problems
+
+
+def test_repeated_cell_problems_collapse_to_a_few_lines_per_column(tmp_path):
+    doc, rows = _serum_table(60)
+    for r in rows:
+        r["age"] = "unknown"
+    doc["modalities"][1]["columns"] = ["s1_*", "s2_*", "s3_*"]
+    folder = make_folder(tmp_path / "serum", doc, rows)
+    problems, _ = check_folder(folder)
+    age = [p for p in problems if "'age'" in p]
+    assert len(age) == 4 and "57 more rows with this problem (not a number)" in age[-1], age

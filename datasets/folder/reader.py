@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+import warnings
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from .schema import YAML_NAME, FolderSchema, ModalityDecl, TaskDecl, parse_schem
 #: cells that mean "no value" (compared after stripping spaces, case-insensitively)
 MISSING = ("", "na", "n/a", "nan")
 #: at most this many lines per (column, kind of problem); the rest are counted in one more line
-PER_CHECK = 50
+PER_CHECK = 3
 EXTENSIONS = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".npy": "npy", ".nii": "nifti", ".nii.gz": "nifti"}
 
 
@@ -132,12 +133,15 @@ def _text_cell(v) -> str:
     return str(v).strip()
 
 
-def expand_columns(patterns: tuple[str, ...], cols: list[str]) -> tuple[list[str], list[str]]:
-    """Columns matching ``patterns`` (fnmatch; expanded in table order, each once) and the patterns matching nothing."""
+def expand_columns(patterns: tuple[str, ...], cols: list[str], reserved: frozenset[str] | set[str] = frozenset()
+                   ) -> tuple[list[str], list[str]]:
+    """Columns matching ``patterns`` (fnmatch; expanded in table order, each once) and the patterns
+    matching nothing. A glob never matches a ``reserved`` column (the id, patient and split
+    columns and every task's label columns): ``s*`` must not swallow ``sample_id`` or ``split``."""
     out, unmatched = [], []
     for p in patterns:
-        hits = [c for c in cols if fnmatch.fnmatchcase(c, p)] if any(ch in p for ch in "*?[") else \
-               ([p] if p in cols else [])
+        hits = [c for c in cols if fnmatch.fnmatchcase(c, p) and c not in reserved] \
+            if any(ch in p for ch in "*?[") else ([p] if p in cols else [])
         if not hits:
             unmatched.append(p)
         out += [c for c in hits if c not in out]
@@ -233,9 +237,10 @@ class FolderContents:
 
 
 def _read_modality(decl: ModalityDecl, folder: Path, cols: list[str], cells: dict[str, list[str]], n: int,
-                   rep: _Report, files: list[Path]) -> tuple[ModalitySpec, np.ndarray, np.ndarray] | None:
+                   rep: _Report, files: list[Path], reserved: frozenset[str] = frozenset()
+                   ) -> tuple[ModalitySpec, np.ndarray, np.ndarray] | None:
     if decl.columns:
-        names, unmatched = expand_columns(decl.columns, cols)
+        names, unmatched = expand_columns(decl.columns, cols, reserved)
         for p in unmatched:
             rep.add(decl.where, f"column {p!r} of modality {decl.name!r} is not in {rep.table}"
                     if not any(ch in p for ch in "*?[") else
@@ -464,11 +469,31 @@ def read_folder(folder: str | Path) -> tuple[FolderContents | None, list[str]]:
                 rep.add(f"{tpath.name}, column {schema.id!r}", f"id {v!r} is repeated ({_rows_text(rows)})")
 
     used: set[str] = {c for c in (schema.id, schema.patient, schema.split) if c}
+    roles = {c: f"the {role} column" for role in ("id", "patient", "split") if (c := getattr(schema, role))}
+    for t in schema.tasks:
+        for c in ([t.label] if t.label else []) + (expand_columns(t.columns, cols)[0] if t.columns else []):
+            roles.setdefault(c, f"a label column of task {t.name!r}")
+    hint = ""
+    if not schema.split and "split" in cells and cells["split"] and "split" not in roles and \
+            {v.strip().lower() for v in cells["split"] if not is_missing(v)} <= set(SPLITS):
+        roles["split"] = "an undeclared split column"   # never a feature: a glob skips it, a meta column keeps it
+        hint = ("the table has a column 'split' with train/val/test values that dataset.yaml does not use; "
+                "add `split: split` to use it (now it is kept as a meta column and a seeded split is drawn)")
+    reserved = frozenset(roles)
+    owner: dict[str, str] = {}
+    for decl in schema.modalities:
+        for c in expand_columns(decl.columns, cols, reserved)[0] if decl.columns else []:
+            if c in roles:
+                rep.add(decl.where, f"column {c!r} of modality {decl.name!r} is {roles[c]}; it cannot be a feature")
+            elif c in owner:
+                rep.add(decl.where, f"column {c!r} is claimed by modalities {owner[c]!r} and {decl.name!r}; "
+                        "a column belongs to one modality (narrow a pattern or list the columns)")
+            owner.setdefault(c, decl.name)
     files: list[Path] = []
     modalities, inputs, mask = [], {}, {}
     for decl in schema.modalities:
-        got = _read_modality(decl, folder, cols, cells, n, rep, files)
-        used.update(expand_columns(decl.columns, cols)[0] if decl.columns else [decl.path])
+        got = _read_modality(decl, folder, cols, cells, n, rep, files, reserved)
+        used.update(expand_columns(decl.columns, cols, reserved)[0] if decl.columns else [decl.path])
         if got is None:
             if decl.path and decl.path in cells and not any(not is_missing(v) for v in cells[decl.path]):
                 rep.add(f"{tpath.name}, column {decl.path!r}", f"modality {decl.name!r} is missing for every sample "
@@ -476,7 +501,7 @@ def read_folder(folder: str | Path) -> tuple[FolderContents | None, list[str]]:
             continue
         spec, x, present = got
         if not present.any():
-            cols_of = ", ".join(map(repr, expand_columns(decl.columns, cols)[0] if decl.columns else [decl.path]))
+            cols_of = ", ".join(map(repr, expand_columns(decl.columns, cols, reserved)[0] if decl.columns else [decl.path]))
             rep.add(f"{tpath.name}, column(s) {cols_of}", f"modality {decl.name!r} is missing for every sample "
                     "(an empty cell marks it missing for that sample)")
         modalities.append(spec)
@@ -528,6 +553,8 @@ def read_folder(folder: str | Path) -> tuple[FolderContents | None, list[str]]:
         fixed = {s: np.asarray(v, np.int64) for s, v in fixed.items()}
     meta = {c: np.array(cells[c], dtype=object) for c in cols if c not in used and c}
     rep.finish()
+    if hint:
+        warnings.warn(f"{folder}: {hint}", stacklevel=2)
     if rep.problems or not modalities or not tasks:
         return None, rep.problems.lines or ["no modality or task could be read"]
     return FolderContents(schema, tpath, list(ids), inputs, mask, targets, target_mask, modalities, tasks,
