@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import csv
 import fnmatch
-import warnings
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
