@@ -626,7 +626,7 @@ def _print_robustness(record) -> None:
 def cmd_sweep(args) -> int:
     from .config import ConfigError
     from .suites import UnavailableJob, get_suite, suite_jobs
-    from .sweep import expand, plan, run_sweep, sweep_threads
+    from .sweep import expand, plan, probe_data, run_sweep, sweep_threads
 
     suite = suite_name = None
     if args.suite:
@@ -664,8 +664,8 @@ def cmd_sweep(args) -> int:
     tuning = _tune_for_sweep(args, jobs, store) if args.tuned else None
     if tuning is not None:
         jobs = tuning.jobs + tuning.untuned
-    if args.dry_run:
-        planned = iter(plan(jobs, store, args.retry_failed))
+    if args.dry_run:   # reads the file-backed datasets it would run on, so absent / bad data shows here too
+        planned = iter(probe_data(plan(jobs, store, args.retry_failed), args.runs_dir))
         return _print_plan([j if isinstance(j, UnavailableJob) else next(planned) for j in items], args)
     if not jobs:
         raise ConfigError(f"suite {suite_name}: no job can run here: "
@@ -677,9 +677,12 @@ def cmd_sweep(args) -> int:
                        workers=args.workers, suite=suite_name, executor=args.executor, scheduler=args.scheduler)
     print(f"sweep: {report.planned} jobs planned, {report.already_done} already done, {report.ran} run, "
           f"{report.ran_elsewhere} run by other workers, {len(report.failed)} failed, {len(report.skipped)} skipped, "
-          f"{len(report.unavailable) + len(unavailable)} unavailable", file=sys.stderr)
+          f"{len(report.unavailable) + len(unavailable)} unavailable, {len(report.bad_data)} with bad data",
+          file=sys.stderr)
     for line in report.failed + report.skipped + report.unavailable + _unavailable_lines(unavailable):
         print(f"  {line}", file=sys.stderr)
+    for line in report.bad_data:
+        print(f"  bad data: {line}", file=sys.stderr)
     if tuning is not None:
         for (method, dataset), r in tuning.results.items():
             print(f"  tuned {method} on {dataset}: {r.trials} trials ({r.complete} complete, {r.pruned} pruned, "
@@ -691,7 +694,9 @@ def cmd_sweep(args) -> int:
         from results import leaderboard, load_results
 
         print(leaderboard(load_results(store, split="test", headline_only=True, keys={j.key() for j in jobs})))
-    return EXIT_FAILED if report.failed else 0
+    # absent data (a paper dataset not on this machine) is not an error; data that is here but
+    # cannot be read is, like a failed job
+    return EXIT_FAILED if report.failed or report.bad_data else 0
 
 
 def _tune_for_sweep(args, jobs, store):
@@ -1181,8 +1186,9 @@ def cmd_calibrate(args) -> int:
     report = run_sweep(jobs, store, args.runs_dir, progress=not args.no_progress, workers=args.workers)
     if report.ran:
         print(f"calibrate: trained {report.ran} runs, {report.already_done} reused", file=sys.stderr)
-    if report.failed or report.unavailable or report.skipped:
-        raise ConfigError("some runs did not finish: " + "; ".join((report.failed + report.unavailable + report.skipped)[:3]))
+    if report.failed or report.unavailable or report.bad_data or report.skipped:
+        raise ConfigError("some runs did not finish: " + "; ".join(
+            (report.failed + report.bad_data + report.unavailable + report.skipped)[:3]))
     from results.calibration import SHIFTS, calibrate
     from results.calibration import report as render
 

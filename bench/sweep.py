@@ -50,7 +50,8 @@ class SweepReport:
     ran_elsewhere: int = 0
     failed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    unavailable: list[str] = field(default_factory=list)
+    unavailable: list[str] = field(default_factory=list)   # the data is not on this machine (may be fine)
+    bad_data: list[str] = field(default_factory=list)      # the data is here but cannot be read (an error)
 
 
 def sweep_threads(workers: int) -> int:
@@ -121,6 +122,57 @@ def plan(jobs: list[RunConfig], store: RunStore, retry_failed: bool = False) -> 
     return out
 
 
+#: plan states of jobs whose data a dry run found absent / present but unreadable
+UNAVAILABLE, BAD_DATA = "unavailable", "bad data"
+
+
+@dataclass(frozen=True)
+class DataProblem:
+    """Why a job could not read its data: ``state`` UNAVAILABLE or BAD_DATA, and the one line."""
+    state: str
+    why: str
+
+
+def data_problem(exc: DatasetError) -> tuple[str, str]:
+    """(state, one line) of a DatasetError: absent data is ``unavailable`` (a paper dataset not on
+    this machine), anything else (malformed, corrupt) is ``bad data``."""
+    from datasets import DatasetNotFound
+
+    return (UNAVAILABLE if isinstance(exc, DatasetNotFound) else BAD_DATA), " ".join(str(exc).split())
+
+
+def probe_data(planned: list[PlannedJob], runs_dir: str | Path) -> list[PlannedJob]:
+    """``--dry-run``: read each file-backed per-sample dataset that a job to run needs, once per
+    (dataset, split seed, data root), as the run will, so that the plan says what the run will do:
+    its jobs become ``unavailable`` (absent) or ``bad data`` (present but unreadable) with the
+    reason. Embedded datasets cannot be corrupt and are not read; segmentation datasets are not
+    preprocessed by a dry run (their folders are checked when the run reads them)."""
+    import os
+
+    from datasets import parse_name
+
+    from .jobs import load_data
+
+    seen: dict[tuple, tuple[str, str] | None] = {}
+    out = []
+    for p in planned:
+        job = p.job
+        entry = parse_name(job.dataset)[0]
+        if p.state not in ("to run", "stale") or entry.embedded or entry.segmentation:
+            out.append(p)
+            continue
+        at = (job.dataset, job.split_seed, job.data_root)
+        if at not in seen:
+            try:
+                load_data(job.dataset, job.split_seed, job.data_root,
+                          os.environ.get("BENCH_CACHE_DIR") or str(Path(runs_dir) / "cache"))
+                seen[at] = None
+            except DatasetError as exc:
+                seen[at] = data_problem(exc)
+        out.append(p if seen[at] is None else PlannedJob(job, *seen[at]))
+    return out
+
+
 def _why_stale(old: dict[str, Any], job: RunConfig) -> str:
     reasons = []
     if old["code_version"] != job.code_version:
@@ -136,13 +188,13 @@ def _why_stale(old: dict[str, Any], job: RunConfig) -> str:
 # ------------------------------------------------------------------------------------------- run
 
 def _run_one(job: RunConfig, store: RunStore, runs_dir: str | Path, retry_failed: bool, suite: str | None):
-    """Run one job; returns its record, the DatasetError text when its data is unavailable, a
+    """Run one job; returns its record, a :class:`DataProblem` when its data cannot be read, a
     :class:`JobBusy` when another worker holds it, or a :class:`JobDone` when another finished it."""
     try:
         return run_job(job, store, runs_dir, progress=False, suite=suite, reuse=False,
                        force=retry_failed and store.status(job.key()) == "failed")
-    except DatasetError as exc:
-        return str(exc)
+    except DatasetError as exc:   # a plain pair: DatasetError subclasses do not all survive pickling
+        return DataProblem(*data_problem(exc))
     except (JobBusy, JobDone) as exc:
         return exc
 
@@ -198,8 +250,9 @@ def run_sweep(jobs: list[RunConfig], store: RunStore, runs_dir: str | Path, retr
             report.ran_elsewhere += 1
             return
         bar.set_postfix_str(_job_line(job))
-        if isinstance(result, str):
-            report.unavailable.append(f"{_job_line(job)}: {result}")
+        if isinstance(result, DataProblem):
+            (report.unavailable if result.state == UNAVAILABLE else report.bad_data).append(
+                f"{_job_line(job)}: {result.why}")
             return
         report.ran += 1
         if result.status == "failed":

@@ -615,7 +615,7 @@ def verify(path: str, store, runs_dir: str, data_root: str | None = None, device
         by_suite.setdefault(planned.suites[j.key()], []).append(j)
     for suite, group in by_suite.items():
         report = run_sweep(group, store, runs_dir, progress=progress, workers=workers, suite=suite)
-        failed += report.failed + report.unavailable
+        failed += report.failed + report.bad_data + report.unavailable
     reports = []
     for claim in cf.claims:
         checks = []

@@ -408,3 +408,24 @@ def test_repeated_cell_problems_collapse_to_a_few_lines_per_column(tmp_path):
     problems, _ = check_folder(folder)
     age = [p for p in problems if "'age'" in p]
     assert len(age) == 4 and "57 more rows with this problem (not a number)" in age[-1], age
+
+
+def test_corrupt_data_fails_the_sweep_and_its_dry_run_says_so(tmp_path, capsys):
+    """Data that is present but cannot be read: the dry run reads it (as the run will) and lists
+    its jobs as 'bad data'; the sweep exits 1 (absent data stays exit 0: not on this machine)."""
+    doc, rows, files = study(30)
+    folder = make_folder(tmp_path / "toy", doc, rows, files)
+    args = ["sweep", "--methods", "early", "--datasets", f"folder:{folder}", "--seeds", "0", "--preset", "tiny",
+            "--set", "epochs=1", "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--no-leaderboard"]
+    rc, out, err = cli(capsys, *args, "--dry-run", "--json")
+    assert rc == 0 and [r["state"] for r in json.loads(out)] == ["to run"]
+    (folder / "files" / "s03.npy").write_bytes(b"\x93NUMPY truncated")   # present, unreadable
+    from bench.jobs import load_data
+
+    load_data.cache_clear()   # this process read the good data above (a new command would not have)
+    rc, out, err = cli(capsys, *args, "--dry-run", "--json")
+    plan = json.loads(out)
+    assert rc == 0 and plan[0]["state"] == "bad data" and "s03.npy" in plan[0]["why"], plan
+    rc, out, err = cli(capsys, *args)
+    assert rc == 1, err
+    assert "1 with bad data" in err and "bad data: early" in err and "s03.npy" in err

@@ -366,7 +366,6 @@ def test_the_thread_count_is_part_of_the_key_and_is_applied(tmp_path):
     (["--seed", "100000000000000000000"], "a seed must be an integer in 0..4294967295"),
     (["--set", "image_encoder=x | **pwn** | 9.999 |"], "image_encoder"),
     (["--set", "image_encoder=vit"], "image_encoder='vit': applies only to datasets whose modalities are all image2d"),
-    (["--threads", "0"], "--threads must be >= 1"),
 ])
 def test_values_that_cannot_work_are_one_line_exit_2(tmp_path, capsys, args, needle):
     rc = main(["run", "--method", "early", "--dataset", "wdbc", "--preset", "tiny", "--runs-dir", str(tmp_path),
