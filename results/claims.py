@@ -591,7 +591,7 @@ def to_json(report: Report) -> str:
                                               for ch in c.checks]} for c in report.claims]}, indent=1)
 
 
-_PROSE_SPECIAL = re.compile(r"([\\`*_\[\]|#]|<(?=[A-Za-z/!?]))")
+_PROSE_SPECIAL = re.compile(r"([\\`*_\[\]|#$]|<(?=[A-Za-z/!?]))")   # $: math in GitHub / KaTeX
 
 
 def _md(text) -> str:

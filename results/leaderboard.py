@@ -35,7 +35,7 @@ def budget_text(fields: dict) -> str:
     """A configuration's tuning budget: ``8 trials`` when tuned, else ``defaults``."""
     trials = (fields or {}).get(TUNED_FIELD)
     return f"{trials} trials" if trials is not None else DEFAULTS_BUDGET
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+!|~])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+!|~$])")   # $: math in GitHub / KaTeX renderers
 
 
 def md_escape(text: str) -> str:

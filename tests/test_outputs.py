@@ -58,6 +58,16 @@ def _sig(summary):
 
 # --- LaTeX -------------------------------------------------------------------------------------
 
+def test_markdown_escapes_dollar_signs():
+    """$...$ renders as math on GitHub and in KaTeX-enabled viewers: a label must stay text."""
+    from results.claims import _md
+    from results.leaderboard import md_escape
+
+    for escape in (md_escape, _md):
+        out = escape("cost $5$ and $x^2$")
+        assert "$" not in out.replace("\\$", "") and out.count("\\$") == 4, out
+
+
 def test_latex_escape_neutralises_every_special_character():
     out = latex_escape(HOSTILE + "\n~^é☃")
     for bad in ("_", "%", "&", "#", "$", "{g}", "~i", "^j", "|", "[m]"):
