@@ -1240,6 +1240,11 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, CheckpointWriteError):
             print(f"error: {exc.strerror}", file=sys.stderr)
             return EXIT_FAILED
+        from .errors import StoreIOError
+
+        if isinstance(exc, StoreIOError):   # a full or failing disk: the command was right
+            print(f"error: {one_line}", file=sys.stderr)
+            return EXIT_FAILED
         msg = one_line if isinstance(exc, known) else \
             f"{exc.__class__.__name__}: {one_line} (rerun with --debug for the traceback)"
         print(f"error: {msg}", file=sys.stderr)

@@ -126,6 +126,39 @@ def test_disk_full_in_the_store_names_the_remedy():
     assert "free disk space" in _hint("database or disk is full")
 
 
+@pytest.mark.parametrize("message", ["disk I/O error", "database or disk is full"])
+def test_a_failing_disk_is_exit_1_naming_the_store_and_what_ran_out(tmp_path, capsys, monkeypatch, message):
+    """A full or failing disk under a correct command is not bad input (exit 2): exit 1, naming the
+    store and what to do (SQLite says only 'disk I/O error' at a few KB free)."""
+    import sqlite3
+    import types
+
+    from sqlalchemy.exc import OperationalError
+
+    from bench.cli import main
+    from bench.errors import StoreIOError
+
+    store = RunStore(default_url(tmp_path))
+
+    def fail(*_a, **_k):
+        raise OperationalError("INSERT INTO runs", {}, sqlite3.OperationalError(message))
+
+    monkeypatch.setattr(store, "_writer", types.SimpleNamespace(dialect=types.SimpleNamespace(name="sqlite"),
+                                                                 begin=fail))
+    with pytest.raises(StoreIOError, match=rf"run store sqlite:///.*runs\.db: cannot .*{message}; .*disk"):
+        store.put(_rec("k1"))
+    monkeypatch.setattr(RunStore, "put", lambda self, *a, **k: _raise_in(self, "write run k1", fail))
+    rc = main(["run", "--method", "early", "--dataset", "wdbc", "--preset", "tiny", "--set", "epochs=1",
+               "--runs-dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and str(tmp_path) in err[0] and "free disk space" in err[0], err
+
+
+def _raise_in(store, action, fn):
+    with store._errors(action):
+        fn()
+
+
 # ----------------------------------------------------------------------------------- claims
 
 def test_a_claim_is_exclusive_and_released(tmp_path):

@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, delete, event, func, insert, select, updat
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from ..errors import StoreError
+from ..errors import StoreError, StoreIOError
 from ..record import RunRecord, dumps
 from .claims import claim_ttl, now, owner_is_dead
 from .migrate import SchemaTooNew, ensure_schema
@@ -36,8 +36,10 @@ SQLITE_BUSY_TIMEOUT_S = 300
 PG_CONNECT_TIMEOUT_S = 30
 
 _HINTS = (
-    ("database or disk is full", "free disk space or point --runs-dir/--store elsewhere"),
-    ("no space left", "free disk space or point --runs-dir/--store elsewhere"),
+    ("database or disk is full", "the disk is full: free disk space or point --runs-dir/--store elsewhere"),
+    ("no space left", "the disk is full: free disk space or point --runs-dir/--store elsewhere"),
+    ("disk i/o error", "the disk failed or is full (SQLite reports both as an I/O error): free disk space, or "
+                       "check the disk, or point --runs-dir/--store elsewhere"),
     ("database is locked", "another process held the store's write lock too long; rerun the command"),
     ("unable to open database file", "check that the folder exists and is writable"),
     ("readonly database", "the store file is read-only; check its permissions"),
@@ -80,6 +82,10 @@ def _first_line(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     text = str(orig).strip().splitlines()
     return text[0] if text else exc.__class__.__name__
+
+
+#: messages of a disk that failed under a correct command (exit 1, not 2)
+_IO_FAILURE = re.compile(r"database or disk is full|no space left|disk i/o error|disk quota|input/output error")
 
 
 def _hint(message: str) -> str:
@@ -146,7 +152,8 @@ class RunStore:
         except (SQLAlchemyError, OSError) as exc:
             line = _first_line(exc)
             hint = _hint(line)
-            raise StoreError(f"run store {self.shown_url}: cannot {action}: {line}" + (f"; {hint}" if hint else "")) \
+            kind = StoreIOError if _IO_FAILURE.search(line.lower()) else StoreError
+            raise kind(f"run store {self.shown_url}: cannot {action}: {line}" + (f"; {hint}" if hint else "")) \
                 from None
 
     # ---------------------------------------------------------------- writes
