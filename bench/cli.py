@@ -85,6 +85,7 @@ budget: rerunning with a larger N runs only the missing trials; workers sharing 
   python -m bench perf i2moe --device cuda --compile   the batched step under torch.compile vs the fused pass
   python -m bench perf leaderboard                  bench leaderboard over 10,000 synthetic runs
   python -m bench perf leaderboard --runs 1000 --reps 3
+  python -m bench perf fingerprint                  content-hash cost: largest embedded dataset, a 1 GiB folder
   python -m bench perf m4oe                         data pipeline slices/s per worker, training data-wait share
   python -m bench perf m4oe --device cuda --preset paper --precision bf16 --train-workers 8
 
@@ -341,7 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("perf", help="performance benchmark of a method's implementations", epilog=EPILOGS["perf"],
                        formatter_class=fmt)
-    p.add_argument("target", nargs="?", choices=("i2moe", "leaderboard", "m4oe"), help="what to benchmark")
+    p.add_argument("target", nargs="?", choices=("i2moe", "leaderboard", "m4oe", "fingerprint"), help="what to benchmark")
+    p.add_argument("--size-mb", type=positive_int, default=1024,
+                   help="fingerprint: MiB of the generated folder (default 1024)")
     p.add_argument("--method", help="same as the target (kept for `--method i2moe`)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--runs", type=int, default=10_000, help="leaderboard: runs in the synthetic store (default 10000)")
@@ -898,6 +901,8 @@ def cmd_perf(args) -> int:
     target = args.target or args.method
     if target == "leaderboard":
         return _perf_leaderboard(args)
+    if target == "fingerprint":
+        return _perf_fingerprint(args)
     if target is None:
         raise ConfigError("perf benchmarks: i2moe, leaderboard, m4oe (or --method <segmentation method>); "
                           "e.g. python -m bench perf i2moe")
@@ -952,6 +957,25 @@ def _perf_pipeline(args, method: str) -> int:
                             batch_size=args.batch_size, precision=args.precision, data_root=args.data_root,
                             progress=lambda what: print(f"perf: {what}", file=sys.stderr))
     print(json.dumps(out) if args.json else format_report(out))
+    return 0
+
+
+def _perf_fingerprint(args) -> int:
+    from .perf_fingerprint import run_fingerprint_perf
+
+    out = run_fingerprint_perf(args.size_mb, 3 if args.reps is None else max(1, args.reps))
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    from tabulate import tabulate
+
+    def span(x: dict) -> str:
+        return f"{x['min']:.4f} / {x['median']:.4f} / {x['max']:.4f}"
+
+    rows = [[name, r["files"], f"{r['mib']:.1f}", span(r["cold_s"]), f"{r['cold_mib_per_s']:.0f}", span(r["warm_s"]),
+             span(r["stat_only_s"])] for name, r in out.items() if isinstance(r, dict)]
+    print(tabulate(rows, headers=["data", "files", "MiB", "cold hash s (min/med/max)", "MiB/s", "cached s",
+                                  "stat-only s"], tablefmt="github"))
     return 0
 
 

@@ -156,3 +156,80 @@ def test_file_backed_datasets_declare_their_files():
     for name in ("wdbc", "digits-halves", "diabetes-views"):
         assert data_fingerprint(name) is not None
     assert data_fingerprint("synthetic-pid:mixed") is None   # generated: the code fingerprint covers it
+
+
+def test_data_fingerprint_sees_an_edit_that_keeps_size_and_mtime(tmp_path, capsys):
+    """Edit one value, restore the modification time (what cp -p, rsync -a or a restore do): the
+    job key must change, so a dry run says 'to run', not 'done'. Unchanged data is not re-read."""
+    import os
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_folder_dataset import make_folder, study
+
+    from bench.cli import main
+
+    doc, rows, files = study(30)
+    folder = make_folder(tmp_path / "toy", doc, rows, files)
+    name = f"folder:{folder}"
+    first = identity.data_fingerprint(name)
+    again, read = identity.cached_content_fingerprint(*_files_of(name))
+    assert again == first and read == 0           # cached: one stat per file, nothing read
+    args = ["sweep", "--methods", "early", "--datasets", name, "--seeds", "0", "--preset", "tiny", "--set",
+            "epochs=1", "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--no-leaderboard"]
+    assert main(args) == 0
+    table = folder / "table.csv"
+    st = table.stat()
+    text = table.read_text()
+    table.write_text(text.replace("site1", "site9", 1))          # same size
+    os.utime(table, ns=(st.st_atime_ns, st.st_mtime_ns))         # same modification time
+    assert table.stat().st_size == st.st_size and table.stat().st_mtime_ns == st.st_mtime_ns
+    assert identity.files_fingerprint(*_files_of(name)) == identity.files_fingerprint(*_files_of(name))
+    changed, read = identity.cached_content_fingerprint(*_files_of(name))
+    assert changed != first and read == st.st_size                # only the edited file was re-read
+    capsys.readouterr()
+    assert main([*args, "--dry-run", "--json"]) == 0
+    import json
+
+    assert [r["state"] for r in json.loads(capsys.readouterr().out)] == ["stale"]
+
+
+def _files_of(name):
+    from datasets import parse_name
+
+    entry, variant = parse_name(name)
+    return entry.input_files(None, variant)
+
+
+def _keep_size_and_mtime_edit(path: Path) -> None:
+    """Flip one byte in place and restore the modification time (cp -p, rsync -a, a restore)."""
+    import os
+
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+
+
+def test_preprocessing_caches_see_an_edit_that_keeps_size_and_mtime(tmp_path):
+    """The image and segmentation preprocessing caches are keyed by content too: otherwise the
+    job key would change (test above) while the rerun read the old preprocessed arrays."""
+    from datasets.adapters.imaging import file_key
+    from datasets.segmentation.preprocess import cache_key
+    from datasets.segmentation.sources import SegSource, SegSourceCase
+
+    img, lab = tmp_path / "c1_0000.nii.gz", tmp_path / "c1.nii.gz"
+    img.write_bytes(b"image bytes " * 100)
+    lab.write_bytes(b"label bytes " * 100)
+    source = SegSource("toy", "MR", {0: "background", 1: "organ"}, ("t1",), (SegSourceCase("c1", (img,), lab),),
+                       tmp_path)
+    seg_before, img_before = cache_key(source, ["c1"]), file_key([img], {"size": 8})
+    assert cache_key(source, ["c1"]) == seg_before                 # deterministic, cached
+    _keep_size_and_mtime_edit(img)
+    assert file_key([img], {"size": 8}) != img_before
+    assert cache_key(source, ["c1"]) != seg_before
+    seg_mid = cache_key(source, ["c1"])
+    _keep_size_and_mtime_edit(lab)
+    assert cache_key(source, ["c1"]) != seg_mid

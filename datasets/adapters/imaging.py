@@ -32,6 +32,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from ..file_hashes import files_sha256, save_hashes
 from ..problems import Problems
 from ..spec import DatasetError, DatasetNotFound
 
@@ -156,12 +157,10 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-def file_key(files: Sequence[Path], params: dict) -> str:
-    """Hash of the files' absolute paths, sizes and mtimes and the preprocessing parameters."""
-    stats = []
-    for f in files:
-        st = Path(f).stat()
-        stats.append([str(Path(f).resolve()), st.st_size, st.st_mtime_ns])
+def file_key(files: Sequence[Path], params: dict, save: bool = True) -> str:
+    """Hash of the files' absolute paths and content hashes (cached: docs/identity.md) and the
+    preprocessing parameters."""
+    stats = [[str(Path(f).resolve()), h] for f, h in zip(files, files_sha256(files, save=save))]
     return _digest({"v": CACHE_VERSION, "files": stats, "params": params})
 
 
@@ -188,10 +187,11 @@ def cached_stack(base: Path, modality: str, rows: Sequence[Sequence[Path] | None
             keys.append("")
             continue
         try:
-            keys.append(file_key(files, params))
+            keys.append(file_key(files, params, save=False))
         except OSError as e:
             problems.add(str(files[0]), f"cannot be read ({describe_error(e)})")
             keys.append("?")
+    save_hashes()
     if "?" in keys:
         return None
     folder = base / "arrays" / _digest({"m": modality, "shape": shape, "dtype": np.dtype(dtype).str, "rows": keys})

@@ -69,6 +69,7 @@ import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
+from ..file_hashes import file_sha256, save_hashes
 from ..spec import DatasetFormatError
 from .sources import SegSource, SegSourceCase, read_case
 
@@ -104,17 +105,21 @@ class PreparedCase:
 # ----------------------------------------------------------------------------------------------
 
 def _fingerprint(source: SegSource) -> list:
-    out = []
+    """Each input file's case, path and content hash (cached: docs/identity.md)."""
+    out, read = [], False
     for c in source.cases:
         for p in (*c.images, c.label):
             if p is None:
                 continue
             try:
-                st = os.stat(p)
+                digest, fresh = file_sha256(p)
             except OSError as e:
-                raise DatasetFormatError(f"{p}: cannot stat input file ({type(e).__name__}: {e.strerror}); "
+                raise DatasetFormatError(f"{p}: cannot read input file ({type(e).__name__}: {e.strerror}); "
                                          "was it moved or deleted?") from None
-            out.append([c.case_id, str(Path(p).resolve()), st.st_size, st.st_mtime_ns])
+            read |= fresh
+            out.append([c.case_id, str(Path(p).resolve()), digest])
+    if read:
+        save_hashes()
     return out
 
 
