@@ -23,7 +23,10 @@ from bench.store import RESULT_PURPOSES, RunStore
 
 RUN_COLUMNS = ["key", "config_id", "label", "method", "dataset", "seed", "split_seed", "preset", "code_version",
                "purpose", "split", "task", "metric", "value", "higher"]
-CONFIG_COLUMNS = ["config_id", "method", "dataset", "label", "label_fields", "code_version"]
+CONFIG_COLUMNS = ["config_id", "method", "dataset", "label", "label_fields", "code_version", "differs"]
+#: key fields never shown as what tells two configurations apart (the seed is not part of one)
+_NOT_SHOWN = {"seed", "method", "dataset", "key", "config_id", "request_id", "label_fields",
+              "code_version"}   # the label says "(code v)" for that (results.leaderboard)
 
 
 @dataclass
@@ -80,9 +83,43 @@ def load_results(store: RunStore, split: str | None = None, headline_only: bool 
                     if metric in values:
                         out.append((*base, split_name, task, metric, float(values[metric]), higher.get(metric)))
         if config_id not in configs:
-            configs[config_id] = (config_id, method, dataset, label or method, parse(label_fields), code_version)
+            configs[config_id] = [config_id, method, dataset, label or method, parse(label_fields), code_version, {},
+                                  key]
+    _tell_apart(store, configs)
     frame = pd.DataFrame(out, columns=RUN_COLUMNS)
-    return Results(frame, pd.DataFrame(list(configs.values()), columns=CONFIG_COLUMNS), primary)
+    return Results(frame, pd.DataFrame([c[:-1] for c in configs.values()], columns=CONFIG_COLUMNS), primary)
+
+
+def _flat(doc: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in doc.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _tell_apart(store: RunStore, configs: dict[str, list]) -> None:
+    """For configurations whose method and label fields are the same (they differ only in a key
+    field the label leaves out: threads, device, data or code), fill ``differs`` with the key
+    fields that tell them apart, e.g. ``{"threads": 2}``, so a leaderboard says ``late[threads=2]``
+    instead of a config id. Reads one whole record per such configuration only (rare)."""
+    groups: dict[tuple, list[list]] = {}
+    for row in configs.values():
+        groups.setdefault((row[2], row[1], json.dumps(row[4], sort_keys=True, default=str)), []).append(row)
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        fields = {}
+        for row in group:
+            record = store.get(row[-1])
+            fields[row[0]] = _flat({k: v for k, v in (record.config if record else {}).items()
+                                    if k not in _NOT_SHOWN}) if record else {}
+        names = sorted({k for f in fields.values() for k in f})
+        differ = [k for k in names if len({json.dumps(f.get(k), default=str) for f in fields.values()}) > 1]
+        for row in group:
+            row[6] = {k: fields[row[0]].get(k) for k in differ}
 
 
 def runs_frame(store: RunStore, split: str | None = None, headline_only: bool = False, latest: bool = True,

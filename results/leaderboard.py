@@ -76,11 +76,38 @@ def display_labels(configs: pd.DataFrame) -> tuple[dict[str, str], dict[str, obj
     for text, group in by_text.items():
         if len(group) < 2:
             continue
+        shown = [_differs_text(getattr(r, "differs", None)) for r in group]
         codes = {r.code_version for r in group}
-        for r in group:
-            suffix = f"code {r.code_version}" if len(codes) == len(group) else f"config {r.config_id[:8]}"
-            labels[r.config_id] = f"{text} ({suffix})"
+        for r, extra in zip(group, shown):
+            if extra and len(set(shown)) == len(group):          # late[threads=2], late[data=1:3fa0c2d1]
+                labels[r.config_id] = _with_fields(text, extra)
+            else:
+                suffix = f"code {r.code_version}" if len(codes) == len(group) else f"config {r.config_id[:8]}"
+                labels[r.config_id] = f"{text} ({suffix})"
     return labels, common
+
+
+def _differs_text(differs) -> str:
+    """``threads=2,data=1:3fa0c2d1``: the key fields (from ``results.frame``) that tell apart
+    configurations whose labels are otherwise the same; long hashes are cut to 8 characters."""
+    if not isinstance(differs, dict) or not differs:
+        return ""
+    parts = []
+    for k, v in sorted(differs.items()):
+        name = k.removeprefix("train.").removeprefix("hparams.").removesuffix("_fingerprint")
+        text = "none" if v is None else _fmt(v)
+        if k == "data_fingerprint" and len(text) > 12:
+            text = text[:12]
+        parts.append(f"{name}={text}")
+    return ",".join(parts)
+
+
+def _with_fields(text: str, extra: str) -> str:
+    """Add ``extra`` inside the label's brackets (``late[epochs=2]`` -> ``late[epochs=2,threads=2]``)."""
+    tuned = text.endswith(" (tuned)")
+    base = text.removesuffix(" (tuned)")
+    base = base[:-1] + "," + extra + "]" if base.endswith("]") else f"{base}[{extra}]"
+    return base + (" (tuned)" if tuned else "")
 
 
 _MISSING = object()

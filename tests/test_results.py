@@ -193,3 +193,27 @@ def test_a_tuned_row_shows_its_budget_and_unequal_budgets_are_flagged(tmp_path):
     for i in range(2):
         s3.put(_rec(f"a{i}", "alpha", i, 0.8, config_id="ca"))
     assert "budget" not in leaderboard(load_results(s3, headline_only=True))   # no tuned row: no column
+
+
+def test_configurations_alike_but_for_a_key_field_are_labelled_by_it(tmp_path):
+    """Two configurations that differ only in a field the label leaves out (threads, data) are
+    labelled by that field, `late[threads=2]`, not by a config id prefix (issue: everyday use)."""
+    s = RunStore(default_url(tmp_path))
+    for threads, cid in ((1, "cfg-t1"), (2, "cfg-t2")):
+        for seed in (0, 1):
+            r = _rec(f"{cid}-{seed}", "late", seed, 0.8 + 0.01 * seed + 0.001 * threads, config_id=cid,
+                     label_fields={"epochs": 3})
+            r.config = {"threads": threads, "data_fingerprint": "1:abc", "train": {"epochs": 3}}
+            s.put(r)
+    r = _rec("other-0", "early", 0, 0.7, config_id="cfg-early")
+    r.config = {"threads": 1, "data_fingerprint": "1:abc"}
+    s.put(r)
+    labels = set(summarize(load_results(s))[0]["label"])
+    assert {"late[epochs=3,threads=1]", "late[epochs=3,threads=2]", "early"} <= labels, labels
+    # the data fingerprint, cut to a readable prefix, when that is what differs
+    for cid, fp in (("cfg-d1", "3:0123456789abcdef"), ("cfg-d2", "3:fedcba9876543210")):
+        r = _rec(f"{cid}-0", "mid", 0, 0.75, config_id=cid)
+        r.config = {"threads": 1, "data_fingerprint": fp}
+        s.put(r)
+    labels = set(summarize(load_results(s))[0]["label"])
+    assert {"mid[data=3:0123456789]", "mid[data=3:fedcba9876]"} <= labels, labels
