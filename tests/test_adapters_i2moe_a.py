@@ -396,3 +396,20 @@ def test_bench_run_accepts_adni(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads(proc.stdout.strip().splitlines()[-1])
     assert "adni" in json.dumps(record)
+
+
+def test_adni_image_npy_that_would_run_code_is_refused_not_run(tmp_path) -> None:
+    """ADNI_G.npy holding a pickled object array (its unpickling calls os.system) is one problem
+    naming the file; nothing runs (np.load never unpickles: allow_pickle is False)."""
+    import os
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    fx = make_adni(tmp_path)
+    np.save(fx["base"] / "image/ADNI_G.npy", np.array([Evil(), Evil()], dtype=object), allow_pickle=True)
+    with pytest.raises(DatasetProblems) as exc:
+        load_dataset("adni", data_root=str(tmp_path))
+    assert not (tmp_path / "pwned").exists()
+    assert "ADNI_G.npy: cannot be read" in problems_of(exc)

@@ -429,3 +429,23 @@ def test_corrupt_data_fails_the_sweep_and_its_dry_run_says_so(tmp_path, capsys):
     rc, out, err = cli(capsys, *args)
     assert rc == 1, err
     assert "1 with bad data" in err and "bad data: early" in err and "s03.npy" in err
+
+
+def test_a_folder_npy_file_that_would_run_code_is_refused_not_run(tmp_path, capsys):
+    """A per-sample .npy holding a pickled object array (its unpickling calls os.system) is one
+    problem naming the row and file; nothing runs, under `data check` and when loading."""
+    import os
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    doc, rows, files = study(30)
+    folder = make_folder(tmp_path / "planted", doc, rows, files)
+    np.save(folder / "files/s03.npy", np.array([Evil()], dtype=object), allow_pickle=True)
+    rc, out, err = cli(capsys, "data", "check", f"folder:{folder}")
+    assert rc == 1 and not (tmp_path / "pwned").exists()
+    assert "table.csv row 4 (id 's03'), column 'scan_file': cannot read npy file 'files/s03.npy'" in out, out
+    with pytest.raises(DatasetProblems):
+        load_dataset(f"folder:{folder}")
+    assert not (tmp_path / "pwned").exists()

@@ -297,6 +297,20 @@ def test_a_file_that_is_not_utf8_exits_2_naming_it(tmp_path, capsys):
     assert len(err) == 1 and "not UTF-8" in err[0] and str(p) in err[0]
 
 
+@pytest.mark.parametrize("command", ["verify", "sweep"])
+def test_a_yaml_python_tag_is_refused_not_run(tmp_path, capsys, command):
+    """Claims and suite files are read with yaml.safe_load: a `!!python/object/apply` tag (which
+    yaml.load with the full loader would call) is one error line naming the file, exit 2."""
+    marker = tmp_path / "pwned"
+    p = tmp_path / "evil.yaml"
+    p.write_text(f"x: !!python/object/apply:os.system ['touch {marker}']\n" + GOOD, encoding="utf-8")
+    args = ["verify", str(p), "--dry-run"] if command == "verify" else ["sweep", "--suite", str(p), "--dry-run"]
+    assert main(args) == 2
+    assert not marker.exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(p) in err[0] and "python/object/apply" in err[0], err
+
+
 def test_shipped_claims_files_parse():
     for name in ("demo", "m4oe_miccai24", "m4oe_iclr25", "i2moe_icml25"):
         cf = load_claims(CLAIMS / f"{name}.yaml")
