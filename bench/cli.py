@@ -1100,13 +1100,13 @@ def cmd_data(args) -> int:
         return _report_check(args, "dataset", problems, summary, summary_lines)
     problems = check_dataset(args.path)
     out: dict = {"path": args.path, "problems": problems}
-    if not problems:  # what a job's key records (names, sizes, times) and what it stands for (contents)
+    if not problems:  # what a job's key records and the whole content hash, to compare copies
         from datasets import parse_name
 
-        from .identity import content_fingerprint, files_fingerprint
+        from .identity import cached_content_fingerprint, content_fingerprint
 
         files, root = parse_name(f"nnunet:{args.path}")[0].input_files(None, args.path)
-        out.update(files=len(files), fingerprint=files_fingerprint(files, root),
+        out.update(files=len(files), fingerprint=cached_content_fingerprint(files, root)[0],
                    content_sha256=content_fingerprint(files, root))
     if args.json:
         print(json.dumps(out))

@@ -159,27 +159,9 @@ def files_fingerprint(files: Iterable[os.PathLike | str], root: os.PathLike | st
     return f"{len(rows)}:{hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]}"
 
 
-def content_fingerprint(files: Iterable[os.PathLike | str], root: os.PathLike | str | None = None) -> str:
-    """``sha256:<hash>`` over the relative names and full contents of ``files`` (reads every byte)."""
-    base = Path(root) if root is not None else None
-    rows = []
-    for f in files:
-        p = Path(f)
-        digest = hashlib.sha256()
-        with open(p, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-        name = str(p.relative_to(base)) if base is not None and p.is_relative_to(base) else p.name
-        rows.append((name, digest.hexdigest()))
-    rows.sort()
-    return "sha256:" + hashlib.sha256(json.dumps(rows).encode()).hexdigest()
-
-
-def cached_content_fingerprint(files: Iterable[os.PathLike | str], root: os.PathLike | str | None = None
-                               ) -> tuple[str, int]:
-    """(``<n>:<hash>`` over the relative names and content hashes of ``files``, bytes read now):
-    the data part of a job key. Unchanged files cost a ``stat`` (their hash is cached); a missing
-    file raises ``FileNotFoundError`` naming it."""
+def _content_rows(files: Iterable[os.PathLike | str], root: os.PathLike | str | None) -> tuple[list, int]:
+    """(sorted (relative name, sha256) rows of ``files``, bytes read now): the content hashes come
+    from ``datasets.file_hashes``, so a file is read once, whichever fingerprint asks."""
     from datasets.file_hashes import file_sha256, save_hashes  # the cache lives with the data readers
 
     base = Path(root) if root is not None else None
@@ -190,9 +172,24 @@ def cached_content_fingerprint(files: Iterable[os.PathLike | str], root: os.Path
         read += p.stat().st_size if fresh else 0
         name = str(p.relative_to(base)) if base is not None and p.is_relative_to(base) else p.name
         rows.append((name, digest))
-    if read:
-        save_hashes()
+    save_hashes()
     rows.sort()
+    return rows, read
+
+
+def content_fingerprint(files: Iterable[os.PathLike | str], root: os.PathLike | str | None = None) -> str:
+    """``sha256:<hash>`` over the relative names and full contents of ``files`` (the whole hash,
+    to compare copies of a dataset across machines)."""
+    rows, _ = _content_rows(files, root)
+    return "sha256:" + hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+
+def cached_content_fingerprint(files: Iterable[os.PathLike | str], root: os.PathLike | str | None = None
+                               ) -> tuple[str, int]:
+    """(``<n>:<hash>`` over the relative names and content hashes of ``files``, bytes read now):
+    the data part of a job key. Unchanged files cost a ``stat`` (their hash is cached); a missing
+    file raises ``FileNotFoundError`` naming it."""
+    rows, read = _content_rows(files, root)
     return f"{len(rows)}:{hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]}", read
 
 

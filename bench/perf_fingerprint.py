@@ -36,7 +36,7 @@ def measure(files: list[Path], root: Path | None, reps: int) -> dict:
     for _ in range(reps):
         file_hashes.forget(files)   # the next call reads every byte
         t = time.perf_counter()
-        _, read = identity.cached_content_fingerprint(files, root)
+        identity.cached_content_fingerprint(files, root)
         cold.append(time.perf_counter() - t)
         t = time.perf_counter()
         identity.cached_content_fingerprint(files, root)

@@ -59,6 +59,7 @@ def file_sha256(path: os.PathLike | str) -> tuple[str, bool]:
     path, size, modification time, *change* time and inode: ``cp -p``, ``rsync -a``, an archive
     restore or an edit followed by ``touch -r`` keep the size and modification time but not the
     change time (which no user can set), so any of them re-reads the file."""
+    global _DIRTY
     p = Path(path).resolve()
     st = p.stat()
     stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
@@ -70,23 +71,15 @@ def file_sha256(path: os.PathLike | str) -> tuple[str, bool]:
     with open(p, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
-    global _DIRTY
     cache[str(p)] = {"stat": stamp, "sha256": digest.hexdigest()}
     _DIRTY = True
     return digest.hexdigest(), True
 
 
-def files_sha256(files, save: bool = True) -> list[str]:
-    """The content hashes of ``files`` in order (cached). The cache file is rewritten if any was
-    read, unless ``save`` is False (a caller hashing many groups saves once, at the end)."""
-    out, read = [], False
-    for f in files:
-        digest, fresh = file_sha256(f)
-        out.append(digest)
-        read |= fresh
-    if read and save:
-        save_hashes()
-    return out
+def files_sha256(files) -> list[str]:
+    """The content hashes of ``files`` in order (cached). The cache file is not written: a caller
+    hashing many groups calls :func:`save_hashes` once, at the end."""
+    return [file_sha256(f)[0] for f in files]
 
 
 def forget(paths) -> None:

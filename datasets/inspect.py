@@ -40,8 +40,8 @@ def check_named(full: str, data_root: str | None = None, split_seed: int = 0) ->
         return [str(exc)], None
     summary = summarize_data(data)
     if entry.input_files is not None:
-        from bench.identity import files_fingerprint
+        from bench.identity import cached_content_fingerprint
 
         files, root = entry.input_files(data_root, variant)
-        summary.update(files=len(files), fingerprint=files_fingerprint(files, root))
+        summary.update(files=len(files), fingerprint=cached_content_fingerprint(files, root)[0])
     return [], summary

@@ -89,7 +89,7 @@ def display_labels(configs: pd.DataFrame) -> tuple[dict[str, str], dict[str, obj
 
 def _differs_text(differs) -> str:
     """``threads=2,data=1:3fa0c2d1``: the key fields (from ``results.frame``) that tell apart
-    configurations whose labels are otherwise the same; long hashes are cut to 8 characters."""
+    configurations whose labels are otherwise the same; a data fingerprint is cut to 12 characters."""
     if not isinstance(differs, dict) or not differs:
         return ""
     parts = []

@@ -126,6 +126,9 @@ def test_data_check_lists_every_problem_and_exits_nonzero(tmp_path, capsys):
     assert main(["data", "check", str(root), "--json"]) == 0
     clean = json.loads(capsys.readouterr().out)
     assert clean["problems"] == [] and clean["files"] == 7 and clean["content_sha256"].startswith("sha256:")
+    from bench.identity import data_fingerprint
+
+    assert clean["fingerprint"] == data_fingerprint(f"nnunet:{root}")   # what it calls the job key is the key's
     bad = lab.copy()
     bad[0, 0, 0] = 7  # not in dataset.json
     write_case(root, "case_001", [np.zeros((5, 8, 6), np.float32)], bad, (1.0, 1.0, 2.0))

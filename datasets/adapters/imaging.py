@@ -157,10 +157,10 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-def file_key(files: Sequence[Path], params: dict, save: bool = True) -> str:
-    """Hash of the files' absolute paths and content hashes (cached: docs/identity.md) and the
-    preprocessing parameters."""
-    stats = [[str(Path(f).resolve()), h] for f, h in zip(files, files_sha256(files, save=save))]
+def file_key(files: Sequence[Path], params: dict) -> str:
+    """Hash of the files' absolute paths and content hashes (cached: docs/identity.md; the caller
+    saves the hash cache) and the preprocessing parameters."""
+    stats = [[str(Path(f).resolve()), h] for f, h in zip(files, files_sha256(files))]
     return _digest({"v": CACHE_VERSION, "files": stats, "params": params})
 
 
@@ -187,7 +187,7 @@ def cached_stack(base: Path, modality: str, rows: Sequence[Sequence[Path] | None
             keys.append("")
             continue
         try:
-            keys.append(file_key(files, params, save=False))
+            keys.append(file_key(files, params))
         except OSError as e:
             problems.add(str(files[0]), f"cannot be read ({describe_error(e)})")
             keys.append("?")

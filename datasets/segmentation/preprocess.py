@@ -106,20 +106,18 @@ class PreparedCase:
 
 def _fingerprint(source: SegSource) -> list:
     """Each input file's case, path and content hash (cached: docs/identity.md)."""
-    out, read = [], False
+    out = []
     for c in source.cases:
         for p in (*c.images, c.label):
             if p is None:
                 continue
             try:
-                digest, fresh = file_sha256(p)
+                digest, _ = file_sha256(p)
             except OSError as e:
                 raise DatasetFormatError(f"{p}: cannot read input file ({type(e).__name__}: {e.strerror}); "
                                          "was it moved or deleted?") from None
-            read |= fresh
             out.append([c.case_id, str(Path(p).resolve()), digest])
-    if read:
-        save_hashes()
+    save_hashes()   # writes only if a hash was computed
     return out
 
 
