@@ -59,13 +59,14 @@ class Block(nn.Module):
     its ``src/common/modules/transformer.py``), which has no residual around attention and instead
     adds the attention branch to itself through a second dropout: with a = dropout(attn(norm(x))),
     x = a + dropout(a), i.e. 2a at evaluation. The block's input reaches the output only through
-    attention. ``qkv_bias=False``: no bias on the query/key/value projection (reference)."""
+    attention. ``qkv_bias=False``: no bias on the query/key/value projection (reference).
+    ``norm_eps``: the LayerNorms' epsilon (torch's 1e-5 by default; timm's and M4oE-MT's code use 1e-6)."""
 
     def __init__(self, dim: int, heads: int, dropout: float = 0.0, ffn: nn.Module | None = None,
-                 attn_residual: bool = True, qkv_bias: bool = True):
+                 attn_residual: bool = True, qkv_bias: bool = True, norm_eps: float = 1e-5):
         super().__init__()
         self.attn_residual = attn_residual
-        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.norm1, self.norm2 = nn.LayerNorm(dim, eps=norm_eps), nn.LayerNorm(dim, eps=norm_eps)
         self.attn = Attention(dim, heads, dropout, qkv_bias=qkv_bias)
         self.ffn = ffn if ffn is not None else Mlp(dim, 2 * dim, dropout)
         self.drop = nn.Dropout(dropout)

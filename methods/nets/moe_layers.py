@@ -27,9 +27,16 @@ I2MoE's ``soft-moe`` backbone are unchanged):
   task embedding (T, d), initialised at 0, is added to the inputs of task k's slots, and the
   combine softmax runs over task k's (expert, slot) pairs only, giving one output per task:
   (B, T, N, d). Dispatch is unchanged (softmax over tokens for every slot).
+- ``slot_input="normalized"`` (with ``router="l2"``): the experts receive mixtures of the
+  L2-normalised tokens, the ones the router saw, as in M4oE-MT's released code and the
+  Soft-MoE port it adapts (``x = F.normalize(x)`` before the dispatch einsum); ``"raw"``
+  (default) mixes the tokens as they came.
+- ``combine="joint"`` (task mode): one softmax over all (expert, slot) pairs of every task, each
+  task summing its own slots' share (about 1/T of the mass at init), as M4oE-MT's released
+  MToE layer does; ``"per-task"`` (default) normalises within each task.
 - ``forward(..., return_routing=True)`` also returns ``{"logits", "dispatch", "combine"}`` with the
-  slot axis split as (B, N, E, S) (task mode: combine is (B, N, E, S) with each task's slots
-  normalised on their own).
+  slot axis split as (B, N, E, S) (task mode, ``combine="per-task"``: each task's slots are
+  normalised on their own; ``"joint"``: all slots together).
 """
 from __future__ import annotations
 
@@ -91,19 +98,30 @@ class SwitchMoE(nn.Module):
 
 #: Soft-MoE router forms: ``layernorm`` (the harness's original layer) and ``l2`` (the paper's)
 SOFT_ROUTERS = ("layernorm", "l2")
+#: what the experts' slots mix: the tokens as given, or the L2-normalised ones (M4oE-MT's code)
+SLOT_INPUTS = ("raw", "normalized")
+#: task mode's combine: a softmax per task, or one over every task's slots (M4oE-MT's code)
+TASK_COMBINES = ("per-task", "joint")
 
 
 class SoftMoE(nn.Module):
     uses_mask = True
 
     def __init__(self, dim: int, experts: int = 4, slots: int = 1, hidden: int | None = None, dropout: float = 0.0,
-                 router: str = "layernorm", mlp_ratio: float | None = None, tasks: int = 0):
+                 router: str = "layernorm", mlp_ratio: float | None = None, tasks: int = 0,
+                 slot_input: str = "raw", combine: str = "per-task"):
         super().__init__()
         if router not in SOFT_ROUTERS:
             raise ValueError(f"SoftMoE: router must be one of {SOFT_ROUTERS}, got {router!r}")
+        if slot_input not in SLOT_INPUTS or combine not in TASK_COMBINES:
+            raise ValueError(f"SoftMoE: slot_input must be one of {SLOT_INPUTS} and combine one of {TASK_COMBINES}, "
+                             f"got {slot_input!r}, {combine!r}")
+        if slot_input == "normalized" and router != "l2":
+            raise ValueError("SoftMoE: slot_input='normalized' needs router='l2' (the router that normalises the tokens)")
         if tasks < 0 or (tasks and slots % tasks):
             raise ValueError(f"SoftMoE: slots ({slots}) must be a multiple of tasks ({tasks})")
         self.experts, self.slots, self.router, self.tasks = experts, slots, router, tasks
+        self.slot_input, self.combine = slot_input, combine
         self.phi = nn.Parameter(torch.randn(dim, experts * slots) / math.sqrt(dim))
         if router == "layernorm":
             self.norm = nn.LayerNorm(dim)
@@ -123,7 +141,11 @@ class SoftMoE(nn.Module):
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None, return_routing: bool = False):
         b, n, d = x.shape
         e, s = self.experts, self.slots
-        logits = self.router_logits(x)  # (B, N, E*S)
+        if self.slot_input == "normalized":
+            x = F.normalize(x, dim=-1)  # the slots below mix these unit tokens, not the raw ones
+            logits = x @ (self.scale * F.normalize(self.phi, dim=0))
+        else:
+            logits = self.router_logits(x)  # (B, N, E*S)
         if keep is not None:
             dispatch_logits = logits.masked_fill(~keep.unsqueeze(-1), float("-inf"))
         else:
@@ -137,11 +159,15 @@ class SoftMoE(nn.Module):
         if not self.tasks:
             combine = torch.softmax(logits, dim=-1)  # over all (expert, slot) pairs
             y = torch.einsum("bns,bsd->bnd", combine, out.reshape(b, e * s, d))
+        elif self.combine == "joint":  # one softmax over every task's slots; task k sums its own
+            t, per = self.tasks, s // self.tasks
+            combine = torch.softmax(logits, dim=-1).view(b, n, e, t, per)
         else:
             t, per = self.tasks, s // self.tasks
             grouped = logits.view(b, n, e, t, per)  # each task's (expert, slot) pairs on their own
             combine = torch.softmax(grouped.transpose(2, 3).reshape(b, n, t, e * per), dim=-1)
             combine = combine.view(b, n, t, e, per).transpose(2, 3)  # back to (B, N, E, T, per)
+        if self.tasks:
             y = torch.einsum("bnetp,betpd->btnd", combine, out.view(b, e, t, per, d))
         if not return_routing:
             return y
