@@ -36,7 +36,7 @@ EPILOGS = {
   python -m bench run --method unet --dataset nnunet:/data/nnUNet_raw/Dataset722_FLARE22 --preset small
 
 --set takes a training field (epochs, batch_size, lr, weight_decay, optimizer, schedule,
-patience, grad_clip, select, max_steps, val_every; for segmentation also augment,
+step_epochs, step_gamma, patience, grad_clip, select, max_steps, val_every; for segmentation also augment,
 fg_oversample, balance, eval_space, metric_compat) or a method hparam (see `bench list methods`).
 Segmentation datasets train with M4oE's protocol (SGD, poly LR 0.015, batch 36, validation every
 2 epochs, patience 7; epochs 24/40/100 at tiny/small/paper) and are scored on 3-D volumes.""",

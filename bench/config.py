@@ -42,12 +42,14 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     optimizer: str = "adamw"
-    schedule: str = "cosine"
+    schedule: str = "cosine"     # cosine | constant | poly | step (StepLR once an epoch: M4oE-MT's code)
     patience: int = 10
     grad_clip: float = 1.0
     select: str = "loss"
     max_steps: int = 0  # 0 = no step cap
     val_every: int = 1  # validate every N epochs; patience counts validations
+    step_epochs: int = 5      # schedule=step: multiply the lr by step_gamma every step_epochs epochs
+    step_gamma: float = 0.1
     # segmentation only (ignored elsewhere): sampling, augmentation and evaluation, the same for every method
     augment: bool = True          # the reference's rot90/flip/rotate augmentation on training slices
     fg_oversample: float = 0.0    # probability of swapping a drawn slice for a foreground slice
@@ -56,7 +58,7 @@ class TrainConfig:
     metric_compat: str = "nnunet"  # empty-mask convention: nnunet [ours] or m4oe (the reference's rules)
 
     def validate(self) -> "TrainConfig":
-        choices = {"optimizer": ("adamw", "adam", "sgd"), "schedule": ("cosine", "constant", "poly"),
+        choices = {"optimizer": ("adamw", "adam", "sgd"), "schedule": ("cosine", "constant", "poly", "step"),
                    "select": ("loss", "primary"), "balance": ("slices", "datasets"),
                    "eval_space": ("original", "preprocessed"), "metric_compat": ("nnunet", "m4oe")}
         for name, allowed in choices.items():
@@ -64,7 +66,9 @@ class TrainConfig:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not one of: {', '.join(allowed)}")
         if not 0.0 <= self.fg_oversample <= 1.0:
             raise ConfigError(f"fg_oversample must be in [0, 1], got {self.fg_oversample}")
-        for name in ("epochs", "batch_size", "val_every"):
+        if not 0.0 < self.step_gamma <= 1.0 or not math.isfinite(self.step_gamma):
+            raise ConfigError(f"step_gamma must be in (0, 1], got {self.step_gamma}")
+        for name in ("epochs", "batch_size", "val_every", "step_epochs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("lr", "weight_decay", "grad_clip", "fg_oversample"):
@@ -77,6 +81,19 @@ class TrainConfig:
 
 
 TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+#: training fields that only exist for one schedule: in the key only when it is chosen, so adding
+#: them kept the keys of every run that does not use it
+SCHEDULE_FIELDS = {"step": ("step_epochs", "step_gamma")}
+
+
+def train_key_fields(tc: TrainConfig) -> dict[str, Any]:
+    """The training protocol as it enters a run's key (docs/identity.md)."""
+    fields = dataclasses.asdict(tc)
+    for schedule, names in SCHEDULE_FIELDS.items():
+        if tc.schedule != schedule:
+            for name in names:
+                fields.pop(name)
+    return fields
 
 #: Segmentation protocol defaults, shared by every segmentation method so the comparison is fair.
 #: They are M4oE's released training setup [code]: SGD (momentum 0.9, wd 1e-4), poly LR
@@ -132,7 +149,7 @@ class RunConfig:
     def key_fields(self) -> dict[str, Any]:
         device = self.device.split(":")[0]
         fields = {"method": self.method, "dataset": self.dataset, "seed": self.seed, "split_seed": self.split_seed,
-                  "preset": self.preset, "hparams": self.hparams, "train": dataclasses.asdict(self.train),
+                  "preset": self.preset, "hparams": self.hparams, "train": train_key_fields(self.train),
                   "device": device, "deterministic": self.deterministic,
                   "threads": self.threads if device == "cpu" else None,
                   "code_version": self.code_version, "data": self.data_fingerprint, "evaluation": self.evaluation}

@@ -310,7 +310,8 @@ def _run_claimed(cfg: RunConfig, store, runs_dir: Path, progress: bool, force: b
         opts = _batch_options(model, data, tc, train=True, workers=cfg.execution.workers(device), device=device)
         eval_opts = _batch_options(model, data, tc)
         epochs = stage_epochs[si]
-        total_steps = epochs * math.ceil(data.epoch_size("train", **opts) / tc.batch_size)
+        steps_per_epoch = math.ceil(data.epoch_size("train", **opts) / tc.batch_size)
+        total_steps = epochs * steps_per_epoch
         total_steps = min(tc.max_steps, total_steps) if tc.max_steps else total_steps
         state, best_weights = StageState(), None
         if si > 0:  # also when resuming inside the stage: load_stage may freeze parameters
@@ -319,7 +320,7 @@ def _run_claimed(cfg: RunConfig, store, runs_dir: Path, progress: bool, force: b
                 raise RuntimeError(f"checkpoint of stage {si - 1} is missing under {ckpt.dir}; rerun with --force")
             state.loaded = model.load_stage(previous["model"], stage)
         opt = make_optimizer(model, tc)
-        sched = make_schedule(opt, tc, total_steps)
+        sched = make_schedule(opt, tc, total_steps, steps_per_epoch)
         scaler = make_scaler(cfg.execution, device)
         if resumed is not None and resumed.get("stage", 0) == si:
             model.load_state_dict(resumed["model"])

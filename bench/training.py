@@ -92,8 +92,13 @@ def make_optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.Optim
     return torch.optim.SGD(params, lr=tc.lr, weight_decay=tc.weight_decay, momentum=0.9)
 
 
-def make_schedule(opt, tc: TrainConfig, total_steps: int):
+def make_schedule(opt, tc: TrainConfig, total_steps: int, steps_per_epoch: int = 1):
+    """The learning-rate multiplier per optimisation step. ``step``: torch's ``StepLR`` stepped once
+    an epoch, as M4oE-MT's released code does (x ``step_gamma`` every ``step_epochs`` epochs)."""
     total_steps = max(1, total_steps)
+    if tc.schedule == "step":
+        per = max(1, steps_per_epoch)
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: tc.step_gamma ** ((step // per) // tc.step_epochs))
     if tc.schedule == "constant":
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     if tc.schedule == "poly":  # (1 - it / max_it)^0.9 per iteration, no warm-up (M4oE / Swin-UNet)

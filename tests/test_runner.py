@@ -177,3 +177,40 @@ def test_ctrl_c_on_a_parallel_sweep_is_one_line_and_resumable(tmp_path):
                            timeout=300)
     assert rerun.returncode == 0 and f"6 jobs planned, {done} already done, {6 - done} run" in rerun.stderr
 
+
+
+def test_step_schedule_is_torchs_steplr_stepped_once_an_epoch():
+    """``schedule=step`` (M4oE-MT's released code: StepLR(step_size=5, gamma=0.1), stepped each epoch)
+    against torch's own StepLR driven the same way."""
+    import torch
+
+    from bench.config import TrainConfig
+    from bench.training import make_schedule
+
+    tc = TrainConfig(schedule="step", step_epochs=2, step_gamma=0.5, lr=1.0).validate()
+    per_epoch, epochs = 3, 7
+    ours_opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    ours = make_schedule(ours_opt, tc, per_epoch * epochs, per_epoch)
+    ref_opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    ref = torch.optim.lr_scheduler.StepLR(ref_opt, step_size=2, gamma=0.5)
+    got, want = [], []
+    for _ in range(epochs):
+        for _ in range(per_epoch):
+            got.append(ours_opt.param_groups[0]["lr"])
+            want.append(ref_opt.param_groups[0]["lr"])
+            ours_opt.step()
+            ours.step()
+        ref_opt.step()
+        ref.step()
+    assert got == pytest.approx(want) and want[-1] == 0.125
+
+
+def test_step_schedule_fields_enter_the_key_only_with_that_schedule():
+    base = build_config("early", "wdbc", preset="tiny")
+    other = build_config("early", "wdbc", preset="tiny", sets={"step_gamma": "0.5"})
+    assert "step_gamma" not in base.key_fields()["train"] and base.key() == other.key()  # no effect, no new key
+    step = build_config("early", "wdbc", preset="tiny", sets={"schedule": "step"})
+    step2 = build_config("early", "wdbc", preset="tiny", sets={"schedule": "step", "step_gamma": "0.5"})
+    assert step.key_fields()["train"]["step_epochs"] == 5 and step.key() != step2.key()
+    with pytest.raises(ConfigError, match="step_gamma"):
+        build_config("early", "wdbc", preset="tiny", sets={"schedule": "step", "step_gamma": "0"})
