@@ -37,15 +37,26 @@ from .hparam_rules import flag, integer, number, one_of
 from .nets.blocks import Block
 from .nets.dense_decoder import PatchGridDecoder
 from .nets.encoders import build_encoder, divisible_heads
-from .nets.moe_layers import SoftMoE, SwitchMoE
+from .nets.moe_layers import SLOT_INPUTS, TASK_COMBINES, SoftMoE, SwitchMoE
 from .registry import register_method
 
 ROUTERS = ("soft", "topk")
 MI_VARIANTS = ("paper", "code")
 SOFT_ROUTER_FORMS = ("l2", "layernorm")
 SEG_SKIPS = ("msoe", "none")
-#: epsilon inside the logarithms of the MI estimates
+VARIANTS = ("paper", "code")
+FUSION_HEADS = ("per-task", "shared")
+FOCAL_NORMS = ("samples", "weights")
+LABEL_MASKS = ("per-task", "all")
+#: epsilon inside the logarithms of the paper's MI estimate
 MI_EPS = 1e-8
+#: the released code's MI: log(P(m,t) / (P(m) P(t)) + 1e-10) (``MutualInformationLoss`` in models_m4oe.py)
+MI_CODE_EPS = 1e-10
+#: what ``variant=code`` sets: the authors' released model and loss (github tangzhengxu2001/m4oe,
+#: models/models_m4oe.py and main.py) in every item where it differs from ``variant=paper``
+#: (docs/m4oe-mt.md "Paper text, released code and the defaults"); it overrides these flags
+CODE = {"slot_input": "normalized", "mtoe_combine": "joint", "fusion_head": "per-task", "norm_eps": 1e-6,
+        "mi_variant": "code", "focal_norm": "samples", "label_mask": "all", "encoder_cls": True, "dropout": 0.0}
 #: whether m4oe-mt predicts per-sample segmentation tasks (the decoder in dense_decoder.py); off until the
 #: harness's dense-task plumbing (targets (N, H, W), Dice metrics) is in the committed tree (it is: commits a55a2ae..b4beef5)
 DENSE_TASKS = True
@@ -53,15 +64,20 @@ DENSE_TASKS = True
 
 # ----------------------------------------------------------------------------------- losses
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
-               gamma: float = 2.0) -> torch.Tensor:
-    """Softmax focal loss, sum_i w_{y_i} (1 - p_i)^gamma (-log p_i) / sum_i w_{y_i}, p_i = softmax(logits_i)[y_i].
+               gamma: float = 2.0, norm: str = "weights") -> torch.Tensor:
+    """Softmax focal loss, sum_i w_{y_i} (1 - p_i)^gamma (-log p_i) / Z, p_i = softmax(logits_i)[y_i].
 
-    Normalised by the summed class weights of the rows, so that at gamma = 0 it equals
-    ``F.cross_entropy(logits, target, weight=weight)`` exactly."""
-    logp = F.log_softmax(logits.float(), dim=-1).gather(1, target.long().unsqueeze(1)).squeeze(1)
+    ``norm="weights"``: Z = sum_i w_{y_i}, so that at gamma = 0 it equals
+    ``F.cross_entropy(logits, target, weight=weight)`` exactly; ``"samples"``: Z = the number of
+    rows, as the released code's ``FocalLoss`` (``loss.mean()``)."""
+    if norm not in FOCAL_NORMS:
+        raise ValueError(f"focal_loss: norm must be one of {FOCAL_NORMS}, got {norm!r}")
+    logp = F.log_softmax(logits if logits.dtype == torch.float64 else logits.float(), dim=-1)
+    logp = logp.gather(1, target.long().unsqueeze(1)).squeeze(1)
     w = torch.ones_like(logp) if weight is None else weight.to(logp)[target.long()]
     mod = (1 - logp.exp()).clamp_min(0) ** gamma if gamma else torch.ones_like(logp)
-    return (w * mod * -logp).sum() / w.sum().clamp_min(1e-12)
+    z = w.sum().clamp_min(1e-12) if norm == "weights" else logp.new_tensor(float(max(1, len(logp))))
+    return (w * mod * -logp).sum() / z
 
 
 def class_weights(counts: tuple[int, ...]) -> torch.Tensor | None:
@@ -97,11 +113,14 @@ def mi_paper(logits: torch.Tensor, keep: torch.Tensor, onehot: torch.Tensor) -> 
     return mi_from_joint(joint)
 
 
-def mi_code(logits: torch.Tensor, keep: torch.Tensor, eps: float = MI_EPS) -> torch.Tensor:
-    """The released code's estimate: per sample I(token; task slot) with experts marginalised, batch mean."""
+def mi_code(logits: torch.Tensor, keep: torch.Tensor, eps: float = MI_CODE_EPS) -> torch.Tensor:
+    """The released code's estimate (``MutualInformationLoss``): per sample I(token; task slot) with
+    experts marginalised, sum_n,t P(n,t) log(P(n,t) / (P(n) P(t)) + 1e-10), **summed** over the
+    batch (so it grows with the batch size). Absent tokens carry no mass and add nothing."""
     p = routing_joint(logits, keep).sum(dim=2)  # (B, N, T)
     pn, pt = p.sum(dim=2, keepdim=True), p.sum(dim=1, keepdim=True)
-    return (p * (torch.log(p + eps) - torch.log(pn + eps) - torch.log(pt + eps))).sum(dim=(1, 2)).mean()
+    ratio = p / (pn * pt).clamp_min(torch.finfo(p.dtype).tiny)  # 0 / 0 of an absent token -> 0, not NaN
+    return (p * torch.log(ratio + eps)).sum()
 
 
 # ----------------------------------------------------------------------------------- blocks
@@ -128,16 +147,18 @@ class MToE(nn.Module):
     routing logits (B, N, E, T) and the auxiliary loss."""
 
     def __init__(self, dim: int, heads: int, experts: int, tasks: int, hidden: int, dropout: float, router: str,
-                 top_k: int, aux_weight: float, soft_router: str):
+                 top_k: int, aux_weight: float, soft_router: str, slot_input: str = "raw", combine: str = "per-task",
+                 norm_eps: float = 1e-5):
         super().__init__()
         self.tasks, self.kind = tasks, router
-        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.norm1, self.norm2 = nn.LayerNorm(dim, eps=norm_eps), nn.LayerNorm(dim, eps=norm_eps)
         from .nets.blocks import Attention
 
         self.attn = Attention(dim, heads, dropout)
         self.drop = nn.Dropout(dropout)
         if router == "soft":
-            self.moe = SoftMoE(dim, experts, tasks, hidden, dropout, router=soft_router, tasks=tasks)
+            self.moe = SoftMoE(dim, experts, tasks, hidden, dropout, router=soft_router, tasks=tasks,
+                               slot_input=slot_input, combine=combine)
         else:
             self.moe = SwitchMoE(dim, experts, top_k, hidden, dropout, aux_weight)
             self.moe.segments = tasks
@@ -200,7 +221,9 @@ class M4oEMT(Method):
                 "patch_size": 0, "msoe": True, "mtoe": True, "msoe_layers": 2, "fusion_layers": 2,
                 "msoe_experts": 32, "mtoe_experts": 128, "fusion_experts": 16, "mlp_ratio": 4.0, "router": "soft",
                 "soft_router": "l2", "top_k": 1, "aux_weight": 0.01, "alpha": 0.05, "mi_variant": "paper",
-                "gamma": 2.0, "class_weighting": True, "seg_skip": "msoe"}
+                "gamma": 2.0, "class_weighting": True, "seg_skip": "msoe", "variant": "paper",
+                "slot_input": "normalized", "mtoe_combine": "per-task", "fusion_head": "per-task", "norm_eps": 1e-6,
+                "focal_norm": "samples", "label_mask": "per-task", "encoder_cls": True}
 
     @classmethod
     def hparam_rules(cls):
@@ -209,7 +232,15 @@ class M4oEMT(Method):
                 "msoe": flag(), "mtoe": flag(), "msoe_layers": integer(1), "msoe_experts": integer(1),
                 "mtoe_experts": integer(1), "fusion_experts": integer(1), "router": one_of(*ROUTERS),
                 "soft_router": one_of(*SOFT_ROUTER_FORMS), "alpha": number(0), "mi_variant": one_of(*MI_VARIANTS),
-                "gamma": number(0), "class_weighting": flag(), "seg_skip": one_of(*SEG_SKIPS)}
+                "gamma": number(0), "class_weighting": flag(), "seg_skip": one_of(*SEG_SKIPS),
+                "variant": one_of(*VARIANTS, note="code = the authors' released model and loss (sets the flags below)"),
+                "slot_input": one_of(*SLOT_INPUTS, note="what Soft-MoE slots mix (normalized needs soft_router=l2)"),
+                "mtoe_combine": one_of(*TASK_COMBINES, note="MToE combine softmax: per task or over all tasks' slots"),
+                "fusion_head": one_of(*FUSION_HEADS, note="post-fusion LayerNorm + Linear per task or shared"),
+                "norm_eps": number(0, lo_open=True, note="epsilon of M4oE-MT's LayerNorms"),
+                "focal_norm": one_of(*FOCAL_NORMS, note="focal loss divided by the number of rows or their class weights"),
+                "label_mask": one_of(*LABEL_MASKS, note="a row counts for a task where that label exists, or only where all do"),
+                "encoder_cls": flag()}
 
     @classmethod
     def search_space(cls, trial):
@@ -235,11 +266,18 @@ class M4oEMT(Method):
 
     def __init__(self, spec, hparams):
         hp = dict(hparams)
-        for key, allowed in (("router", ROUTERS), ("mi_variant", MI_VARIANTS), ("soft_router", SOFT_ROUTER_FORMS)):
+        for key, allowed in (("router", ROUTERS), ("mi_variant", MI_VARIANTS), ("soft_router", SOFT_ROUTER_FORMS),
+                             ("variant", VARIANTS), ("slot_input", SLOT_INPUTS), ("mtoe_combine", TASK_COMBINES),
+                             ("fusion_head", FUSION_HEADS), ("focal_norm", FOCAL_NORMS), ("label_mask", LABEL_MASKS)):
             if hp[key] not in allowed:
                 raise ValueError(f"m4oe-mt: {key}={hp[key]!r} is not one of: {', '.join(allowed)}")
+        if hp["variant"] == "code":
+            hp.update(CODE)
         if not (hp["msoe"] or hp["mtoe"]):
             raise ValueError("m4oe-mt: msoe and mtoe cannot both be off")
+        if hp["slot_input"] == "normalized" and hp["soft_router"] != "l2":
+            raise ValueError("m4oe-mt: slot_input=normalized dispatches the tokens the l2 router normalised; "
+                             "with soft_router=layernorm add --set slot_input=raw")
         super().__init__(spec, hp)
         self.my_tasks = tuple(t for t in spec.tasks if type(self).supports_task(t) is True)
         self.views = spec.modality_names
@@ -254,13 +292,15 @@ class M4oEMT(Method):
             start += self.token_counts[v]
         self.register_buffer("token_onehot", onehot, persistent=False)  # (N, V): token -> view
 
+        eps = float(hp["norm_eps"])
+
         def moe(experts):
             if hp["router"] == "soft":
-                return SoftMoE(d, int(experts), 1, ffn_hidden, drop, router=hp["soft_router"])
+                return SoftMoE(d, int(experts), 1, ffn_hidden, drop, router=hp["soft_router"], slot_input=hp["slot_input"])
             return SwitchMoE(d, int(experts), min(int(hp["top_k"]), int(experts)), ffn_hidden, drop, float(hp["aux_weight"]))
 
         def block(experts):
-            return MoEBlock(d, heads, drop, moe(experts))
+            return MoEBlock(d, heads, drop, moe(experts), norm_eps=eps)
 
         if hp["msoe"]:
             self.msoe = nn.ModuleDict({v: nn.ModuleList([block(hp["msoe_experts"]) for _ in range(int(hp["msoe_layers"]))])
@@ -268,12 +308,18 @@ class M4oEMT(Method):
         t = len(self.my_tasks)
         if hp["mtoe"]:
             self.mtoe = MToE(d, heads, int(hp["mtoe_experts"]), t, ffn_hidden, drop, hp["router"],
-                             min(int(hp["top_k"]), int(hp["mtoe_experts"])), float(hp["aux_weight"]), hp["soft_router"])
+                             min(int(hp["top_k"]), int(hp["mtoe_experts"])), float(hp["aux_weight"]), hp["soft_router"],
+                             slot_input=hp["slot_input"] if hp["router"] == "soft" else "raw",
+                             combine=hp["mtoe_combine"], norm_eps=eps)
         else:
             self.task_tokens = nn.Parameter(0.02 * torch.randn(t, d))
         self.fusion = nn.ModuleList([block(hp["fusion_experts"]) for _ in range(int(hp["fusion_layers"]))])
-        self.fusion_norm = nn.LayerNorm(d)
-        self.fusion_proj = nn.Linear(d, d)
+        if hp["fusion_head"] == "shared":
+            self.fusion_norm = nn.LayerNorm(d, eps=eps)
+            self.fusion_proj = nn.Linear(d, d)
+        else:  # one LayerNorm + Linear per task, as the code's norm1..3 / proj1, proj2, proj7
+            self.fusion_norms = nn.ModuleDict({task.name: nn.LayerNorm(d, eps=eps) for task in self.my_tasks})
+            self.fusion_projs = nn.ModuleDict({task.name: nn.Linear(d, d) for task in self.my_tasks})
         self.heads = nn.ModuleDict()
         self.decoders = nn.ModuleDict()
         for task in self.my_tasks:
@@ -299,15 +345,16 @@ class M4oEMT(Method):
             d = int(hp["hidden"])
             net = VisionTransformer(img_size=size, patch_size=patch, in_chans=modality.shape[0], num_classes=0,
                                     embed_dim=d, depth=max(1, int(hp["layers"])), num_heads=divisible_heads(d, ehp["heads"]),
-                                    class_token=False, global_pool="", drop_rate=float(hp["dropout"]))
+                                    class_token=bool(hp["encoder_cls"]), global_pool="", drop_rate=float(hp["dropout"]))
             return _ViT(net)
         return build_encoder(modality, ehp)
 
     @staticmethod
     def _tokens(encoder, modality) -> int:
-        patch_embed = getattr(getattr(encoder, "net", None), "patch_embed", None)
-        if patch_embed is not None:  # a timm ViT (ours or the shared ViTEncoder): one token per patch
-            return int(patch_embed.num_patches)
+        net = getattr(encoder, "net", None)
+        patch_embed = getattr(net, "patch_embed", None)
+        if patch_embed is not None:  # a timm ViT (ours or the shared ViTEncoder): one token per patch (+ class token)
+            return int(patch_embed.num_patches) + int(getattr(net, "num_prefix_tokens", 0))
         if getattr(encoder, "num_tokens", None):
             return int(encoder.num_tokens)
         if modality.kind == "sequence":
@@ -316,12 +363,16 @@ class M4oEMT(Method):
 
     def _decoder(self, task, d):
         view = self._seg_view(task)
-        n = self.token_counts[view]
+        n = self.token_counts[view] - self._prefix(view)
         shape = self.spec.modality(view).shape
         side = int(round(n ** 0.5))
         if side * side != n:
             raise ValueError(f"m4oe-mt: view {view!r} has {n} tokens, not a square patch grid")
         return PatchGridDecoder(d, (side, side), tuple(shape[-2:]), task.num_classes)
+
+    def _prefix(self, view: str) -> int:
+        """Leading non-patch tokens of a view (a ViT's class token), left out of the patch grid."""
+        return int(getattr(getattr(self.encoders[view], "net", None), "num_prefix_tokens", 0))
 
     def _seg_view(self, task) -> str:
         view = self.spec.params.get("seg_views", {}).get(task.name) if isinstance(self.spec.params, dict) else None
@@ -360,7 +411,12 @@ class M4oEMT(Method):
         for blk in self.fusion:
             f, a, _ = blk(f, fkeep)
             aux_loss = aux_loss + a
-        h = self.fusion_proj(self.fusion_norm(f))[:, 0].view(b, t, -1)
+        if hp["fusion_head"] == "shared":
+            h = self.fusion_proj(self.fusion_norm(f[:, 0])).view(b, t, -1)
+        else:
+            f0 = f[:, 0].view(b, t, -1)
+            h = torch.stack([self.fusion_projs[task.name](self.fusion_norms[task.name](f0[:, k]))
+                             for k, task in enumerate(self.my_tasks)], dim=1)
         preds, out_aux, losses = {}, {}, {}
         for k, task in enumerate(self.my_tasks):
             if task.kind == "segmentation":
@@ -387,20 +443,27 @@ class M4oEMT(Method):
     def _dense(self, task, k, u, s_tokens, x):
         view = self._seg_view(task)
         i = self.views.index(view)
-        start = sum(self.token_counts[v] for v in self.views[:i])
-        tokens = u[:, k, start:start + self.token_counts[view]] if u is not None else x[view]
+        start = sum(self.token_counts[v] for v in self.views[:i]) + self._prefix(view)
+        tokens = u[:, k, start:start - self._prefix(view) + self.token_counts[view]] if u is not None else x[view][:, self._prefix(view):]
         if self.hparams["seg_skip"] == "msoe" and view in s_tokens:
-            tokens = tokens + s_tokens[view]
+            tokens = tokens + s_tokens[view][:, self._prefix(view):]
         return self.decoders[task.name](tokens)
 
     # ---- loss
     def loss(self, output, batch):
         parts: dict[str, torch.Tensor] = {}
+        hp = self.hparams
+        every = None
+        if hp["label_mask"] == "all" and any(t.kind in ("binary", "multiclass") for t in self.my_tasks):
+            # the code's valid_idx: a row counts for the classification tasks only where all their labels exist
+            every = torch.stack([batch["target_mask"][t.name].bool() for t in self.my_tasks
+                                 if t.kind in ("binary", "multiclass")]).all(dim=0)
         for task in self.my_tasks:
             pred, target, mask = output.preds[task.name], batch["targets"][task.name], batch["target_mask"][task.name]
             if task.kind in ("binary", "multiclass"):
+                mask = mask if every is None else mask & every
                 parts[f"task/{task.name}"] = (focal_loss(pred[mask], target[mask], getattr(self, f"cw_{task.name}"),
-                                                         float(self.hparams["gamma"]))
+                                                         float(hp["gamma"]), hp["focal_norm"])
                                               if bool(mask.any()) else pred.sum() * 0.0)
             else:
                 parts[f"task/{task.name}"] = task_loss(task, pred, target, mask)

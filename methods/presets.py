@@ -44,7 +44,7 @@ METHOD_PRESETS: dict[str, dict[str, dict[str, object]]] = {
                   "mtoe_experts": 16, "fusion_experts": 4, "mlp_ratio": 4.0, "dropout": 0.1},
         "paper": {"image_encoder": "vit", "hidden": 768, "layers": 12, "heads": 8, "encoder_heads": 12, "patch_size": 16,
                   "msoe_experts": 32,
-                  "mtoe_experts": 128, "fusion_experts": 16, "mlp_ratio": 4.0, "dropout": 0.1},
+                  "mtoe_experts": 128, "fusion_experts": 16, "mlp_ratio": 4.0, "dropout": 0.0},  # dropout: the code's 0
     },
 }
 
