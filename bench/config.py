@@ -20,11 +20,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+# ConfigError: one error class for a bad value in a command, a suite, a claims file or a folder's
+# dataset.yaml, defined with the lowest reader of such files (datasets/config_files.py)
+from datasets.config_files import ConfigError  # noqa: F401
+
 from .execution import Execution
-
-
-class ConfigError(ValueError):
-    """A bad configuration value; the message names the field and the valid choices."""
 
 
 @dataclass

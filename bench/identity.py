@@ -24,14 +24,18 @@ import functools
 import hashlib
 import importlib.metadata
 import json
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+# the fingerprints of file lists live with the data readers that report them
+# (datasets/fingerprints.py); re-exported here, where the job key is put together
+from datasets.fingerprints import cached_content_fingerprint, content_fingerprint, files_fingerprint  # noqa: F401
 
 #: bench's own top-level packages; imports of anything else are library imports (versioned below)
 PACKAGES = ("bench", "methods", "datasets", "results")
 #: modules that import every method/dataset only to register them (not followed)
-HUBS = frozenset({"methods.builtin", "datasets.builtin"})
+HUBS = frozenset({"methods.builtin", "datasets.builtin", "methods.table", "datasets.table", "methods.table_build",
+                  "datasets.table_build"})
 #: modules that only persist runs, coordinate workers or accept/refuse configurations: they never
 #: compute a number, so editing them does not make stored runs stale (not followed; the profiler
 #: test allows them)
@@ -141,56 +145,6 @@ def _code_fingerprint(modules: tuple[str, ...]) -> str:
         h.update(f"{name}\0{_file_digest(path, st.st_size, st.st_mtime_ns)}\n".encode())
     h.update(json.dumps(library_versions(), sort_keys=True).encode())
     return h.hexdigest()[:16]
-
-
-def files_fingerprint(files: Iterable[os.PathLike | str], root: os.PathLike | str | None = None) -> str:
-    """``<n>:<hash>`` of the names (relative to ``root``), sizes and modification times of ``files``.
-
-    Cheap (one ``stat`` per file), and any rewrite of a file changes it; a missing file is an
-    error for the caller to report, so it raises ``FileNotFoundError`` naming the file."""
-    rows = []
-    base = Path(root) if root is not None else None
-    for f in files:
-        p = Path(f)
-        st = p.stat()
-        name = str(p.relative_to(base)) if base is not None and p.is_relative_to(base) else p.name
-        rows.append((name, st.st_size, st.st_mtime_ns))
-    rows.sort()
-    return f"{len(rows)}:{hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]}"
-
-
-def _content_rows(files: Iterable[os.PathLike | str], root: os.PathLike | str | None) -> tuple[list, int]:
-    """(sorted (relative name, sha256) rows of ``files``, bytes read now): the content hashes come
-    from ``datasets.file_hashes``, so a file is read once, whichever fingerprint asks."""
-    from datasets.file_hashes import file_sha256, save_hashes  # the cache lives with the data readers
-
-    base = Path(root) if root is not None else None
-    rows, read = [], 0
-    for f in files:
-        p = Path(f)
-        digest, fresh = file_sha256(p)
-        read += p.stat().st_size if fresh else 0
-        name = str(p.relative_to(base)) if base is not None and p.is_relative_to(base) else p.name
-        rows.append((name, digest))
-    save_hashes()
-    rows.sort()
-    return rows, read
-
-
-def content_fingerprint(files: Iterable[os.PathLike | str], root: os.PathLike | str | None = None) -> str:
-    """``sha256:<hash>`` over the relative names and full contents of ``files`` (the whole hash,
-    to compare copies of a dataset across machines)."""
-    rows, _ = _content_rows(files, root)
-    return "sha256:" + hashlib.sha256(json.dumps(rows).encode()).hexdigest()
-
-
-def cached_content_fingerprint(files: Iterable[os.PathLike | str], root: os.PathLike | str | None = None
-                               ) -> tuple[str, int]:
-    """(``<n>:<hash>`` over the relative names and content hashes of ``files``, bytes read now):
-    the data part of a job key. Unchanged files cost a ``stat`` (their hash is cached); a missing
-    file raises ``FileNotFoundError`` naming it."""
-    rows, read = _content_rows(files, root)
-    return f"{len(rows)}:{hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]}", read
 
 
 def data_fingerprint(dataset: str, data_root: str | None = None) -> str | None:

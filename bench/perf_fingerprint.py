@@ -1,6 +1,6 @@
 """``bench perf fingerprint``: what the content fingerprint of a job's data costs.
 
-A job key holds the SHA-256 of every input file (``bench.identity.cached_content_fingerprint``),
+A job key holds the SHA-256 of every input file (``datasets.fingerprints.cached_content_fingerprint``, re-exported by ``bench.identity``),
 cached by path, size, modification and change time and inode. This measures, per dataset: the
 first (cold) hash, which reads every byte; the warm call (the cache hit every later job and sweep
 pays: one ``stat`` per file); and the stat-only fingerprint used before, for comparison. Two

@@ -40,7 +40,7 @@ def check_named(full: str, data_root: str | None = None, split_seed: int = 0) ->
         return [str(exc)], None
     summary = summarize_data(data)
     if entry.input_files is not None:
-        from bench.identity import cached_content_fingerprint
+        from .fingerprints import cached_content_fingerprint
 
         files, root = entry.input_files(data_root, variant)
         summary.update(files=len(files), fingerprint=cached_content_fingerprint(files, root)[0])

@@ -64,7 +64,7 @@ def check_folder(path: str | Path, split_seed: int = 0) -> tuple[list[str], dict
     except Exception as exc:  # DatasetNotFound and the like: one line
         return [str(exc)], None
     summary = summarize_data(data)
-    from bench.identity import cached_content_fingerprint
+    from ..fingerprints import cached_content_fingerprint
 
     files, root = folder_files(None, str(path))
     summary.update(files=len(files), fingerprint=cached_content_fingerprint(files, root)[0])

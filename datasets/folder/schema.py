@@ -116,7 +116,7 @@ class _Collector:
         return f"{YAML_NAME} line {line}" if line else YAML_NAME
 
     def add(self, fieldname: str, problem: str, todo: str) -> None:
-        from bench.yaml_files import field_error
+        from ..config_files import field_error
 
         # field_error's ConfigError text is "<kind> file <where>: <field>: <problem>; <todo>"
         self.problems.append(str(field_error("dataset", self.where(fieldname), fieldname, problem, todo))
@@ -129,7 +129,7 @@ class _Collector:
 
 
 def _text(c: _Collector, raw: dict, key: str, prefix: str, required: bool = False) -> str | None:
-    from bench.yaml_files import describe
+    from ..config_files import describe
 
     fieldname = f"{prefix}.{key}" if prefix else key
     value = raw.get(key)
@@ -144,7 +144,7 @@ def _text(c: _Collector, raw: dict, key: str, prefix: str, required: bool = Fals
 
 
 def _names(c: _Collector, raw: dict, key: str, prefix: str) -> tuple[str, ...] | None:
-    from bench.yaml_files import describe
+    from ..config_files import describe
 
     value = raw.get(key)
     fieldname = f"{prefix}.{key}"
@@ -176,7 +176,7 @@ def _entry(c: _Collector, raw: Any, prefix: str, seen: set[str], what: str, keys
            example: str) -> tuple[str | None, str | None] | None:
     """The part every modality / task entry shares: a mapping with known keys, a unique name and a
     known kind. Returns (name, kind), each None when bad (reported), or None when not a mapping."""
-    from bench.yaml_files import describe
+    from ..config_files import describe
 
     if not isinstance(raw, dict):
         c.add(prefix, f"must be a mapping, got {describe(raw)}", f"write {example}")
@@ -191,7 +191,7 @@ def _entry(c: _Collector, raw: Any, prefix: str, seen: set[str], what: str, keys
 
 
 def _modality(c: _Collector, raw: Any, i: int, seen: set[str]) -> ModalityDecl | None:
-    from bench.yaml_files import describe
+    from ..config_files import describe
 
     prefix = f"modalities[{i}]"
     head = _entry(c, raw, prefix, seen, "modality", MODALITY_KEYS, MODALITY_KINDS,
@@ -251,7 +251,7 @@ def _modality(c: _Collector, raw: Any, i: int, seen: set[str]) -> ModalityDecl |
 
 
 def _task(c: _Collector, raw: Any, i: int, seen: set[str]) -> TaskDecl | None:
-    from bench.yaml_files import describe
+    from ..config_files import describe
 
     prefix = f"tasks[{i}]"
     head = _entry(c, raw, prefix, seen, "task", TASK_KEYS, FOLDER_TASK_KINDS, "{name: ..., kind: ..., label: ...}")
@@ -324,8 +324,7 @@ def parse_schema(folder: str | Path) -> tuple[FolderSchema | None, list[str]]:
     """Read ``folder/dataset.yaml``: the declarations that are valid, and every problem found.
 
     The schema is None only when nothing can be read (no file, a YAML syntax error, not a mapping)."""
-    from bench.config import ConfigError
-    from bench.yaml_files import describe, load_yaml_file
+    from ..config_files import ConfigError, describe, load_yaml_file
 
     path = Path(folder) / YAML_NAME
     if not path.is_file():
