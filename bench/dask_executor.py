@@ -73,15 +73,15 @@ def _identity_mismatch(job: RunConfig) -> str | None:
     import socket
 
     from datasets import canonical_name, parse_name
-    from methods import parse_method
+    from methods import method_info
 
     from . import __version__
     from .identity import code_fingerprint
     from .jobs import _data_fingerprint
 
-    cls, _ = parse_method(job.method)
+    cls, _ = method_info(job.method)
     entry, _ = parse_name(job.dataset)
-    code = f"{__version__}+{code_fingerprint([cls.__module__, entry.builder.__module__])}"
+    code = f"{__version__}+{code_fingerprint([cls.module, entry.builder.__module__])}"
     if code != job.code_version:
         return (f"worker {socket.gethostname()} runs other code ({code}, the sweep has {job.code_version}); "
                 "install the same bench there")

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from datasets import MultimodalData, canonical_name, load_dataset, parse_name
-from methods import check_hparams, parse_method, resolve_hparams
+from datasets import canonical_name, load_dataset, parse_name
+from methods import check_hparams, method_info, resolve_hparams
 
 from . import __version__
 from .config import SEG_EPOCHS_BY_PRESET, SEG_TRAIN_DEFAULTS, ConfigError, RunConfig, TrainConfig, split_overrides
 from .execution import Execution, ExecutionError
 from .identity import code_fingerprint, data_fingerprint
+
+if TYPE_CHECKING:
+    from datasets import MultimodalData
 
 #: seeds go to NumPy's legacy seeding, which takes 0 .. 2**32 - 1
 MAX_SEED = 2 ** 32 - 1
@@ -34,7 +36,7 @@ def load_data(dataset: str, split_seed: int, data_root: str | None, cache_dir: s
     ``cache_dir`` parameter) write into and reuse ``cache_dir``."""
     entry, _ = parse_name(dataset)
     options = {} if entry.embedded else {"data_root": data_root}
-    if entry.segmentation or "cache_dir" in inspect.signature(entry.builder).parameters:
+    if entry.segmentation or entry.takes_cache_dir:
         options["cache_dir"] = cache_dir
     return load_dataset(dataset, split_seed, **options)
 
@@ -94,7 +96,7 @@ def build_config(method: str, dataset: str, seed: int = 0, split_seed: int = 0, 
     _check_seed("split_seed", split_seed)
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
-    cls, from_name = parse_method(method)
+    cls, from_name = method_info(method)  # the static table: no method module is imported to plan a job
     defaults = cls.defaults()
     train_over, hp_over = split_overrides(sets or {}, defaults)
     unknown = sorted(set(hparams or {}) - set(defaults))
@@ -121,7 +123,7 @@ def build_config(method: str, dataset: str, seed: int = 0, split_seed: int = 0, 
     cfg = RunConfig(method=name, dataset=full, seed=seed, split_seed=split_seed, preset=preset, hparams=hparams,
                     train=tc, device=device, deterministic=deterministic, data_root=data_root,
                     threads=(threads or default_threads()) if device.startswith("cpu") else None,
-                    code_version=f"{__version__}+{code_fingerprint([cls.__module__, entry.builder.__module__])}",
+                    code_version=f"{__version__}+{code_fingerprint([cls.module, entry.builder.__module__])}",
                     data_fingerprint=_data_fingerprint(full, data_root), purpose=purpose, execution=execution)
     cfg.label_fields = label_fields(cls, cfg, protocol)
     return cfg

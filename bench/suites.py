@@ -216,7 +216,7 @@ def _names(raw: dict, key: str, where: str, fieldname: str) -> tuple[str, ...]:
 
 def _parse_entry(raw: Any, where: str, fieldname: str) -> SuiteEntry:
     from datasets import DatasetError, parse_name
-    from methods import PRESETS, UnknownMethod, parse_method
+    from methods import PRESETS, UnknownMethod, method_info
 
     from .config import TrainConfig, coerce
     from .jobs import MAX_SEED
@@ -229,7 +229,7 @@ def _parse_entry(raw: Any, where: str, fieldname: str) -> SuiteEntry:
     classes = {}
     for m in methods:
         try:
-            classes[m] = parse_method(m)[0]
+            classes[m] = method_info(m)[0]  # the static table: a suite is checked without importing methods
         except UnknownMethod as exc:
             raise _fail(where, f"{fieldname}.methods", str(exc).rstrip("."), "see `bench list methods`") from None
     datasets = _names(raw, "datasets", where, fieldname)

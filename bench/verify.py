@@ -195,7 +195,7 @@ def _min_seeds(raw: Any, default: int, where: str, fieldname: str) -> int:
 
 
 def _side(raw: Any, where: str, fieldname: str, unregistered: dict[str, str]) -> Side:
-    from methods import UnknownMethod, parse_method
+    from methods import UnknownMethod, method_info
 
     if isinstance(raw, str):
         raw = {"name": raw}
@@ -210,7 +210,7 @@ def _side(raw: Any, where: str, fieldname: str, unregistered: dict[str, str]) ->
     if name == "single":
         raise _fail(where, fieldname, "'single' stands for every modality", "name one, e.g. single:left")
     try:
-        cls, _ = parse_method(name)
+        cls, _ = method_info(name)
     except UnknownMethod as exc:
         raise _fail(where, fieldname, str(exc).rstrip("."), "see `bench list methods`, or declare it under "
                     "unregistered.methods") from None

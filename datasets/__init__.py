@@ -10,7 +10,11 @@ Layout: the contract and the shared machinery at the top (``spec``, ``data``, ``
 read from the data root), ``folder/`` (a user's own table and files), ``segmentation/`` (the 3-D
 segmentation track: nnU-Net folders, official layouts, preprocessing).
 """
-from .data import SPLITS, MultimodalData
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from .registry import UnknownDataset, canonical_name, dataset_entries, load_dataset, parse_name, register_dataset
 from .spec import (
                    MODALITY_KINDS,
@@ -30,3 +34,14 @@ __all__ = [
     "register_dataset", "UnknownDataset", "DatasetError", "DatasetFormatError", "DatasetNotFound", "DatasetSpec",
     "ModalitySpec", "TaskSpec", "MODALITY_KINDS", "TASK_KINDS",
 ]
+
+#: names that need torch (``data``), imported on first use so that naming and listing import no torch
+_LAZY = {"MultimodalData": ".data", "SPLITS": ".data"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,12 +19,25 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
-from .seg_base import LOSS_GRANULARITIES, parse_ints
-
 if TYPE_CHECKING:
     from .base import Method
 
 KINDS = ("int", "float", "bool", "str", "ints")
+#: segmentation loss forms (methods.seg_base): per sample or over the pooled group of a batch
+LOSS_GRANULARITIES = ("sample", "group")
+
+
+def parse_ints(value: str | int | tuple | list, name: str) -> tuple[int, ...]:
+    """hparams such as ``depths`` are strings ("2,2,2,2") so ``--set depths=1,1,1,1`` works."""
+    if isinstance(value, (tuple, list)):
+        return tuple(int(v) for v in value)
+    try:
+        out = tuple(int(v) for v in str(value).replace(" ", "").split(",") if v)
+    except ValueError:
+        raise ValueError(f"{name}={value!r}: expected comma-separated integers, e.g. 2,2,2,2") from None
+    if not out:
+        raise ValueError(f"{name}={value!r}: expected comma-separated integers")
+    return out
 
 
 @dataclass(frozen=True)

@@ -233,14 +233,9 @@ class M4oEMT(Method):
                 "mtoe_experts": integer(1), "fusion_experts": integer(1), "router": one_of(*ROUTERS),
                 "soft_router": one_of(*SOFT_ROUTER_FORMS), "alpha": number(0), "mi_variant": one_of(*MI_VARIANTS),
                 "gamma": number(0), "class_weighting": flag(), "seg_skip": one_of(*SEG_SKIPS),
-                "variant": one_of(*VARIANTS, note="code = the authors' released model and loss (sets the flags below)"),
-                "slot_input": one_of(*SLOT_INPUTS, note="what Soft-MoE slots mix (normalized needs soft_router=l2)"),
-                "mtoe_combine": one_of(*TASK_COMBINES, note="MToE combine softmax: per task or over all tasks' slots"),
-                "fusion_head": one_of(*FUSION_HEADS, note="post-fusion LayerNorm + Linear per task or shared"),
-                "norm_eps": number(0, lo_open=True, note="epsilon of M4oE-MT's LayerNorms"),
-                "focal_norm": one_of(*FOCAL_NORMS, note="focal loss divided by the number of rows or their class weights"),
-                "label_mask": one_of(*LABEL_MASKS, note="a row counts for a task where that label exists, or only where all do"),
-                "encoder_cls": flag()}
+                "variant": one_of(*VARIANTS), "slot_input": one_of(*SLOT_INPUTS), "mtoe_combine": one_of(*TASK_COMBINES),
+                "fusion_head": one_of(*FUSION_HEADS), "norm_eps": number(0, lo_open=True),
+                "focal_norm": one_of(*FOCAL_NORMS), "label_mask": one_of(*LABEL_MASKS), "encoder_cls": flag()}
 
     @classmethod
     def search_space(cls, trial):

@@ -33,13 +33,13 @@ import torch.nn.functional as F
 from datasets.spec import DatasetSpec
 
 from .base import Method, Output
+from .hparam_rules import LOSS_GRANULARITIES, parse_ints  # noqa: F401  (re-exported: unet, swinunet, unet3d)
 from .losses import pixel_cross_entropy
 
 DICE_SMOOTH = 1e-5
 
 
 #: how the loss is reduced: per sample then averaged over the batch [code], or pooled per domain group
-LOSS_GRANULARITIES = ("sample", "group")
 
 
 def dice_loss(logits: torch.Tensor, label: torch.Tensor, smooth: float = DICE_SMOOTH,
@@ -80,19 +80,6 @@ def seg_loss(logits: torch.Tensor, label: torch.Tensor, ce_weight: float, dice_w
     """(weighted CE, weighted Dice) of one domain group."""
     return (ce_weight * cross_entropy(logits, label, per_sample),
             dice_weight * dice_loss(logits, label, per_sample=per_sample))
-
-
-def parse_ints(value: str | int | tuple | list, name: str) -> tuple[int, ...]:
-    """hparams such as ``depths`` are strings ("2,2,2,2") so ``--set depths=1,1,1,1`` works."""
-    if isinstance(value, (tuple, list)):
-        return tuple(int(v) for v in value)
-    try:
-        out = tuple(int(v) for v in str(value).replace(" ", "").split(",") if v)
-    except ValueError:
-        raise ValueError(f"{name}={value!r}: expected comma-separated integers, e.g. 2,2,2,2") from None
-    if not out:
-        raise ValueError(f"{name}={value!r}: expected comma-separated integers")
-    return out
 
 
 class SegMethod(Method):
