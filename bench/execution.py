@@ -19,12 +19,13 @@ import dataclasses
 import functools
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}  # torch dtypes by name: torch loads when a job runs
 #: most DataLoader workers ``data_workers=None`` (auto) picks on a GPU
 AUTO_WORKERS_MAX = 8
 
@@ -72,6 +73,8 @@ class Execution:
 
 def tf32_active(ex: Execution, device: torch.device, deterministic: bool) -> bool:
     """Whether TF32 is used: allowed, fp32, not deterministic, CUDA with compute capability >= 8."""
+    import torch
+
     if not ex.tf32 or ex.precision != "fp32" or deterministic or device.type != "cuda":
         return False
     return torch.cuda.get_device_capability(device)[0] >= 8
@@ -80,6 +83,8 @@ def tf32_active(ex: Execution, device: torch.device, deterministic: bool) -> boo
 def configure_matmul(ex: Execution, device: torch.device, deterministic: bool) -> bool:
     """Set torch's process-wide TF32 switches for this job (every job sets them, so one job's
     choice never leaks into the next in a sweep); returns whether TF32 is on."""
+    import torch
+
     on = tf32_active(ex, device, deterministic)
     if hasattr(torch.backends.cuda.matmul, "fp32_precision"):   # torch >= 2.9; mixing in the old switches warns
         torch.backends.cuda.matmul.fp32_precision = "tf32" if on else "ieee"
@@ -92,6 +97,8 @@ def configure_matmul(ex: Execution, device: torch.device, deterministic: bool) -
 
 def check_device(ex: Execution, device: torch.device) -> None:
     """Refuse what the device cannot do, before anything runs."""
+    import torch
+
     if ex.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ExecutionError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bf16 support; "
                              "use fp16 or fp32")
@@ -99,19 +106,25 @@ def check_device(ex: Execution, device: torch.device) -> None:
 
 def autocast(ex: Execution, device: torch.device):
     """The autocast context of the job's precision (a no-op for fp32)."""
+    import torch
+
     if ex.precision == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=_DTYPES[ex.precision])
+    return torch.autocast(device.type, dtype=getattr(torch, _DTYPES[ex.precision]))
 
 
 def make_scaler(ex: Execution, device: torch.device) -> torch.amp.GradScaler | None:
     """A loss scaler for fp16 training (fp16 gradients underflow without one); None otherwise."""
+    import torch
+
     if ex.precision != "fp16":
         return None
     return torch.amp.GradScaler(device.type)
 
 
 def _to_float32(value: Any) -> Any:
+    import torch
+
     if torch.is_tensor(value):
         return value.float() if value.is_floating_point() and value.dtype != torch.float32 else value
     if isinstance(value, dict):
@@ -125,6 +138,8 @@ def _to_float32(value: Any) -> Any:
 
 
 def _channels_last_inputs(batch: dict) -> dict:
+    import torch
+
     inputs = batch.get("inputs") if isinstance(batch, dict) else None
     if not isinstance(inputs, dict):
         return batch
@@ -138,6 +153,8 @@ def prepare_model(model: torch.nn.Module, ex: Execution, device: torch.device) -
     the forward under autocast with float32 outputs, and ``torch.compile`` last. The state dict's
     keys are unchanged (``Module.compile`` compiles the call in place), so checkpoints stay
     interchangeable between options."""
+    import torch
+
     if ex.channels_last:
         model.to(memory_format=torch.channels_last)
     if ex.precision != "fp32" or ex.channels_last:
@@ -152,7 +169,10 @@ def prepare_model(model: torch.nn.Module, ex: Execution, device: torch.device) -
             return _to_float32(out)
 
         model.forward = run
-    if ex.compile:
+    if ex.compile:   # inductor's determinism flag, which bench.seeding leaves to the compiling job
+        import torch._inductor.config as inductor_config
+
+        inductor_config.deterministic = torch.are_deterministic_algorithms_enabled()
         model.compile()
     return model
 

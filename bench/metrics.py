@@ -50,7 +50,6 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.special import expit, log_softmax
-from scipy.stats import pearsonr
 from sklearn import metrics as skm
 
 from datasets.spec import TaskSpec
@@ -191,6 +190,8 @@ def _regression(task: TaskSpec, pred: np.ndarray, y: np.ndarray) -> tuple[dict[s
             "abs_error": np.abs(err), "probs": [[] for _ in range(n)]}
     if n == 0:
         return dict.fromkeys(_metric_names(task), NAN), cols
+    from scipy.stats import pearsonr  # scipy.stats takes 1.3 s to import: only regression tasks pay it
+
     mse = float(np.mean(err**2))
     constant = n < 2 or np.ptp(pred) == 0 or np.ptp(y) == 0
     out = {"mae": np.abs(err).mean(), "rmse": np.sqrt(mse),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import sys
 import warnings
 
 import numpy as np
@@ -35,7 +36,12 @@ def configure_determinism(enabled: bool) -> None:
     if set before CUDA initialises: ``bench/__init__.py`` sets it at import, this is a fallback."""
     if enabled:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    if hasattr(torch._C, "_set_deterministic_algorithms") and "torch._inductor.config" not in sys.modules:
+        # what torch.use_deterministic_algorithms does, less importing torch._inductor (2 s of every
+        # job's start) to set its compile flag: bench.execution.prepare_model sets that flag when it compiles
+        torch._C._set_deterministic_algorithms(enabled, warn_only=True)
+    else:
+        torch.use_deterministic_algorithms(enabled, warn_only=True)
     torch.backends.cudnn.deterministic = enabled
     torch.backends.cudnn.benchmark = not enabled
 

@@ -271,3 +271,25 @@ def test_cublas_workspace_config_set_at_import():
     env["CUBLAS_WORKSPACE_CONFIG"] = ":16:8"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ":16:8"
+
+
+def test_determinism_switch_skips_inductor_until_a_job_compiles():
+    """configure_determinism sets what torch.use_deterministic_algorithms sets, without importing
+    torch._inductor (2 s of every job's start); a compiling job sets inductor's flag itself."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\n"
+            "from bench.seeding import configure_determinism\n"
+            "configure_determinism(True)\n"
+            "assert torch.are_deterministic_algorithms_enabled()\n"
+            "assert torch.is_deterministic_algorithms_warn_only_enabled()\n"
+            "assert 'torch._inductor.config' not in sys.modules\n"
+            "from bench.execution import Execution, prepare_model\n"
+            "prepare_model(torch.nn.Linear(2, 2), Execution(compile=True), torch.device('cpu'))\n"
+            "import torch._inductor.config as ic\n"
+            "assert ic.deterministic is True\n"
+            "configure_determinism(False)\n"
+            "assert not torch.are_deterministic_algorithms_enabled() and ic.deterministic is False\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-1500:]
