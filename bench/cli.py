@@ -24,6 +24,8 @@ EPILOGS = {
     "list": """examples:
   python -m bench list              methods, datasets and suites
   python -m bench list datasets     datasets only
+  python -m bench list methods      each method's hparams: meaning, allowed values, value per preset
+  python -m bench list --update-tables   rewrite the static method/dataset tables after adding one
   python -m bench list --update-readme README.md   refresh the README's generated tables""",
     "run": """examples:
   python -m bench run --method attention --dataset digits-halves
@@ -62,6 +64,7 @@ both give the same keys and results. Remote workers need the same bench code, th
 same --data-root paths, and a store they can all reach (PostgreSQL).
 
 A sweep skips jobs already in the store; rerun the same command to resume an interrupted sweep.
+It ends with bench leaderboard's board of its own jobs (--format text, the default, md, csv or json).
 Several sweeps may share one store (terminals or machines, e.g. --store postgresql://...): each
 job is claimed before it runs, so no job runs twice; a dead worker's claim expires.
 A job is stale when the store holds it for other code or data (its key changed).""",
@@ -86,6 +89,7 @@ budget: rerunning with a larger N runs only the missing trials; workers sharing 
   python -m bench perf leaderboard                  bench leaderboard over 10,000 synthetic runs
   python -m bench perf leaderboard --runs 1000 --reps 3
   python -m bench perf fingerprint                  content-hash cost: largest embedded dataset, a 1 GiB folder
+  python -m bench perf startup                      wall time and peak RSS of --help, list, a tiny run, an empty board
   python -m bench perf m4oe                         data pipeline slices/s per worker, training data-wait share
   python -m bench perf m4oe --device cuda --preset paper --precision bf16 --train-workers 8
 
@@ -165,7 +169,8 @@ prints per metric and test the false-positive rate with its simulation error, th
 leaderboard column of 4 identical configurations, and how often an A/A claim is supported or
 refuted (docs/statistics.md, "Calibration").""",
     "leaderboard": """examples:
-  python -m bench leaderboard
+  python -m bench leaderboard                     plain-text tables for the terminal
+  python -m bench leaderboard --format md         the same tables as Markdown (--out FILE: md by default)
   python -m bench leaderboard --dataset wdbc --format csv --out wdbc.csv
   python -m bench leaderboard --store postgresql://user@host/bench --format json
   python -m bench leaderboard --suite quick --all-versions
@@ -187,8 +192,8 @@ per column bold and second underlined; --cost adds parameter and training-time c
 html: one self-contained page (no network) with sortable tables, critical-difference diagrams,
 per-dataset seed plots, metric-vs-cost scatters and routing-weight summaries.
 
-Statistics (md, latex, html; --no-tests skips them): † marks a configuration significantly worse
-than the best of its column (paired per-case test, Holm-corrected per column, --alpha); csv/json
+Statistics (text, md, latex, html; --no-tests skips them): † marks a configuration significantly
+worse than the best of its column (paired per-case test, Holm-corrected per column, --alpha); csv/json
 get worse_than_best, p_adjusted, test and a 95% bootstrap CI (ci_low, ci_high, ci_over = cases or
 seeds). --ci shows mean [CI] in the tables. Single-modality baselines: one row per dataset, the
 single:<modality> with the best validation primary metric, labelled "best single (<modality>)"
@@ -197,7 +202,10 @@ comparison of every configuration with METHOD (docs/results.md).
 
 --robustness: per configuration the test metric intact, with each modality removed (-m) and with
 Gaussian noise on each modality (m~s, s x the modality's training std); every multimodal run
-stores these (docs/protocol.md "Robustness"); md, csv, json, or html with plots.""",
+stores these (docs/protocol.md "Robustness"); text, md, csv, json, or html with plots.
+
+The board is built in one place, results/pipeline.py: bench sweep's closing board is the same one,
+restricted to the sweep's jobs.""",
 }
 
 
@@ -275,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--markdown", action="store_true", help="print the README's registry tables")
     p.add_argument("--update-readme", metavar="PATH", help="rewrite the registry tables in this README")
+    p.add_argument("--update-tables", action="store_true",
+                   help="rewrite methods/table.py and datasets/table.py from the classes and registrations "
+                        "(after adding or changing a method or dataset)")
 
     p = sub.add_parser("run", help="run one job (method x dataset x seed)", epilog=EPILOGS["run"], formatter_class=fmt)
     p.add_argument("--method", required=True, help="method name, e.g. attention or single:<modality>")
@@ -304,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "also sets the threads per job, cores // workers")
     p.add_argument("--retry-failed", action="store_true", help="rerun jobs recorded as failed")
     p.add_argument("--no-leaderboard", action="store_true", help="do not print the leaderboard at the end")
+    p.add_argument("--format", default="text", choices=("text", "md", "csv", "json"),
+                   help="format of the closing leaderboard, as in bench leaderboard (default text)")
     p.add_argument("--tuned", action="store_true",
                    help="tune each method x dataset first (bench tune, --trials each), then run the best configuration "
                         "over the seeds, labelled 'method (tuned)'")
@@ -342,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("perf", help="performance benchmark of a method's implementations", epilog=EPILOGS["perf"],
                        formatter_class=fmt)
-    p.add_argument("target", nargs="?", choices=("i2moe", "leaderboard", "m4oe", "fingerprint"), help="what to benchmark")
+    p.add_argument("target", nargs="?", choices=("i2moe", "leaderboard", "m4oe", "fingerprint", "startup"),
+                   help="what to benchmark")
     p.add_argument("--size-mb", type=positive_int, default=1024,
                    help="fingerprint: MiB of the generated folder (default 1024)")
     p.add_argument("--method", help="same as the target (kept for `--method i2moe`)")
@@ -445,8 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("leaderboard", help="mean ± std over seeds from the run store", epilog=EPILOGS["leaderboard"],
                        formatter_class=fmt)
-    p.add_argument("--format", default="md", choices=("md", "latex", "html", "csv", "json"),
-                   help="output format (default md)")
+    p.add_argument("--format", default=None, choices=("text", "md", "latex", "html", "csv", "json"),
+                   help="output format (default: text, plain tables for a terminal; md with --out)")
     p.add_argument("--out", help="write to this file instead of stdout")
     p.add_argument("--metric", action="append", help="only these metrics (repeatable)")
     p.add_argument("--fragment", action="store_true", help="latex: only the table environments, no preamble")
@@ -487,9 +501,13 @@ def _store(args):
 
 
 def cmd_list(args) -> int:
-    from datasets import dataset_entries
-    from methods import method_classes
+    if args.update_tables:
+        from datasets.table_build import write_table as write_datasets
+        from methods.table_build import write_table as write_methods
 
+        for what, write in (("methods/table.py", write_methods), ("datasets/table.py", write_datasets)):
+            print(f"{what}: {'updated' if write() else 'already up to date'}", file=sys.stderr)
+        return 0
     if args.markdown or args.update_readme:
         from .docs import registry_tables, update_readme
 
@@ -500,9 +518,13 @@ def cmd_list(args) -> int:
             print(registry_tables())
         return 0
     out = {}
-    if args.what in (None, "methods"):
-        out["methods"] = [{"name": c.name, "description": c.description, "defaults": c.defaults()} for c in method_classes()]
+    if args.what in (None, "methods"):   # from the static table: imports no method, no torch
+        from .listing import method_rows
+
+        out["methods"] = method_rows()
     if args.what in (None, "datasets"):
+        from datasets import dataset_entries
+
         out["datasets"] = [{"name": e.name, "description": e.description, "variants": list(e.variants),
                             "embedded": e.embedded, "open_variant": e.open_variant} for e in dataset_entries()]
     if args.what in (None, "suites"):
@@ -515,14 +537,17 @@ def cmd_list(args) -> int:
     if args.json:
         print(json.dumps(out))
         return 0
+    from .listing import hparam_lines
+
     for section, items in out.items():
         print(f"{section}:")
         for it in items:
             extra = f" [variants: {', '.join(it['variants'])}]" if it.get("variants") else ""
             extra += "" if it.get("embedded", True) else (" [path after ':']" if it.get("open_variant") else " [needs --data-root]")
             print(f"  {it['name']:<16} {it['description']}{extra}")
-            if "defaults" in it:
-                print(f"  {'':<16} hparams: {', '.join(f'{k}={v}' for k, v in it['defaults'].items())}")
+            if "hparams" in it:
+                for line in hparam_lines(it["hparams"]):
+                    print(f"  {'':<16} {line}")
             for entry in it.get("entries", []):
                 print(f"  {'':<16} - {entry['summary']}")
     return 0
@@ -693,10 +718,10 @@ def cmd_sweep(args) -> int:
                   f"  tuned {method} on {dataset}: no complete trial", file=sys.stderr)
         for line in tuning.problems:
             print(f"  not run: {line}", file=sys.stderr)
-    if not args.no_leaderboard:
-        from results import leaderboard, load_results
+    if not args.no_leaderboard:   # the board bench leaderboard prints, restricted to this sweep's jobs
+        from results.pipeline import BoardOptions, build_board, render_board
 
-        print(leaderboard(load_results(store, split="test", headline_only=True, keys={j.key() for j in jobs})))
+        print(render_board(build_board(store, BoardOptions(keys={j.key() for j in jobs})), args.format))
     # absent data (a paper dataset not on this machine) is not an error; data that is here but
     # cannot be read is, like a failed job
     return EXIT_FAILED if report.failed or report.bad_data else 0
@@ -785,106 +810,19 @@ def _print_tune(r) -> None:
 
 
 def cmd_leaderboard(args) -> int:
-    from results import load_results, render, summarize
-    from results.leaderboard import keep_best_singles, label_best_singles
+    """Parse the options, build the board (results.pipeline, the one place a board is built), print it."""
+    from results.pipeline import MACHINE_FORMATS, BoardOptions, build_board, render_board
 
-    if not 0 < args.alpha < 1:
-        from .config import ConfigError
-
-        raise ConfigError(f"--alpha must lie between 0 and 1 (got {args.alpha})")
-    store = _store(args)
-    # the validation split is read too: it chooses the best single-modality row of each dataset
-    results = load_results(store, split=None if not args.all_singles or args.robustness else args.split,
-                           headline_only=True,
-                           latest=not args.all_versions, datasets=args.dataset, suite=args.suite)
-    if args.method:
-        frame = results.frame
-        results.frame = frame[frame["method"].isin(args.method) | frame["label"].isin(args.method)]
-    chosen: dict[str, str] = {}
-    if not args.all_singles:
-        results, chosen = keep_best_singles(results, "val")
-    if args.robustness:   # reads the test[...] condition splits, so before keeping one split
-        return _robustness_board(args, store, results)
-    robust = None
-    if args.format == "html" and args.split == "test":   # the page shows the robustness tables too
-        from results.robustness import robustness_summary
-
-        robust = robustness_summary(results, args.metric)
-    if not args.all_singles:
-        results.frame = results.frame[results.frame["split"] == args.split]
-    if args.metric:
-        results.frame = results.frame[results.frame["metric"].isin(args.metric)]
-    summary, commons = summarize(results, args.split)
-    summary = label_best_singles(summary, chosen)
-    # per-case tables hold test predictions only: on --split val the tests and CIs are over seeds
-    case_store = store if args.split == "test" else None
-    significance, ci = None, bool(args.ci)
-    machine = args.format in ("csv", "json")
-    if not args.no_tests and not summary.empty:
-        from results.significance import CaseCache, summary_ci, with_significance, worse_than_best
-
-        cache = CaseCache(case_store)   # each run's per-case table is read once, in batches
-        significance = worse_than_best(results, case_store, summary, args.split, alpha=args.alpha, test=args.test,
-                                       case_cache=cache)
-        if machine or ci:
-            summary = summary_ci(results, case_store, args.split, summary, case_cache=cache)
-        if machine:
-            summary = with_significance(summary, significance)
-    elif ci and not summary.empty:
-        from results.significance import summary_ci
-
-        summary = summary_ci(results, case_store, args.split, summary)
-    control = None
-    if args.control and not summary.empty:
-        from results.control import control_analysis
-
-        control = control_analysis(summary, results.primary, args.control, args.metric, alpha=args.alpha)
-        if machine:
-            print("--control is shown with --format md, latex or html", file=sys.stderr)
-    if args.format == "latex":
-        from results.latex import to_latex
-
-        costs = None
-        if args.cost and not summary.empty:
-            from results.costs import cost_frame
-
-            costs = cost_frame(store, set(summary["config_id"]))
-        text = to_latex(summary, commons, args.split, significance, costs, standalone=not args.fragment,
-                        layout=args.layout, ci=ci, control=control)
-    elif args.format == "html":
-        from results.html import html_report
-
-        text = html_report(results, store, args.split, significance, summary=summary, commons=commons, ci=ci,
-                           control=control, robustness=robust)
-    else:
-        text = render(summary, args.format, commons, args.split, significance, ci)
-        if control is not None and args.format == "md":
-            from results.control import to_markdown as control_markdown
-
-            text += "\n\n" + control_markdown(control)
-    if args.out:
-        Path(args.out).write_text(text + ("\n" if not text.endswith("\n") else ""))
-        print(f"wrote {args.out}", file=sys.stderr)
-    else:
-        print(text)
-    return 0
-
-
-def _robustness_board(args, store, results) -> int:
-    """``leaderboard --robustness``: the intact / removed / noisy table of the chosen runs."""
-    from results.robustness import missing_paths, render, robustness_summary
-
-    from .config import ConfigError
-
-    if args.format == "latex":
-        raise ConfigError("--robustness is shown as md, csv, json or html (not latex)")
-    summary = robustness_summary(results, args.metric)
-    if args.format == "html":
-        from results.html import robustness_page
-
-        text = robustness_page(summary, missing_paths(store, results))
-    else:
-        text = render(summary, args.format, missing_paths(store, results))
+    fmt = args.format or ("md" if args.out else "text")   # a terminal reads text; a file gets Markdown
+    options = BoardOptions(split=args.split, metrics=args.metric, methods=args.method, datasets=args.dataset,
+                           suite=args.suite, all_singles=args.all_singles, tests=not args.no_tests, test=args.test,
+                           alpha=args.alpha, ci=args.ci, control=args.control, robustness=args.robustness,
+                           all_versions=args.all_versions, cost=args.cost, layout=args.layout,
+                           fragment=args.fragment).check(fmt)
+    board = build_board(_store(args), options)
+    if board.control is not None and fmt in MACHINE_FORMATS:
+        print("--control is shown with --format text, md, latex or html", file=sys.stderr)
+    text = render_board(board, fmt)
     if args.out:
         Path(args.out).write_text(text + ("\n" if not text.endswith("\n") else ""))
         print(f"wrote {args.out}", file=sys.stderr)
@@ -903,6 +841,8 @@ def cmd_perf(args) -> int:
         return _perf_leaderboard(args)
     if target == "fingerprint":
         return _perf_fingerprint(args)
+    if target == "startup":
+        return _perf_startup(args)
     if target is None:
         raise ConfigError("perf benchmarks: i2moe, leaderboard, m4oe (or --method <segmentation method>); "
                           "e.g. python -m bench perf i2moe")
@@ -946,6 +886,23 @@ def cmd_perf(args) -> int:
                                    "fused pass ms", "batched =", "loop/batched", "per-expert/vmap",
                                    "batched/fused pass", f"{mem}: loop / batched / fused"]
                    + (["compiled batched ms", "compiled/fused pass"] if args.compile else []), tablefmt="github"))
+    return 0
+
+
+def _perf_startup(args) -> int:
+    """``bench perf startup``: wall time and peak RSS of --help, list methods, a tiny wdbc run and an
+    empty leaderboard, each in a fresh interpreter, next to ``import torch`` (bench/perf_startup.py)."""
+    from tqdm.auto import tqdm
+
+    from .config import ConfigError
+    from .perf_startup import as_dicts, format_rows, run_startup
+
+    reps = 5 if args.reps is None else args.reps
+    if reps < 1:
+        raise ConfigError(f"--reps must be >= 1, got {reps}")
+    with tqdm(total=5 * reps, desc="startup", unit="run", disable=True if args.json else None) as bar:
+        rows = run_startup(reps, progress=lambda: bar.update(1))
+    print(json.dumps(as_dicts(rows)) if args.json else format_rows(rows))
     return 0
 
 

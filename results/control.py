@@ -19,7 +19,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from . import stats as st
-from .leaderboard import BEST_SINGLE, main_task, md_escape
+from .leaderboard import BEST_SINGLE, MARKDOWN, PLAIN, TextStyle, main_task
 
 
 @dataclass
@@ -166,20 +166,31 @@ def _effect(r: dict) -> str:
 
 
 def to_markdown(analysis: ControlAnalysis) -> str:
+    return to_tables(analysis, MARKDOWN)
+
+
+def to_text(analysis: ControlAnalysis) -> str:
+    """:func:`to_markdown`'s tables as plain text for a terminal (no escapes, no markup)."""
+    return to_tables(analysis, PLAIN)
+
+
+def to_tables(analysis: ControlAnalysis, style: TextStyle = MARKDOWN) -> str:
+    """One table per metric in ``style`` (results.leaderboard.MARKDOWN or PLAIN)."""
+    esc = style.esc
     blocks = []
     for t in analysis.tables:
-        rows = [[md_escape(r["configuration"]) + (" (control)" if r["control"] else ""), f"{r['mean_rank']:.2f}",
+        rows = [[esc(r["configuration"]) + (" (control)" if r["control"] else ""), f"{r['mean_rank']:.2f}",
                  "—" if r["control"] else _p(r["pvalue"]), "—" if r["control"] else _p(r["p_holm"])
                  + (" *" if r["significant"] else ""), "—" if r["control"] else _effect(r)] for r in t.rows()]
-        text = (f"### Against the control {md_escape(t.control)} — {md_escape(t.metric)} over "
+        text = (f"{style.heading}Against the control {esc(t.control)} — {esc(t.metric)} over "
                 f"{t.friedman.n_datasets} datasets\n\n"
                 + tabulate(rows, headers=["configuration", "mean rank", "p vs control", "adjusted p (Holm)", "effect"],
-                           tablefmt="github", disable_numparse=True)
-                + "\n\n" + md_escape(t.summary_line()) + " \\* adjusted p < α.")
+                           tablefmt=style.tablefmt, disable_numparse=True)
+                + "\n\n" + esc(t.summary_line()) + f" {style.star} adjusted p < α.")
         for note in t.notes():
-            text += "\n\n" + md_escape(note)
+            text += "\n\n" + esc(note)
         blocks.append(text)
-    blocks += [md_escape(m) for m in analysis.messages]
+    blocks += [esc(m) for m in analysis.messages]
     return "\n\n".join(blocks)
 
 

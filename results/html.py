@@ -17,7 +17,7 @@ import html as _html
 
 import pandas as pd
 
-from .leaderboard import CI_LEVEL, DEFAULTS_BUDGET, _fmt, ci_statement
+from .leaderboard import CI_LEVEL, DEFAULTS_BUDGET, _fmt, ci_statement, table_order
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
 
@@ -160,7 +160,8 @@ def to_html(summary: pd.DataFrame, commons: dict[str, dict] | None = None, split
         budgets = sorted(set(summary["budget"]))
         body.append(f'<p class="caption">Tuning budget: {esc(", ".join(budgets))}'
                     + (" (no tuning)" if budgets == [DEFAULTS_BUDGET] else "") + ".</p>")
-        for (dataset, task), part in summary.groupby(["dataset", "task"], sort=True):
+        for (dataset, task), part in sorted(summary.groupby(["dataset", "task"], sort=True),
+                                            key=lambda group: table_order(group[0])):
             body.append(_table(dataset, task, part, commons, split, significance, ci))
     body += [s for s in sections or () if s]   # pre-rendered HTML (robustness tables), escaped by their makers
     if control is not None:

@@ -26,7 +26,7 @@ import unicodedata
 
 import pandas as pd
 
-from .leaderboard import CI_LEVEL, DEFAULTS_BUDGET, _fmt, ci_statement
+from .leaderboard import CI_LEVEL, DEFAULTS_BUDGET, _fmt, ci_statement, table_order
 
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "%": r"\%", "#": r"\#",
@@ -164,7 +164,8 @@ def _per_task_tables(summary, commons, split, marks, footnote, runs_info, ci=Fal
     """One table per (dataset, task); ``footnote(dataset, task)`` gives its footnote."""
     cost_cols, costs = _cost_columns(runs_info)
     out = []
-    for (dataset, task), part in summary.groupby(["dataset", "task"], sort=True):
+    for (dataset, task), part in sorted(summary.groupby(["dataset", "task"], sort=True),
+                                        key=lambda group: table_order(group[0])):
         metrics = list(dict.fromkeys(part["metric"]))
         higher = {m: _higher(part.loc[part["metric"] == m, "higher"].iloc[0]) for m in metrics}
         rows: dict[tuple, dict] = {}

@@ -5,9 +5,12 @@ runs that differ in any setting are never averaged together, and ``n`` counts di
 Each row is labelled by its method and the settings that tell it apart from the other rows of its
 table (``early[epochs=2]``, ``attention@tiny``); settings shared by every row are stated once
 under the table. Standard deviation uses ddof = 1 (the sample standard deviation over seeds).
-Markdown is rendered with tabulate, one table per dataset and task, the best mean per column in
-bold; every label is escaped, so no user string can change the table. ``csv``/``json`` give the
-full long-form summary for machines.
+Markdown is rendered with tabulate, one table per dataset and task (a dataset's task tables before
+its interpretation table), the best mean per column in bold; every label is escaped, so no user
+string can change the table. ``text`` (:func:`to_text`, the terminal default of ``bench
+leaderboard``) gives the same tables as plain text: column-aligned with a header rule, no escapes,
+the best cell ending in ``*``. ``csv``/``json`` give the full long-form summary for machines. The
+whole board (marks, CIs, control, formats) is built by :mod:`results.pipeline`.
 
 ``significance`` (:func:`results.significance.worse_than_best`) puts a † on configurations
 significantly worse than the best of their column and its footnote under each table; ``ci=True``
@@ -18,6 +21,8 @@ per dataset, chosen on validation (:func:`keep_best_singles`).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import pandas as pd
 from tabulate import tabulate
@@ -41,6 +46,34 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+!|~$])")   # $: math in GitHub / K
 def md_escape(text: str) -> str:
     """Markdown-escape a user string (labels, hparam values) so it renders literally in a table cell."""
     return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def plain_text(text: str) -> str:
+    """A user string for a plain-text table cell: whitespace runs (newlines too) become one space, so
+    a string cannot break a row; nothing else changes (plain text has no markup to escape)."""
+    return " ".join(str(text).split())
+
+
+@dataclass(frozen=True)
+class TextStyle:
+    """How a board's tables are written: Markdown (``MARKDOWN``) or plain text for a terminal
+    (``PLAIN``: column-aligned tables with a header rule, no escapes, no markup)."""
+
+    name: str
+    esc: Callable[[str], str]
+    tablefmt: str
+    heading: str                    # before a table's title line
+    code: Callable[[str], str]      # a task name in a title
+    bold: Callable[[str], str]      # the best cell of a column
+    best: str                       # how the title says which cell is the best
+    strong: Callable[[str], str]    # an emphasised phrase
+    star: str                       # a literal *
+
+
+MARKDOWN = TextStyle("md", md_escape, "github", "### ", lambda t: f"`{t.replace('`', '')}`", lambda t: f"**{t}**",
+                     "best in bold", lambda t: f"**{t}**", "\\*")
+PLAIN = TextStyle("text", plain_text, "simple", "", plain_text, lambda t: f"{t}*", "best marked *", lambda t: t, "*")
+STYLES = {"md": MARKDOWN, "text": PLAIN}
 
 
 def _fmt(value) -> str:
@@ -231,21 +264,49 @@ def ci_statement(part: pd.DataFrame, level: float = 0.95) -> str:
     return f"{pct}: " + "; ".join(f"{text} ({', '.join(ms)})" for text, ms in groups.items())
 
 
-def _cell(mean: float, std: float, bold: bool, ci: tuple | None = None, mark: bool = False) -> str:
+def _cell(mean: float, std: float, bold: bool, ci: tuple | None = None, mark: bool = False,
+          style: TextStyle = MARKDOWN) -> str:
     if ci is not None:
         lo, hi = ci
         text = f"{mean:.3f}" if lo != lo or hi != hi else f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
     else:
         text = f"{mean:.3f}" if std != std else f"{mean:.3f} ± {std:.3f}"
-    return (f"**{text}**" if bold else text) + ("†" if mark else "")
+    return (style.bold(text) if bold else text) + ("†" if mark else "")
+
+
+def table_order(key: tuple[str, str]) -> tuple:
+    """Sort key of a (dataset, task) table: by dataset, a dataset's task tables before its
+    interpretation table (the pseudo-tasks that hold no ranked metric), then by task name."""
+    dataset, task = key
+    return dataset, task in _UNRANKED_TASKS, task
+
+
+#: what an empty board says, per style
+EMPTY = {"md": "No completed runs in the store yet: run `python -m bench sweep --suite quick` first.",
+         "text": "No completed runs in the store yet: run 'python -m bench sweep --suite quick' first."}
 
 
 def to_markdown(summary: pd.DataFrame, commons: dict[str, dict] | None = None, split: str = "test",
                 significance=None, ci: bool = False) -> str:
     """One Markdown table per (dataset, task); ``significance``: † marks and the footnote under
     each tested table; ``ci``: ``mean [ci_low, ci_high]`` cells (needs the summary_ci columns)."""
+    return to_tables(summary, commons, split, significance, ci, MARKDOWN)
+
+
+def to_text(summary: pd.DataFrame, commons: dict[str, dict] | None = None, split: str = "test",
+            significance=None, ci: bool = False) -> str:
+    """The same tables as :func:`to_markdown` as plain text for a terminal: column-aligned, a
+    header rule, no Markdown escapes; the best cell of a column ends in ``*``."""
+    return to_tables(summary, commons, split, significance, ci, PLAIN)
+
+
+def to_tables(summary: pd.DataFrame, commons: dict[str, dict] | None = None, split: str = "test",
+              significance=None, ci: bool = False, style: TextStyle = MARKDOWN) -> str:
+    """One table per (dataset, task) in ``style`` (:data:`MARKDOWN` or :data:`PLAIN`); a dataset's
+    task tables come before its interpretation table."""
     if summary.empty:
-        return "No completed runs in the store yet: run `python -m bench sweep --suite quick` first."
+        return EMPTY[style.name]
+    esc = style.esc
     ci = ci and "ci_low" in summary.columns
     from .significance import table_footnote
 
@@ -265,7 +326,7 @@ def to_markdown(summary: pd.DataFrame, commons: dict[str, dict] | None = None, s
         t["idx"].append(i)
         t.setdefault("budgets", {})[(r.label, r.config_id)] = r.budget
     blocks = []
-    for (dataset, task), t in sorted(tables.items()):
+    for (dataset, task), t in sorted(tables.items(), key=lambda item: table_order(item[0])):
         shown, higher = list(t["metrics"]), t["metrics"]
         best = {}
         for m in shown:
@@ -278,47 +339,47 @@ def to_markdown(summary: pd.DataFrame, commons: dict[str, dict] | None = None, s
         for (label, config), cells in sorted(t["rows"].items()):
             n = max(c[2] for c in cells.values())
             ns.append(n)
-            rows.append([md_escape(label), n] + ([budgets[(label, config)]] if with_budget else [])
+            rows.append([esc(label), n] + ([budgets[(label, config)]] if with_budget else [])
                         + [_cell(cells[m][0], cells[m][1], m in best and cells[m][0] == best[m], cells[m][3],
-                                 cells[m][4]) if m in cells else "" for m in shown])
+                                 cells[m][4], style) if m in cells else "" for m in shown])
         arrows = {True: " ↑", False: " ↓"}
-        head = [f"{md_escape(m)}{arrows.get(higher.get(m), '')}" for m in shown]
+        head = [f"{esc(m)}{arrows.get(higher.get(m), '')}" for m in shown]
         n_min, n_max = min(ns), max(ns)
         seeds = f"{n_max} seed{'s' if n_max > 1 else ''}" if n_min == n_max else f"{n_min}-{n_max} seeds"
         what = (f"mean [{CI_LEVEL * 100:g}% CI] over {seeds}" if ci else f"mean ± std over {seeds}, ddof=1")
-        text = (f"### {md_escape(dataset)} — task `{task.replace('`', '')}` ({split}, {what}; "
-                "best in bold; n = distinct seeds)\n\n"
+        text = (f"{style.heading}{esc(dataset)} — task {style.code(task)} ({split}, {what}; "
+                f"{style.best}; n = distinct seeds)\n\n"
                 + tabulate(rows, headers=["configuration", "n", *(["budget"] if with_budget else []), *head],
-                           tablefmt="github", disable_numparse=True))
+                           tablefmt=style.tablefmt, disable_numparse=True))
         if with_budget and len(set(budgets.values())) > 1:
             by_budget: dict[str, list[str]] = {}
             for (label, config), budget in sorted(budgets.items()):
                 by_budget.setdefault(budget, []).append(label)
-            text += ("\n\n**Unequal tuning budgets** (not a fair comparison): " + "; ".join(
-                f"{md_escape(b)}: {', '.join(md_escape(x) for x in labels)}" for b, labels in sorted(by_budget.items())))
+            text += ("\n\n" + style.strong("Unequal tuning budgets") + " (not a fair comparison): " + "; ".join(
+                f"{esc(b)}: {', '.join(esc(x) for x in labels)}" for b, labels in sorted(by_budget.items())))
         if ci:
-            text += "\n\n" + md_escape(ci_statement(summary.iloc[t["idx"]], CI_LEVEL)) + "."
+            text += "\n\n" + esc(ci_statement(summary.iloc[t["idx"]], CI_LEVEL)) + "."
         footnote = table_footnote(significance, dataset, task) if t["tested"] else ""
         if footnote:
-            text += "\n\n† " + md_escape(footnote)
+            text += "\n\n† " + esc(footnote)
         common = (commons or {}).get(dataset) or {}
         if common:
-            text += "\n\nShared by every row: " + ", ".join(md_escape(f"{k}={_fmt(v)}") for k, v in sorted(common.items()))
+            text += "\n\nShared by every row: " + ", ".join(esc(f"{k}={_fmt(v)}") for k, v in sorted(common.items()))
         blocks.append(text)
     return "\n\n".join(blocks)
 
 
 def render(summary: pd.DataFrame, fmt: str, commons: dict[str, dict] | None = None, split: str = "test",
            significance=None, ci: bool = False) -> str:
-    """``md`` (see :func:`to_markdown`), or every column of ``summary`` as ``csv``/``json``
-    (with the significance and CI columns when the caller added them)."""
-    if fmt == "md":
-        return to_markdown(summary, commons, split, significance, ci)
+    """``md`` (see :func:`to_markdown`), ``text`` (:func:`to_text`), or every column of ``summary``
+    as ``csv``/``json`` (with the significance and CI columns when the caller added them)."""
+    if fmt in STYLES:
+        return to_tables(summary, commons, split, significance, ci, STYLES[fmt])
     if fmt == "csv":
         return summary.to_csv(index=False)
     if fmt == "json":
         return summary.to_json(orient="records")
-    raise ValueError(f"unknown leaderboard format {fmt!r}; choose one of: md, csv, json")
+    raise ValueError(f"unknown leaderboard format {fmt!r}; choose one of: text, md, csv, json")
 
 
 def leaderboard(results: Results, fmt: str = "md", split: str = "test", all_singles: bool = False) -> str:

@@ -5,8 +5,9 @@ each modality under Gaussian noise (the extra evaluation splits ``test[-m]`` /
 ``robustness_summary(results)`` gives one row per (dataset, task, configuration, condition):
 mean, std (ddof 1) over seeds, n and the drop from intact (``delta``, computed per seed and then
 averaged, so it is paired). ``to_markdown`` renders one table per (dataset, task): configurations
-× {intact, −m1, −m2, …, m1~0.5, …}. The metric is the task's primary one (accuracy, MAE, …)
-unless ``metric`` names another. No torch here: the store is read, never a model.
+× {intact, −m1, −m2, …, m1~0.5, …}, ``to_text`` the same tables as plain text. The metric is the
+task's primary one (accuracy, MAE, …) unless ``metric`` names another. No torch here: the store
+is read, never a model.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from tabulate import tabulate
 from bench.robustness import parse_split
 
 from .frame import Results
-from .leaderboard import display_labels, md_escape
+from .leaderboard import MARKDOWN, PLAIN, STYLES, TextStyle, display_labels
 
 INTACT = "intact"
 COLUMNS = ["dataset", "task", "metric", "higher", "config_id", "label", "method", "condition", "modality", "level",
@@ -86,43 +87,57 @@ def _cell(mean: float, std: float) -> str:
 
 
 def to_markdown(summary: pd.DataFrame, missing_paths: dict[str, str] | None = None) -> str:
-    """One table per (dataset, task): configurations × conditions, mean ± std over seeds."""
+    """One Markdown table per (dataset, task): configurations × conditions, mean ± std over seeds."""
+    return to_tables(summary, missing_paths, MARKDOWN)
+
+
+def to_text(summary: pd.DataFrame, missing_paths: dict[str, str] | None = None) -> str:
+    """The tables of :func:`to_markdown` as plain text for a terminal (no escapes, no markup)."""
+    return to_tables(summary, missing_paths, PLAIN)
+
+
+def to_tables(summary: pd.DataFrame, missing_paths: dict[str, str] | None = None,
+              style: TextStyle = MARKDOWN) -> str:
+    """One table per (dataset, task) in ``style`` (results.leaderboard.MARKDOWN or PLAIN)."""
     if summary.empty:
+        command = "python -m bench sweep --suite quick"
+        run = f"`{command}`" if style.name == "md" else f"'{command}'"
         return ("No robustness results: they are stored by runs of multimodal classification/regression "
-                "datasets (run `python -m bench sweep --suite quick` first).")
+                f"datasets (run {run} first).")
+    esc = style.esc
     blocks = []
     for (dataset, task, metric), part in summary.groupby(["dataset", "task", "metric"], sort=True):
         columns = list(dict.fromkeys(part["condition"]))
         rows = []
         for label, rows_of in part.groupby("label", sort=True):
             cells = {r.condition: _cell(r.mean, r.std) for r in rows_of.itertuples()}
-            rows.append([md_escape(label), int(rows_of["n"].max())] + [cells.get(c, "") for c in columns])
+            rows.append([esc(label), int(rows_of["n"].max())] + [cells.get(c, "") for c in columns])
         higher = part["higher"].iloc[0]
         arrow = "" if pd.isna(higher) else (" ↑" if higher else " ↓")
         n_max = int(part["n"].max())
-        text = (f"### {md_escape(dataset)} — task `{task.replace('`', '')}`: {md_escape(metric)}{arrow} under "
+        text = (f"{style.heading}{esc(dataset)} — task {style.code(task)}: {esc(metric)}{arrow} under "
                 f"missing and noisy modalities (test, mean ± std over {n_max} seed{'s' if n_max > 1 else ''})\n\n"
-                + tabulate(rows, headers=["configuration", "n", *[md_escape(c) for c in columns]], tablefmt="github",
-                           disable_numparse=True))
+                + tabulate(rows, headers=["configuration", "n", *[esc(c) for c in columns]],
+                           tablefmt=style.tablefmt, disable_numparse=True))
         text += ("\n\n−m: modality m removed for every test sample (the method's own missing-modality path); "
                  "m~s: Gaussian noise of s × m's training-split std added to m.")
         if missing_paths:
             shown = {m: p for m, p in sorted(missing_paths.items()) if m in set(part["method"])}
             if shown:
-                text += " Missing-modality paths: " + "; ".join(f"{md_escape(m)}: {md_escape(p)}"
+                text += " Missing-modality paths: " + "; ".join(f"{esc(m)}: {esc(p)}"
                                                                 for m, p in shown.items()) + "."
         blocks.append(text)
     return "\n\n".join(blocks)
 
 
 def render(summary: pd.DataFrame, fmt: str, missing_paths: dict[str, str] | None = None) -> str:
-    if fmt == "md":
-        return to_markdown(summary, missing_paths)
+    if fmt in STYLES:
+        return to_tables(summary, missing_paths, STYLES[fmt])
     if fmt == "csv":
         return summary.to_csv(index=False)
     if fmt == "json":
         return summary.to_json(orient="records")
-    raise ValueError(f"--robustness is shown as md, csv, json or html, not {fmt!r}")
+    raise ValueError(f"--robustness is shown as text, md, csv, json or html, not {fmt!r}")
 
 
 def missing_paths(store, results: Results) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import subprocess
 
@@ -18,7 +19,7 @@ from bench.record import RunRecord
 from bench.store import RunStore, default_url
 from results import load_results, summarize, to_markdown
 from results.latex import MARK
-from results.leaderboard import SUMMARY_COLUMNS, md_escape
+from results.leaderboard import SUMMARY_COLUMNS, md_escape, to_text
 from results.significance import SIGNIFICANCE_COLUMNS
 from results.stats import friedman_nemenyi, wilcoxon_holm_vs_control
 
@@ -77,7 +78,7 @@ def _row(text: str, start: str) -> str:
 
 
 def test_a_clearly_worse_configuration_is_marked_in_every_format_and_a_tied_one_is_not(runs, capsys):
-    md = _cli(capsys, "--runs-dir", runs)
+    md = _cli(capsys, "--runs-dir", runs, "--format", "md")
     assert "†" in _row(md, "| worse").split("|")[3] and "†" not in _row(md, "| tied")
     assert "†" not in _row(md, "| best")
     footnote = _row(md, "† ")
@@ -122,13 +123,13 @@ def test_ci_columns_and_the_statement_says_what_they_are_over(runs, tmp_path, ca
     assert over == {"accuracy": "seeds+cases", "ece": "seeds"}   # ece has no per-case probabilities here
     assert (csv["ci_low"] <= csv["mean"]).all() and (csv["mean"] <= csv["ci_high"]).all()
 
-    md = _cli(capsys, "--runs-dir", runs, "--ci", "--metric", "accuracy")
+    md = _cli(capsys, "--runs-dir", runs, "--ci", "--metric", "accuracy", "--format", "md")
     statement = "95% CI: t over seeds with the test-sample term from the per-case tables"
     assert md_escape(statement) + "." in md
     assert "mean [95% CI]" in md and "±" not in _row(md, "| best")
     row = csv[(csv["metric"] == "accuracy") & (csv["label"] == "best")].iloc[0]
     assert f"{row['mean']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]" in _row(md, "| best")
-    both = _cli(capsys, "--runs-dir", runs, "--ci")
+    both = _cli(capsys, "--runs-dir", runs, "--ci", "--format", "md")
     assert md_escape("the per-case tables (accuracy); t over seeds (no per-case data) (ece)") in both
     tex = _cli(capsys, "--runs-dir", runs, "--ci", "--format", "latex", "--metric", "accuracy")
     assert "95\\% CI: t over seeds with the test-{}sample term" in tex
@@ -141,7 +142,7 @@ def test_ci_columns_and_the_statement_says_what_they_are_over(runs, tmp_path, ca
     for seed in range(3):
         for method, correct in zip(("best", "tied", "worse"), _three(rng)):
             store.put(_run(f"{method}{seed}", method, seed, correct)[0])
-    md = _cli(capsys, "--runs-dir", str(tmp_path / "noCases"), "--ci", "--metric", "accuracy")
+    md = _cli(capsys, "--runs-dir", str(tmp_path / "noCases"), "--ci", "--metric", "accuracy", "--format", "md")
     assert md_escape("95% CI: t over seeds (no per-case data)") + "." in md and "per-case tables" not in md.split("†")[0]
 
 
@@ -156,7 +157,7 @@ def test_the_best_single_modality_is_chosen_on_validation(tmp_path, capsys):
         store.put(*_run(f"b{seed}", "single:b", seed, worse, val_acc=0.80))
         store.put(*_run(f"c{seed}", "single:c", seed, worse, val_acc=0.70))
     runs = str(tmp_path / "runs")
-    md = _cli(capsys, "--runs-dir", runs)
+    md = _cli(capsys, "--runs-dir", runs, "--format", "md")
     labels = [line.split("|")[1].strip() for line in md.splitlines() if line.startswith("| ")][1:]
     assert sorted(labels) == [md_escape("best single (b)"), "early"], md
     assert "single:a" not in md and "single:c" not in md
@@ -192,7 +193,7 @@ def _multi_dataset_store(path, datasets=("d1", "d2", "d3", "d4", "d5", "d6")) ->
 
 def test_control_friedman_and_holm_match_results_stats(tmp_path, capsys):
     runs = _multi_dataset_store(tmp_path / "runs")
-    md = _cli(capsys, "--runs-dir", runs, "--control", "late")
+    md = _cli(capsys, "--runs-dir", runs, "--control", "late", "--format", "md")
     summary = summarize(load_results(RunStore(default_url(runs)), headline_only=True, split="test"))[0]
     acc = summary[summary["metric"] == "accuracy"]
     # the best single of each dataset (chosen on validation) is one column, "best single"
@@ -241,7 +242,8 @@ def test_control_needs_two_datasets_and_a_known_control(tmp_path, capsys):
 
 def test_no_tests_gives_the_plain_leaderboard(runs, capsys):
     plain = summarize(load_results(RunStore(default_url(runs)), headline_only=True, split="test"))
-    assert _cli(capsys, "--runs-dir", runs, "--no-tests") == to_markdown(*plain) + "\n"
+    assert _cli(capsys, "--runs-dir", runs, "--no-tests", "--format", "md") == to_markdown(*plain) + "\n"
+    assert _cli(capsys, "--runs-dir", runs, "--no-tests") == to_text(*plain) + "\n"   # the terminal default
     assert "†" not in _cli(capsys, "--runs-dir", runs, "--no-tests")
     csv = pd.read_csv(io.StringIO(_cli(capsys, "--runs-dir", runs, "--format", "csv", "--no-tests")))
     assert list(csv.columns) == SUMMARY_COLUMNS
@@ -260,3 +262,83 @@ def test_the_csv_with_tests_and_cis_is_the_same_whatever_order_runs_were_stored(
             store.put(rec, cases)
         texts.append(_cli(capsys, "--runs-dir", str(tmp_path / name), "--format", "csv"))
     assert texts[0] == texts[1] and "ci_over" in texts[0]
+
+
+def _md_cell(cell: str) -> str:
+    """A Markdown cell as the plain-text board writes it: no escapes, the bold best as ``x*``."""
+    cell = re.sub(r"\\(.)", r"\1", cell.strip())
+    return cell[2:-2] + "*" if cell.startswith("**") and cell.endswith("**") else cell
+
+
+def _text_rows(text: str) -> list[list[str]]:
+    """The rows of every plain-text table (after its dashed header rule, up to the blank line)."""
+    rows, inside = [], False
+    for line in text.splitlines():
+        if re.fullmatch(r"-+( +-+)*", line):
+            inside = True
+        elif not line.strip():
+            inside = False
+        elif inside:
+            rows.append(re.split(r" {2,}", line.strip()))
+    return rows
+
+
+def test_the_terminal_default_is_plain_text_with_the_content_of_md(runs, capsys):
+    text = _cli(capsys, "--runs-dir", runs)
+    assert text == _cli(capsys, "--runs-dir", runs, "--format", "text")
+    md = _cli(capsys, "--runs-dir", runs, "--format", "md")
+    assert "###" not in text and "|" not in text and "\\" not in text and "**" not in text and "`" not in text
+    assert "toy — task label (test, mean ± std over 3 seeds, ddof=1; best marked *; n = distinct seeds)" in text
+    head = next(line for line in text.splitlines() if line.startswith("configuration"))
+    assert re.split(r" {2,}", head) == ["configuration", "n", "accuracy ↑", "ece ↓"]
+    # the same rows and cells as md, the † marks and the footnote unescaped
+    md_rows = [[_md_cell(c) for c in line.strip().strip("|").split("|")] for line in md.splitlines()
+               if line.startswith("| ") and not line.startswith("| configuration")]
+    assert _text_rows(text) == md_rows and len(md_rows) == 3
+    rows = {r[0]: r for r in _text_rows(text)}
+    assert rows["worse"][2].endswith("†") and not rows["tied"][2].endswith("†") and rows["best"][2].endswith("*")
+    footnote = _row(text, "† ")
+    assert _row(md, "† ") == "† " + md_escape(footnote[2:])
+    assert "paired seeds + cases" in footnote and "(n = 3 seeds × 200 cases)" in footnote and "α = 0.05" in footnote
+
+
+def test_task_tables_come_before_interpretation_tables(tmp_path, capsys):
+    store = RunStore(default_url(tmp_path / "runs"))
+    rng = np.random.default_rng(5)
+    for seed in range(2):
+        for method, correct in zip(("best", "tied", "worse"), _three(rng, 40)):
+            rec, cases = _run(f"{method}{seed}", method, seed, correct)
+            rec.metrics["test"]["interpretation"] = {"weight_a": 0.3 + 0.1 * seed}
+            rec.catalogue = build_catalogue({"label": "binary"}, rec.metrics)
+            store.put(rec, cases)
+    runs = str(tmp_path / "runs")
+    for fmt, label, interpretation in (("text", "task label (", "task interpretation ("),
+                                       ("md", "task `label`", "task `interpretation`")):
+        out = _cli(capsys, "--runs-dir", runs, "--format", fmt)
+        assert label in out and interpretation in out and out.index(label) < out.index(interpretation), out
+    tex = _cli(capsys, "--runs-dir", runs, "--format", "latex")
+    assert tex.index("accuracy") < tex.index("weight")
+
+
+def test_the_sweep_prints_the_board_bench_leaderboard_prints(tmp_path, capsys):
+    """The board that closes a sweep is results.pipeline's, as bench leaderboard's: the best single
+    chosen on validation, the † tests and their footnote, the same bytes for the same store."""
+    runs = str(tmp_path / "runs")
+    sweep = ["sweep", "--methods", "early", "late", "single", "--datasets", "wdbc", "--preset", "tiny", "--seeds",
+             "0", "1", "2", "--set", "epochs=2", "--workers", "1", "--no-progress", "--runs-dir", runs]
+    assert main(sweep) == 0
+    board = capsys.readouterr().out
+    assert board == _cli(capsys, "--runs-dir", runs)
+    labels = [r[0] for r in _text_rows(board)]
+    assert sorted(labels)[1:] == ["early", "late"] and labels[0].startswith("best single (")   # one single row
+    assert "single:" not in board and _row(board, "† ").startswith("† Marked: significantly worse")
+    assert "\\" not in board and "###" not in board
+    # still the sweep's own jobs only: a run it did not make is on bench leaderboard's board, not the sweep's
+    store = RunStore(default_url(runs))
+    for seed in range(2):
+        store.put(*_run(f"other{seed}", "early", seed, _three(np.random.default_rng(seed))[0]))
+    assert main([*sweep, "--format", "md"]) == 0   # every job done: nothing runs, the board is printed
+    md = capsys.readouterr().out
+    assert md == _cli(capsys, "--runs-dir", runs, "--dataset", "wdbc", "--format", "md")
+    assert "toy" not in md and "toy" in _cli(capsys, "--runs-dir", runs, "--format", "md")
+    assert md_escape(labels[0]) in md

@@ -3,6 +3,7 @@ on the test split, stored as extra splits of the run, in the key, and shown by t
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -163,12 +164,19 @@ def test_runs_store_the_conditions_and_the_leaderboard_shows_them(tmp_path):
             row = table[(table["label"] == method) & (table["condition"] == cond)].iloc[0]
             assert row["mean"] == pytest.approx(np.mean(vals)) and row["std"] == pytest.approx(np.std(vals, ddof=1))
             assert row["delta"] == pytest.approx(np.mean(drops)) and row["n"] == 2
-    md = subprocess.run([sys.executable, "-m", "bench", "leaderboard", "--runs-dir", str(runs), "--robustness"],
-                        capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    md = subprocess.run([sys.executable, "-m", "bench", "leaderboard", "--runs-dir", str(runs), "--robustness",
+                         "--format", "md"], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     head = next(line for line in md.splitlines() if line.startswith("| configuration"))
     cols = [c.strip() for c in head.strip("|").split("|")]
     assert cols[:5] == ["configuration", "n", "intact", "-m1", "-m2"] and "m1\\~0.5" in cols
     assert "early: zero-fill" in md and "late: dropped from the mean" in md
+    # the terminal default: the same table as plain text, unescaped
+    text = subprocess.run([sys.executable, "-m", "bench", "leaderboard", "--runs-dir", str(runs), "--robustness"],
+                          capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    head = next(line for line in text.splitlines() if line.startswith("configuration"))
+    assert re.split(r" {2,}", head.strip())[:5] == ["configuration", "n", "intact", "-m1", "-m2"]
+    assert "m1~0.5" in head.split() and "\\" not in text and not text.startswith("###")
+    assert "early: zero-fill" in text and "late: dropped from the mean" in text
     page = subprocess.run([sys.executable, "-m", "bench", "leaderboard", "--runs-dir", str(runs), "--format", "html",
                            "--no-tests"], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert "Robustness: missing and noisy modalities" in page and "Robustness: synthetic-pid:unique-m1" in page

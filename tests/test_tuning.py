@@ -210,7 +210,7 @@ def test_sweep_tuned_runs_the_best_configuration_and_the_leaderboard_states_budg
 
     common = ["--datasets", "wdbc", "--seeds", "0", "1", "--preset", "tiny", "--set", "epochs=3", "--workers", "1",
               "--runs-dir", str(tmp_path), "--no-progress"]
-    assert main(["sweep", "--methods", "early", *common, "--tuned", "--trials", "2"]) == 0
+    assert main(["sweep", "--methods", "early", *common, "--tuned", "--trials", "2", "--format", "md"]) == 0
     out = capsys.readouterr()
     assert "early \\(tuned\\)" in out.out and "| budget" in out.out and "2 trials" in out.out
     assert "tuned early on wdbc: 2 trials" in out.err
