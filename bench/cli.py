@@ -811,7 +811,7 @@ def _print_tune(r) -> None:
 
 def cmd_leaderboard(args) -> int:
     """Parse the options, build the board (results.pipeline, the one place a board is built), print it."""
-    from results.pipeline import MACHINE_FORMATS, BoardOptions, build_board, render_board
+    from results.options import EMPTY, MACHINE_FORMATS, BoardOptions
 
     fmt = args.format or ("md" if args.out else "text")   # a terminal reads text; a file gets Markdown
     options = BoardOptions(split=args.split, metrics=args.metric, methods=args.method, datasets=args.dataset,
@@ -819,10 +819,16 @@ def cmd_leaderboard(args) -> int:
                            alpha=args.alpha, ci=args.ci, control=args.control, robustness=args.robustness,
                            all_versions=args.all_versions, cost=args.cost, layout=args.layout,
                            fragment=args.fragment).check(fmt)
-    board = build_board(_store(args), options)
-    if board.control is not None and fmt in MACHINE_FORMATS:
-        print("--control is shown with --format text, md, latex or html", file=sys.stderr)
-    text = render_board(board, fmt)
+    store = _store(args)
+    if fmt in EMPTY and store.count() == 0:   # nothing stored: say so without loading the pipeline (pandas)
+        text = EMPTY[fmt]
+    else:
+        from results.pipeline import build_board, render_board
+
+        board = build_board(store, options)
+        if board.control is not None and fmt in MACHINE_FORMATS:
+            print("--control is shown with --format text, md, latex or html", file=sys.stderr)
+        text = render_board(board, fmt)
     if args.out:
         Path(args.out).write_text(text + ("\n" if not text.endswith("\n") else ""))
         print(f"wrote {args.out}", file=sys.stderr)

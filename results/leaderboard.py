@@ -281,9 +281,7 @@ def table_order(key: tuple[str, str]) -> tuple:
     return dataset, task in _UNRANKED_TASKS, task
 
 
-#: what an empty board says, per style
-EMPTY = {"md": "No completed runs in the store yet: run `python -m bench sweep --suite quick` first.",
-         "text": "No completed runs in the store yet: run 'python -m bench sweep --suite quick' first."}
+from .options import EMPTY  # noqa: E402  (what an empty board says, per style)
 
 
 def to_markdown(summary: pd.DataFrame, commons: dict[str, dict] | None = None, split: str = "test",

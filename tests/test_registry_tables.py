@@ -102,3 +102,15 @@ def test_a_small_job_imports_only_its_method_and_dataset(tmp_path) -> None:
                  "                  m.count('.') == 1 and m.rpartition('.')[2] not in ('registry', 'table',\n"
                  "                  'hparam_rules', 'presets', 'base', 'losses', 'nets'))}))")
     assert got["rc"] == 0 and got["heavy"] == [] and got["methods"] == ["methods.early"]
+
+
+def test_a_leaderboard_of_an_empty_store_loads_no_pandas(tmp_path) -> None:
+    got = _fresh("import io, json, sys, contextlib\n"
+                 "from bench.cli import main\n"
+                 "buf = io.StringIO()\n"
+                 "with contextlib.redirect_stdout(buf):\n"
+                 f"    rc = main(['leaderboard', '--store', 'sqlite:///{tmp_path}/empty.db'])\n"
+                 "print(json.dumps({'rc': rc, 'pandas': 'pandas' in sys.modules, 'torch': 'torch' in sys.modules,\n"
+                 "                  'text': buf.getvalue()}))")
+    assert got["rc"] == 0 and not got["pandas"] and not got["torch"]
+    assert got["text"].startswith("No completed runs in the store yet")
