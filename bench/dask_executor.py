@@ -93,13 +93,13 @@ def _identity_mismatch(job: RunConfig) -> str | None:
 
 
 def run_task(job: RunConfig, store_url: str, runs_dir: str, retry_failed: bool, suite: str | None):
-    """One job in a dask worker: what :func:`bench.sweep._run_one` returns (record, DatasetError
+    """One job in a dask worker: what :func:`bench.worker._run_one` returns (record, DatasetError
     text, JobBusy or JobDone); a worker with other code or data answers with the reason, as text."""
     from distributed import get_worker
 
     from datasets import DatasetError
 
-    from .sweep import _run_one
+    from .worker import _run_one
 
     if get_worker().state.nthreads != 1:
         raise ConfigError(ONE_THREAD)
@@ -141,7 +141,7 @@ class DaskExecutor:
                 if any(n != 1 for n in self.client.nthreads().values()):
                     raise ConfigError(ONE_THREAD)
             else:
-                from .sweep import _TRACKER_WARNING
+                from .worker import _TRACKER_WARNING
 
                 # as for the local pool: no resource-tracker warning when Ctrl-C stops the workers
                 if _TRACKER_WARNING not in sys.warnoptions:

@@ -20,6 +20,7 @@ from datasets import MultimodalData
 from methods import task_loss
 
 from .config import TrainConfig
+from .execution import to_device  # noqa: F401  (re-exported: runner, training)
 from .metrics import evaluate_task, primary_metric
 
 
@@ -41,13 +42,6 @@ def model_tasks(model, spec) -> tuple:
     decline some, e.g. a dense task it has no decoder for), every task for any other module."""
     supported = getattr(type(model), "supported_tasks", None)
     return tuple(supported(spec)) if supported is not None else tuple(spec.tasks)
-
-
-def to_device(batch: dict, device: torch.device) -> dict:
-    if device.type == "cpu":
-        return batch
-    return {k: ({kk: vv.to(device, non_blocking=True) for kk, vv in v.items()} if isinstance(v, dict)
-                else v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
 
 
 def evaluate(model, data, split: str, tc: TrainConfig, device: torch.device, opts: dict[str, Any],

@@ -181,3 +181,13 @@ def describe(ex: Execution, device: torch.device, deterministic: bool) -> dict[s
     """What the run executed with, for the record (``env.execution``)."""
     return {"precision": ex.precision, "tf32": tf32_active(ex, device, deterministic),
             "channels_last": ex.channels_last, "compile": ex.compile, "data_workers": ex.workers(device)}
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """A batch's tensors on ``device`` (nested dicts of tensors too); on the CPU the batch itself."""
+    import torch
+
+    if device.type == "cpu":
+        return batch
+    return {k: ({kk: vv.to(device, non_blocking=True) for kk, vv in v.items()} if isinstance(v, dict)
+                else v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}

@@ -28,6 +28,7 @@ import torch
 
 from datasets.segmentation.data import SegmentationData, resize_image, resize_label
 
+from .execution import to_device
 from .seg_metrics import evaluate_case
 
 EVAL_SPACES = ("original", "preprocessed")
@@ -66,8 +67,6 @@ def seg_val_loss(model, data: SegmentationData, split: str, batch_size: int, dev
                  options: dict[str, Any]) -> float:
     """Mean loss over all batches of the split, in eval mode, without augmentation [ours: the
     reference uses only the last batch and train mode]."""
-    from .evaluation import to_device
-
     model.eval()
     losses = [float(model.loss(model(b := to_device(batch, device)), b)[0])
               for batch in data.batches(split, batch_size, **options)]

@@ -35,8 +35,9 @@ from datasets import DatasetError
 from .config import RunConfig
 from .execution import Execution
 from .jobs import build_config, default_threads, modality_names
-from .runner import JobBusy, JobDone, run_job
+from .runner import JobBusy, JobDone
 from .store import RunStore
+from .worker import _TRACKER_WARNING, BAD_DATA, UNAVAILABLE, DataProblem, _run_one, data_problem  # noqa: F401
 
 #: seconds between looks at jobs other workers are running
 POLL_S = 2.0
@@ -123,24 +124,6 @@ def plan(jobs: list[RunConfig], store: RunStore, retry_failed: bool = False) -> 
 
 
 #: plan states of jobs whose data a dry run found absent / present but unreadable
-UNAVAILABLE, BAD_DATA = "unavailable", "bad data"
-
-
-@dataclass(frozen=True)
-class DataProblem:
-    """Why a job could not read its data: ``state`` UNAVAILABLE or BAD_DATA, and the one line."""
-    state: str
-    why: str
-
-
-def data_problem(exc: DatasetError) -> tuple[str, str]:
-    """(state, one line) of a DatasetError: absent data is ``unavailable`` (a paper dataset not on
-    this machine), anything else (malformed, corrupt) is ``bad data``."""
-    from datasets import DatasetNotFound
-
-    return (UNAVAILABLE if isinstance(exc, DatasetNotFound) else BAD_DATA), " ".join(str(exc).split())
-
-
 def probe_data(planned: list[PlannedJob], runs_dir: str | Path) -> list[PlannedJob]:
     """``--dry-run``: read each file-backed per-sample dataset that a job to run needs, once per
     (dataset, split seed, data root), as the run will, so that the plan says what the run will do:
@@ -187,20 +170,7 @@ def _why_stale(old: dict[str, Any], job: RunConfig) -> str:
 
 # ------------------------------------------------------------------------------------------- run
 
-def _run_one(job: RunConfig, store: RunStore, runs_dir: str | Path, retry_failed: bool, suite: str | None):
-    """Run one job; returns its record, a :class:`DataProblem` when its data cannot be read, a
-    :class:`JobBusy` when another worker holds it, or a :class:`JobDone` when another finished it."""
-    try:
-        return run_job(job, store, runs_dir, progress=False, suite=suite, reuse=False,
-                       force=retry_failed and store.status(job.key()) == "failed")
-    except DatasetError as exc:   # a plain pair: DatasetError subclasses do not all survive pickling
-        return DataProblem(*data_problem(exc))
-    except (JobBusy, JobDone) as exc:
-        return exc
-
-
 _WORKER_STORE: RunStore | None = None
-_TRACKER_WARNING = "ignore:resource_tracker:UserWarning"
 
 
 def _worker_init(store_url: str) -> None:

@@ -149,10 +149,3 @@ def load_dataset(full: str, split_seed: int = 0, **options) -> MultimodalData:
     entry, variant = parse_name(full)
     data = entry.builder(variant=variant, split_seed=split_seed, **options)
     return data.validate()
-
-
-def registered_entries() -> list[DatasetEntry]:
-    """The entries the built-in modules register, whatever the table says (the table's source)."""
-    from . import builtin  # noqa: F401  (imports register the built-in datasets)
-
-    return [_REGISTRY[k] for k in sorted(_REGISTRY)]

@@ -8,15 +8,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import torch
-
 from .base import Method, Output
 from .nets.backbones import build_backbone, token_counts
-from .nets.encoders import build_encoders
-
-
-def encode(encoders, names: list[str], batch: dict) -> dict[str, torch.Tensor]:
-    return {m: encoders[m](batch["inputs"][m]) for m in names}
+from .nets.encoders import build_encoders, encode  # noqa: F401  (encode: re-exported)
 
 
 def _count(module) -> int:

@@ -186,9 +186,9 @@ def shared_rules() -> dict[str, Rule]:
     a choice the code accepts is always allowed and nothing is listed twice."""
     import segmentation_models_pytorch as smp
 
-    from .i2moe import CHOICES
-    from .nets.backbones import BACKBONES
-    from .nets.swin_unet import MOE_WHERE, ROUTINGS
+    from .choices import BACKBONE_NAMES as BACKBONES
+    from .choices import I2MOE_CHOICES as CHOICES
+    from .choices import MOE_WHERE, ROUTINGS
 
     smp_encoders = tuple(smp.encoders.get_encoder_names())
     return {

@@ -61,19 +61,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from .base import ENCODER_DEFAULTS, TRANSFORMER_DEFAULTS, Method, Output
-from .fusion import encode
-from .nets.backbones import BACKBONES, MOE_DEFAULTS, POS_INITS, READOUTS, build_backbone, token_counts
-from .nets.encoders import build_encoders
+from .choices import I2MOE_CHOICES, REGRESSION_INT_LOSSES, REGRESSION_TASK_LOSSES  # noqa: F401
+from .nets.backbones import MOE_DEFAULTS, build_backbone, token_counts
+from .nets.encoders import build_encoders, encode
 from .nets.expert_group import ExpertGroup
 from .registry import register_method
 
 #: regression interaction-loss forms (see :func:`interaction_losses`) and regression task losses
-REGRESSION_INT_LOSSES = ("bounded", "mse")
-REGRESSION_TASK_LOSSES = ("mse", "smooth-l1")
-CHOICES = {"backbone": tuple(BACKBONES), "perturb": ("noise", "zero", "mean"), "loss_space": ("logits", "latent"),
-           "expert_init": ("independent", "shared"), "impl": ("batched", "vmap", "per-expert", "loop"),
-           "readout": READOUTS, "pos_init": POS_INITS, "regression_int_loss": REGRESSION_INT_LOSSES,
-           "regression_task_loss": REGRESSION_TASK_LOSSES}
+CHOICES = I2MOE_CHOICES
 #: what ``reference_compat=true`` sets: every behaviour of the authors' released code that differs from ours
 REFERENCE = {"expert_init": "shared", "attn_residual": False, "readout": "mean", "pos_init": "zero", "qkv_bias": False,
              "regression_int_loss": "mse", "regression_task_loss": "smooth-l1", "latent_grad": False,

@@ -149,10 +149,3 @@ def parse_method(full: str) -> tuple[type[Method], dict[str, Any]]:
 def method_classes() -> list[type[Method]]:
     """Every method's class: imports every method module (tests, the README tables)."""
     return [info.load() for info in method_infos()]
-
-
-def registered_classes() -> list[type[Method]]:
-    """The classes the built-in modules register, whatever the table says (the table's source)."""
-    from . import builtin  # noqa: F401  (imports register the built-in methods)
-
-    return [_REGISTRY[k] for k in sorted(_REGISTRY)]

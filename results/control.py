@@ -195,7 +195,7 @@ def to_tables(analysis: ControlAnalysis, style: TextStyle = MARKDOWN) -> str:
 
 
 def to_latex(analysis: ControlAnalysis) -> str:
-    from .latex import latex_escape
+    from .escape import latex_escape
 
     out = []
     for t in analysis.tables:
@@ -223,7 +223,7 @@ def to_latex(analysis: ControlAnalysis) -> str:
 
 
 def to_html(analysis: ControlAnalysis) -> str:
-    from .html import esc
+    from .escape import esc
     from .plots import cd_diagram, figure_data_uri
 
     out = []

@@ -13,10 +13,10 @@ reverse). Every user string goes through ``html.escape``.
 from __future__ import annotations
 
 import base64
-import html as _html
 
 import pandas as pd
 
+from .escape import esc  # noqa: F401  (re-exported)
 from .leaderboard import CI_LEVEL, DEFAULTS_BUDGET, _fmt, ci_statement, table_order
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
@@ -63,10 +63,6 @@ document.querySelectorAll('table.sortable').forEach(function (table) {
   });
 });
 """
-
-
-def esc(text) -> str:
-    return _html.escape(" ".join(str(text).split()), quote=True)
 
 
 def _img(figure) -> str:

@@ -22,46 +22,16 @@ through :func:`latex_escape`, so no label can break the document.
 from __future__ import annotations
 
 import math
-import unicodedata
 
 import pandas as pd
 
+from .escape import latex_escape  # noqa: F401  (re-exported)
 from .leaderboard import CI_LEVEL, DEFAULTS_BUDGET, _fmt, ci_statement, table_order
 
-_LATEX_SPECIAL = {
-    "\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "%": r"\%", "#": r"\#",
-    "_": r"\_", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "|": r"\textbar{}",
-    "<": r"\textless{}", ">": r"\textgreater{}", "[": "{[}", "]": "{]}", "-": "-{}", '"': r"\textquotedbl{}",
-    "'": r"\textquotesingle{}", "`": r"\textasciigrave{}",
-}
-#: non-ASCII characters with a text-mode command (anything else is reduced to ASCII or shown as ?)
-_UNICODE = {
-    "±": r"\textpm{}", "×": r"\texttimes{}", "÷": r"\textdiv{}", "–": "--", "—": "---", "…": r"\dots{}",
-    "µ": r"\textmu{}", "°": r"\textdegree{}", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "→": r"$\rightarrow$",
-    "≤": r"$\leq$", "≥": r"$\geq$", "α": r"$\alpha$", "β": r"$\beta$", "γ": r"$\gamma$", "λ": r"$\lambda$",
-}
 #: mark on cells of ``significance.marks``
 MARK = r"$^{\dagger}$"
 #: decimals shown (and ranked: means equal when printed are tied)
 DIGITS = 3
-
-
-def latex_escape(text) -> str:
-    """``text`` as LaTeX that typesets it literally (text mode): every special character is
-    escaped, whitespace (newlines included) is collapsed, and non-ASCII characters become a
-    command, their ASCII base letter (é -> e) or ``?``, so any string compiles with pdflatex."""
-    out = []
-    for ch in " ".join(str(text).split()):
-        if ch in _LATEX_SPECIAL:
-            out.append(_LATEX_SPECIAL[ch])
-        elif ord(ch) < 128:
-            out.append(ch if ch.isprintable() else "?")
-        elif ch in _UNICODE:
-            out.append(_UNICODE[ch])
-        else:
-            base = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
-            out.append(latex_escape(base) if base else "?")
-    return "".join(out)
 
 
 def _num(x: float, digits: int = DIGITS) -> str:

@@ -284,6 +284,17 @@ def table_order(key: tuple[str, str]) -> tuple:
 from .options import EMPTY  # noqa: E402  (what an empty board says, per style)
 
 
+def table_footnote(significance, dataset: str, task: str) -> str:
+    """The footnote of one (dataset, task) table: its own when ``significance`` has per-table
+    footnotes (tested tables only), else the one sentence for every table."""
+    if significance is None:
+        return ""
+    notes = getattr(significance, "footnotes", None)
+    if notes is not None:
+        return notes.get((dataset, task), "")
+    return str(getattr(significance, "footnote", "") or "")
+
+
 def to_markdown(summary: pd.DataFrame, commons: dict[str, dict] | None = None, split: str = "test",
                 significance=None, ci: bool = False) -> str:
     """One Markdown table per (dataset, task); ``significance``: † marks and the footnote under
@@ -306,8 +317,6 @@ def to_tables(summary: pd.DataFrame, commons: dict[str, dict] | None = None, spl
         return EMPTY[style.name]
     esc = style.esc
     ci = ci and "ci_low" in summary.columns
-    from .significance import table_footnote
-
     marks = set(getattr(significance, "marks", None) or ())
     tested = set(getattr(significance, "tests", None) or ()) | {
         (*col, c) for col, c in (getattr(significance, "best", None) or {}).items()}

@@ -28,6 +28,7 @@ from . import inference as inf
 from . import stats as st
 from .frame import Results
 from .influence import UNITS_KEY, CaseInfluence, Units, case_influence
+from .leaderboard import summarize, table_footnote  # noqa: F401  (table_footnote: re-exported)
 
 #: tasks whose numbers are descriptive: never tested (segmentation's mean over domains: its
 #: domains are the tested tables)
@@ -285,17 +286,6 @@ def worse_than_best(results: Results, store, summary: pd.DataFrame, split: str =
     return out
 
 
-def table_footnote(significance, dataset: str, task: str) -> str:
-    """The footnote of one (dataset, task) table: its own when ``significance`` has per-table
-    footnotes (tested tables only), else the one sentence for every table."""
-    if significance is None:
-        return ""
-    notes = getattr(significance, "footnotes", None)
-    if notes is not None:
-        return notes.get((dataset, task), "")
-    return str(getattr(significance, "footnote", "") or "")
-
-
 def cell_title(significance, key: Key) -> str:
     """A cell's comparison with its column's best in one line (HTML tooltips)."""
     res = (getattr(significance, "tests", None) or {}).get(key)
@@ -363,8 +353,6 @@ def summary_ci(results: Results, store, split: str = "test", summary: pd.DataFra
     error from the per-case tables), ``"seeds"`` (t over seeds, no per-case data), ``"cases (1 seed)"``
     or ``""`` (nothing to go on)."""
     if summary is None:
-        from .leaderboard import summarize
-
         summary = summarize(results, split)[0]
     frame = results.frame
     index = _RunIndex(frame[frame["split"] == split])

@@ -28,9 +28,8 @@ import numpy as np
 from ..registry import register_dataset
 from ..spec import DatasetFormatError
 from .data import SegDomain, SegmentationData, segmentation_spec, split_cases, write_splits
-from .external import source_files
 from .preprocess import prepare_source
-from .sources import SegSource, amos22_source, atlas23_source, flare22_source, nnunet_source
+from .sources import SegSource, amos22_source, atlas23_source, flare22_source, nnunet_source, source_files
 from .synthetic_organs import DOMAINS, synthetic_organs_sources
 
 #: generator parameters of the embedded synthetic-organs dataset (docs/segmentation.md "Dataset adapters")

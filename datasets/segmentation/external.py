@@ -10,19 +10,10 @@ patient, preprocess (cached), serve slices.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ..registry import register_dataset
-from .sources import SegSource, amos22_source, atlas23_source, flare22_source
-
-
-def source_files(sources: list[SegSource]) -> tuple[list[Path], Path]:
-    """Every file the sources are read from (their cases and any ``dataset.json``), and their common root."""
-    files = [p for s in sources for p in s.files]
-    files += [s.root / "dataset.json" for s in sources if (s.root / "dataset.json").is_file()]
-    root = Path(os.path.commonpath([str(s.root) for s in sources])) if sources else None
-    return files, root
+from .sources import SegSource, amos22_source, atlas23_source, flare22_source, source_files  # noqa: F401
 
 
 def _register(name: str, description: str, modalities: str, tasks: str, sources, variants: tuple[str, ...] = (),

@@ -566,7 +566,7 @@ def _n_train(root: Path, case_ids: Sequence[str]) -> tuple[int | None, list[Data
 def _ct_samples(image: np.ndarray, label: np.ndarray) -> list[tuple[int, float, float]]:
     """Per channel (count, min, max) of the foreground voxels that CT statistics sample from one case;
     the same arrays, crop and stride as ``seg_preprocess._process_case``."""
-    from .preprocess import CT_SAMPLE_STRIDE, _nonzero_crop
+    from .crop import CT_SAMPLE_STRIDE, _nonzero_crop
 
     img = image.transpose(0, 3, 2, 1)                        # (C, X, Y, Z) -> (C, Z, Y, X)
     crop, _ = _nonzero_crop(img)

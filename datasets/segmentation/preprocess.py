@@ -71,16 +71,15 @@ from tqdm import tqdm
 
 from ..file_hashes import file_sha256, save_hashes
 from ..spec import DatasetFormatError
+from .crop import CT_SAMPLE_STRIDE, Crop, _nonzero_crop  # noqa: F401  (re-exported)
 from .sources import SegSource, SegSourceCase, read_case
 
 __all__ = ["PREPROCESS_VERSION", "PreparedCase", "prepare_source", "to_original", "cache_key", "median_spacing"]
 
 PREPROCESS_VERSION = 1
 CT_PERCENTILES = (0.5, 99.5)
-CT_SAMPLE_STRIDE = 10   # nnU-Net v1 keeps every 10th foreground voxel per case for the intensity statistics
 MANIFEST = "manifest.json"
 
-Crop = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
 
 
 @dataclass
@@ -181,19 +180,6 @@ def _resample(arr: np.ndarray, new_shape: Sequence[int], order: int) -> np.ndarr
     out = ndimage.zoom(arr, factors, order=order, mode="nearest", grid_mode=True, prefilter=order > 1)
     assert out.shape == new_shape, (out.shape, new_shape)
     return out
-
-
-def _nonzero_crop(image: np.ndarray) -> tuple[Crop, np.ndarray]:
-    """Bounding box of the hole-filled union of non-zero voxels over channels, and that mask."""
-    mask = ndimage.binary_fill_holes(np.any(image != 0, axis=0))
-    if not mask.any():
-        return tuple((0, int(s)) for s in mask.shape), np.ones(mask.shape, bool)  # type: ignore[return-value]
-    box = []
-    for ax in range(3):
-        other = tuple(a for a in range(3) if a != ax)
-        idx = np.flatnonzero(mask.any(axis=other))
-        box.append((int(idx[0]), int(idx[-1]) + 1))
-    return tuple(box), mask  # type: ignore[return-value]
 
 
 def _process_case(source: SegSource, case: SegSourceCase, target_spacing: tuple[float, float, float],

@@ -386,3 +386,11 @@ def read_case(source: SegSource, case: SegSourceCase | str, *, validate: bool = 
     meta = dict(meta, domain=source.name, modality=source.modality,
                 files=[str(p) for p in case.images] + [str(case.label)])
     return image, label, meta
+
+
+def source_files(sources: list[SegSource]) -> tuple[list[Path], Path]:
+    """Every file the sources are read from (their cases and any ``dataset.json``), and their common root."""
+    files = [p for s in sources for p in s.files]
+    files += [s.root / "dataset.json" for s in sources if (s.root / "dataset.json").is_file()]
+    root = Path(os.path.commonpath([str(s.root) for s in sources])) if sources else None
+    return files, root

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..choices import BACKBONE_NAMES, POS_INITS, READOUTS
 from .blocks import Block
 from .encoders import divisible_heads
 from .heads import TaskHeads
@@ -92,9 +93,7 @@ class LateBackbone(Backbone):
 
 #: transformer readouts: ``cls`` (a CLS token, final LayerNorm) or ``mean`` (each modality's tokens
 #: mean-pooled, concatenated, heads on M*H: the I2MoE reference's ``Transformer``)
-READOUTS = ("cls", "mean")
 #: initialisation of the learned position embeddings: ``normal`` (N(0, 0.02^2)) or ``zero`` (reference)
-POS_INITS = ("normal", "zero")
 
 
 class TransformerBackbone(Backbone):
@@ -252,6 +251,7 @@ BACKBONES: dict[str, type[Backbone]] = {
     "attention": TransformerBackbone, "moe": SwitchMoEBackbone, "soft-moe": SoftMoEBackbone,
     "mmoe": MMoEBackbone,
 }
+assert tuple(BACKBONES) == BACKBONE_NAMES, "methods/choices.py BACKBONE_NAMES must list BACKBONES in order"
 MOE_DEFAULTS = {"num_experts": 4, "top_k": 1, "aux_weight": 0.01, "slots": 1}
 
 

@@ -110,6 +110,11 @@ def build_encoders(modalities, hparams: dict) -> nn.ModuleDict:
     return nn.ModuleDict({m.name: build_encoder(m, hparams) for m in modalities})
 
 
+def encode(encoders, names: list[str], batch: dict) -> dict[str, torch.Tensor]:
+    """Each modality's tokens from its encoder (fusion methods and I2MoE)."""
+    return {m: encoders[m](batch["inputs"][m]) for m in names}
+
+
 def pool(tokens: torch.Tensor) -> torch.Tensor:
     return tokens.mean(dim=1)
 

@@ -82,8 +82,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath, trunc_normal_
 from torch import Tensor, nn
 
-ROUTINGS = ("hard", "gated", "gated-code", "dense")
-MOE_WHERE = ("enc", "dec", "both")
+from ..choices import MOE_WHERE, ROUTINGS
 
 # Exact counts of the reference classes (built on CPU from the released code) [code].
 REFERENCE_PARAM_COUNTS = {
