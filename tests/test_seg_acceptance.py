@@ -2,7 +2,7 @@
 tiny preset, from the CLI, with per-class Dice well above the trivial all-background score (0).
 
 The default loss is the reference's per-sample CE + Dice, which at this 24-epoch budget learns
-less than the pooled form and varies a lot by seed (README: seeds 0-2 give 0.378 / 0.185 / 0.207);
+less than the pooled form and varies a lot by seed (docs/segmentation.md: seeds 0-2 give 0.378 / 0.185 / 0.207);
 the thresholds are set for seed 0 on one thread (0.378; every domain >= 0.368; livers 0.69 / 0.86)
 with room for other CPUs' rounding."""
 from __future__ import annotations
