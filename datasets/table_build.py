@@ -42,15 +42,23 @@ def dataset_rows() -> dict[str, dict[str, Any]]:
     return rows
 
 
-def table_source() -> str:
-    return HEADER + "DATASETS = " + pprint.pformat(dataset_rows(), width=118, sort_dicts=False) + "\n"
+def table_text(header: str, name: str, rows: dict[str, dict[str, Any]]) -> str:
+    """A static table's module source: the header, then ``name = {...}`` (shared with methods/table_build.py)."""
+    return header + f"{name} = " + pprint.pformat(rows, width=118, sort_dicts=False) + "\n"
 
 
-def write_table(path: Path | None = None) -> bool:
-    """Rewrite the table; True when its text changed."""
-    path = path or Path(__file__).with_name("table.py")
-    text = table_source()
+def write_if_changed(path: Path, text: str) -> bool:
+    """Write ``text`` to ``path`` unless it already holds it; True when it changed."""
     if path.exists() and path.read_text() == text:
         return False
     path.write_text(text)
     return True
+
+
+def table_source() -> str:
+    return table_text(HEADER, "DATASETS", dataset_rows())
+
+
+def write_table(path: Path | None = None) -> bool:
+    """Rewrite the table; True when its text changed."""
+    return write_if_changed(path or Path(__file__).with_name("table.py"), table_source())

@@ -9,10 +9,11 @@ its table line disagree (a method added, renamed or given a new hparam without r
 """
 from __future__ import annotations
 
-import pprint
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
+
+from datasets.table_build import table_text, write_if_changed
 
 from .hparam_rules import Rule
 
@@ -61,14 +62,9 @@ def method_rows() -> dict[str, dict[str, Any]]:
 
 
 def table_source() -> str:
-    return HEADER + "METHODS = " + pprint.pformat(method_rows(), width=118, sort_dicts=False) + "\n"
+    return table_text(HEADER, "METHODS", method_rows())
 
 
 def write_table(path: Path | None = None) -> bool:
     """Rewrite the table; True when its text changed."""
-    path = path or Path(__file__).with_name("table.py")
-    text = table_source()
-    if path.exists() and path.read_text() == text:
-        return False
-    path.write_text(text)
-    return True
+    return write_if_changed(path or Path(__file__).with_name("table.py"), table_source())
