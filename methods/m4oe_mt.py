@@ -437,11 +437,11 @@ class M4oEMT(Method):
 
     def _dense(self, task, k, u, s_tokens, x):
         view = self._seg_view(task)
-        i = self.views.index(view)
-        start = sum(self.token_counts[v] for v in self.views[:i]) + self._prefix(view)
-        tokens = u[:, k, start:start - self._prefix(view) + self.token_counts[view]] if u is not None else x[view][:, self._prefix(view):]
+        first = sum(self.token_counts[v] for v in self.views[:self.views.index(view)])  # the view's tokens in u
+        prefix = self._prefix(view)   # a class token is not part of the patch grid
+        tokens = u[:, k, first + prefix:first + self.token_counts[view]] if u is not None else x[view][:, prefix:]
         if self.hparams["seg_skip"] == "msoe" and view in s_tokens:
-            tokens = tokens + s_tokens[view][:, self._prefix(view):]
+            tokens = tokens + s_tokens[view][:, prefix:]
         return self.decoders[task.name](tokens)
 
     # ---- loss
